@@ -1,0 +1,30 @@
+# The two commands of the README: `make demo` and `make test`. Both set everything up first.
+SHELL := /bin/bash
+VENV := .venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(VENV)/.synced
+
+$(VENV)/.synced: requirements.lock pyproject.toml scripts/bootstrap.sh
+	bash scripts/bootstrap.sh
+	touch $@
+
+demo: setup  ## run the whole pipeline (dvc repro) on the generated world, embedded defaults
+	dvc repro
+	python -m ctxtag.summary
+
+test: setup  ## lint, then the test suite (services it needs are started by the tests)
+	ruff check .
+	python -m pytest
+
+lint: setup
+	ruff check .
+
+bench: setup  ## speed figures (see benchmarks/README.md)
+	python benchmarks/bench_weights.py
+	python benchmarks/bench_split.py
+
+clean:
+	rm -rf data reports .dvc/cache .dvc/tmp

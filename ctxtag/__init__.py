@@ -1,0 +1,3 @@
+"""ctxtag: contextual music auto-tagging and recommendation."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,94 @@
+"""`ctxtag` command line: one subcommand per pipeline stage (the DVC stages call these)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ctxtag.config import ConfigError, Params, load_params
+from ctxtag.quarantine import InputError
+
+
+def _synth(params: Params, args: argparse.Namespace) -> dict:
+    from ctxtag.stages import synth
+
+    return synth.run(params, audio=not args.no_audio)
+
+
+def _label(params: Params, args: argparse.Namespace) -> dict:
+    from ctxtag.stages import label
+
+    return label.run(params)
+
+
+def _weights(params: Params, args: argparse.Namespace) -> dict:
+    from ctxtag.stages import weights
+
+    return weights.run(params)
+
+
+def _split(params: Params, args: argparse.Namespace) -> dict:
+    from ctxtag.stages import split
+
+    report = split.run(params)
+    return {"overlap": report["overlap"], **{k: v["tracks"] for k, v in report["splits"].items()}}
+
+
+def _title_agreement(params: Params, args: argparse.Namespace) -> dict:
+    from ctxtag.title_agreement import agreement
+
+    result = agreement(Path(args.titles), params.contexts)
+    if args.out:
+        from ctxtag.io import write_json
+
+        write_json(result, Path(args.out))
+    shown = dict(result)
+    shown["disagreements"] = result["disagreements"][: args.show]
+    return shown
+
+
+COMMANDS: dict[str, tuple[Callable[[Params, argparse.Namespace], dict], str]] = {
+    "synth": (_synth, "generate the demo world (tracks, audio, users, playlists, listening logs, truth)"),
+    "label": (_label, "playlists -> context labels, counts, co-occurrence, stats (ICASSP 2020 §3)"),
+    "weights": (_weights, "negative (exact / ignore-zeros / pairwise) and positive TF-IDF loss weights"),
+    "split": (_split, "65/10/25 stratified split, no artist or album across splits"),
+    "title-agreement": (_title_agreement, "agreement of the title matcher with a reference TSV"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ctxtag", description=__doc__)
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (_, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        if name == "synth":
+            p.add_argument("--no-audio", action="store_true", help="skip rendering the audio clips")
+        if name == "title-agreement":
+            p.add_argument("--titles", default="../shared/data/playlist_titles/deezer_playlist_titles.tsv")
+            p.add_argument("--out", default=None, help="write the full report (JSON) here")
+            p.add_argument("--show", type=int, default=20, help="disagreements to print")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        params = load_params(args.params)
+        func, _ = COMMANDS[args.command]
+        start = time.perf_counter()
+        result = func(params, args)
+    except (ConfigError, InputError, FileNotFoundError) as exc:
+        print(f"ctxtag {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
+    print(f"ctxtag {args.command}: done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

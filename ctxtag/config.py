@@ -1,0 +1,164 @@
+"""Typed configuration: params.yaml is parsed here once and passed on as dataclasses.
+
+Nothing deeper in the package reads params.yaml or the environment for settings; each stage
+takes the dataclass it needs, so the CLI, DVC and Airflow run the same code with the same
+values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_CONTEXTS: tuple[str, ...] = (
+    "car", "chill", "club", "dance", "gym", "happy", "night", "party",
+    "relax", "running", "sad", "sleep", "summer", "work", "workout",
+)
+
+
+class ConfigError(ValueError):
+    """params.yaml is malformed: names the key and what was wrong."""
+
+
+@dataclass(frozen=True)
+class Paths:
+    raw: Path = Path("data/raw")
+    playlists: Path = Path("data/raw/playlists.jsonl")
+    tracks: Path | None = Path("data/raw/tracks.csv")
+    labelled: Path = Path("data/labelled")
+    weights: Path = Path("data/weights")
+    splits: Path = Path("data/splits")
+    quarantine: Path = Path("data/quarantine")
+    reports: Path = Path("reports")
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    n_artists: int = 140
+    albums_per_artist: tuple[int, int] = (1, 2)
+    tracks_per_album: tuple[int, int] = (2, 5)
+    n_users: int = 120
+    n_context_playlists: int = 700
+    n_noise_playlists: int = 300
+    n_filtered_playlists: int = 80
+    playlist_len: tuple[int, int] = (8, 45)
+    stray_track_share: float = 0.08
+    popularity_alpha: float = 1.4
+    n_events: int = 40000
+    start_date: str = "2026-01-05"
+    days: int = 56
+    clip_seconds: float = 30.0
+    sample_rate: int = 22050
+    audio_format: str = "flac"
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    max_tracks: int = 100
+    max_artist_share: float = 0.25
+    max_album_share: float = 0.25
+    min_playlists: int = 3
+    balance: bool = True
+    balance_cap: int | None = None
+
+
+@dataclass(frozen=True)
+class WeightsConfig:
+    pairwise: bool = True
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    train: float = 0.65
+    validation: float = 0.10
+    test: float = 0.25
+
+    def ratios(self) -> dict[str, float]:
+        return {"train": self.train, "validation": self.validation, "test": self.test}
+
+
+@dataclass(frozen=True)
+class Params:
+    seed: int = 42
+    contexts: tuple[str, ...] = DEFAULT_CONTEXTS
+    paths: Paths = field(default_factory=Paths)
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    labels: LabelConfig = field(default_factory=LabelConfig)
+    weights: WeightsConfig = field(default_factory=WeightsConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+
+    def __post_init__(self) -> None:
+        if len(set(self.contexts)) != len(self.contexts) or not self.contexts:
+            raise ConfigError(f"contexts must be a non-empty list of unique names: {self.contexts}")
+        total = sum(self.split.ratios().values())
+        if abs(total - 1.0) > 1e-6:
+            raise ConfigError(f"split ratios must sum to 1, got {total}")
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    """Convert a YAML value to the annotated type, failing with the offending key."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(inner, value, key)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return _build(tp, value, key)
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        inner = args[0]
+        return tuple(_coerce(inner, v, f"{key}[{i}]") for i, v in enumerate(value))
+    if tp is Path:
+        return Path(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true/false, got {value!r}")
+        return value
+    if tp in (int, float, str):
+        if isinstance(value, bool) or (tp is int and isinstance(value, float)):
+            raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}")
+        try:
+            return tp(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}") from exc
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ConfigError(f"unknown key(s) in {prefix or 'params'}: {sorted(unknown)}")
+    kwargs = {
+        name: _coerce(hints[name], value, f"{prefix}.{name}" if prefix else name)
+        for name, value in data.items()
+    }
+    return cls(**kwargs)
+
+
+def params_from_dict(data: dict[str, Any]) -> Params:
+    return _build(Params, data)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read params.yaml; a missing file gives the embedded defaults."""
+    path = Path(path)
+    if not path.exists():
+        return Params()
+    with path.open(encoding="utf-8") as fh:
+        data = yaml.safe_load(fh) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return params_from_dict(data)

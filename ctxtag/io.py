@@ -1,0 +1,52 @@
+"""Reading and writing the tables that pass between stages."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ctxtag.quarantine import InputError
+
+
+def write_json(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_jsonable) + "\n", encoding="utf-8")
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, Path):
+        return str(v)
+    raise TypeError(f"not JSON serialisable: {type(v)}")
+
+
+def read_matrix(path: Path, contexts: Sequence[str], id_column: str = "track_id") -> tuple[np.ndarray, np.ndarray]:
+    """A (track_id + one column per context) CSV -> (ids, int matrix), checking the columns."""
+    frame = pd.read_csv(path, dtype={id_column: str})
+    missing = [c for c in [id_column, *contexts] if c not in frame.columns]
+    if missing:
+        raise InputError(path, f"missing column(s) {missing}")
+    values = frame[list(contexts)]
+    bad = values.isna().any(axis=1) | (values < 0).any(axis=1)
+    if bad.any():
+        raise InputError(path, "missing or negative value", int(np.argmax(bad.to_numpy())) + 2)
+    if frame[id_column].duplicated().any():
+        row = int(np.argmax(frame[id_column].duplicated().to_numpy())) + 2
+        raise InputError(path, f"duplicate {id_column}", row)
+    return frame[id_column].to_numpy(dtype=object), values.to_numpy(dtype=np.int64)
+
+
+def write_matrix(ids: np.ndarray, values: np.ndarray, contexts: Sequence[str], path: Path,
+                 id_column: str = "track_id") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame(values, columns=list(contexts))
+    frame.insert(0, id_column, ids)
+    frame.to_csv(path, index=False)

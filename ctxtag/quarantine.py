@@ -1,0 +1,60 @@
+"""Invalid input rows go to a quarantine with their reason; valid rows go on.
+
+Every reader collects ``Rejection`` records instead of raising on a bad row. Only problems that
+make a whole file unusable (missing required columns, unreadable format) raise ``InputError``,
+and that error names the file and, where one exists, the row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+
+
+class InputError(ValueError):
+    """A whole input cannot be used; the message names the file, the row and the reason."""
+
+    def __init__(self, file: str | Path, reason: str, row: int | None = None) -> None:
+        self.file, self.row, self.reason = str(file), row, reason
+        where = f"{file}, row {row}" if row is not None else str(file)
+        super().__init__(f"{where}: {reason}")
+
+
+@dataclass(frozen=True)
+class Rejection:
+    source: str          # the input file
+    row: int             # 1-based line number for text files, record index for others
+    reason: str
+    playlist_id: str | None = None
+    track_id: str | None = None
+    raw: str = ""        # the offending record as read, so nothing is lost
+
+
+QUARANTINE_COLUMNS = ["source", "row", "reason", "playlist_id", "track_id", "raw"]
+
+
+def to_frame(rejections: Iterable[Rejection]) -> pd.DataFrame:
+    rows = [asdict(r) for r in rejections]
+    return pd.DataFrame(rows, columns=QUARANTINE_COLUMNS)
+
+
+def write_quarantine(rejections: Iterable[Rejection] | pd.DataFrame, path: str | Path) -> int:
+    """Write the quarantine as JSON lines (always written, empty when all rows were valid)."""
+    frame = rejections if isinstance(rejections, pd.DataFrame) else to_frame(rejections)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as fh:
+        for rec in frame.to_dict(orient="records"):
+            fh.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
+    return len(frame)
+
+
+def reason_counts(frame: pd.DataFrame) -> dict[str, int]:
+    if frame.empty:
+        return {}
+    kind = frame["reason"].str.split(":", n=1).str[0]
+    return {k: int(v) for k, v in kind.value_counts().sort_index().items()}
