@@ -38,6 +38,42 @@ def _split(params: Params, args: argparse.Namespace) -> dict:
     return {"overlap": report["overlap"], **{k: v["tracks"] for k, v in report["splits"].items()}}
 
 
+def _features(params: Params, args: argparse.Namespace) -> dict:
+    from ctxtag.stages import features
+
+    return features.run(params)
+
+
+def _train(params: Params, args: argparse.Namespace) -> dict:
+    from ctxtag.stages import train
+
+    return train.run(params, loss=args.loss)
+
+
+def _evaluate(params: Params, args: argparse.Namespace) -> dict:
+    from ctxtag.stages import evaluate
+
+    return evaluate.run(params)
+
+
+def _predict(params: Params, args: argparse.Namespace) -> dict:
+    from ctxtag.predict import predict_files
+
+    model = Path(args.model) if args.model else params.paths.models / params.train.loss / "best.pt"
+    if not model.exists():
+        raise FileNotFoundError(f"{model}: no trained model; run `dvc repro` or `ctxtag train` first")
+    predictions, errors = predict_files(model, [Path(f) for f in args.audio], top=args.top)
+    for e in errors:
+        print(f"ctxtag predict: skipped {e['file']}: {e['error']}", file=sys.stderr)
+    if not predictions:
+        raise InputError(args.audio[0], "no file could be read")
+    for pred in predictions:
+        print(pred["file"])
+        for c in pred["contexts"]:
+            print(f"  {c['context']:<10} {c['probability']:.3f}  " + "#" * int(round(c["probability"] * 30)))
+    return {"model": str(model), "predictions": predictions, "errors": errors}
+
+
 def _title_agreement(params: Params, args: argparse.Namespace) -> dict:
     from ctxtag.title_agreement import agreement
 
@@ -56,6 +92,10 @@ COMMANDS: dict[str, tuple[Callable[[Params, argparse.Namespace], dict], str]] = 
     "label": (_label, "playlists -> context labels, counts, co-occurrence, stats (ICASSP 2020 §3)"),
     "weights": (_weights, "negative (exact / ignore-zeros / pairwise) and positive TF-IDF loss weights"),
     "split": (_split, "65/10/25 stratified split, no artist or album across splits"),
+    "features": (_features, "96 x 646 log-mel of every labelled track, cached by audio content"),
+    "train": (_train, "train the CNN with one loss configuration of Table 2 (MLflow-tracked)"),
+    "evaluate": (_evaluate, "Table-2-style metrics of every trained configuration, ROC/PR plots"),
+    "predict": (_predict, "top contexts with probabilities for audio files"),
     "title-agreement": (_title_agreement, "agreement of the title matcher with a reference TSV"),
 }
 
@@ -68,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         if name == "synth":
             p.add_argument("--no-audio", action="store_true", help="skip rendering the audio clips")
+        if name == "train":
+            p.add_argument("--loss", default=None, help="loss configuration (default: train.loss in params)")
+        if name == "predict":
+            p.add_argument("audio", nargs="+", help="audio files (wav, flac, ogg, mp3)")
+            p.add_argument("--model", default=None, help="checkpoint (default: data/models/<train.loss>/best.pt)")
+            p.add_argument("--top", type=int, default=5)
         if name == "title-agreement":
             p.add_argument("--titles", default="../shared/data/playlist_titles/deezer_playlist_titles.tsv")
             p.add_argument("--out", default=None, help="write the full report (JSON) here")
@@ -85,7 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, InputError, FileNotFoundError) as exc:
         print(f"ctxtag {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
+    if args.command != "predict":
+        print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
     print(f"ctxtag {args.command}: done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return 0
 

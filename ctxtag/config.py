@@ -36,6 +36,10 @@ class Paths:
     splits: Path = Path("data/splits")
     quarantine: Path = Path("data/quarantine")
     reports: Path = Path("reports")
+    audio_root: Path = Path("data/raw")       # tracks.csv audio_path values are relative to this
+    features: Path = Path("data/features")
+    mel_cache: Path = Path("data/cache/mel")
+    models: Path = Path("data/models")
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,60 @@ class SplitConfig:
 
 
 @dataclass(frozen=True)
+class AudioConfig:
+    """Front-end of ICASSP 2020 §4.1: 30 s from 30 s, 96 log-mel bands, 646 frames."""
+
+    sample_rate: int = 22050
+    offset_s: float = 30.0          # tracks shorter than offset + duration are cropped from 0
+    duration_s: float = 30.0
+    n_fft: int = 1024
+    hop_length: int = 1024
+    n_mels: int = 96
+    power: float = 2.0              # mel power spectrogram, as librosa.feature.melspectrogram
+    log_scale: float = 100.0        # log(1 + log_scale * x)
+    silence_rms: float = 1e-4       # clips quieter than this are reported and skipped
+
+    @property
+    def n_samples(self) -> int:
+        return int(round(self.duration_s * self.sample_rate))
+
+    @property
+    def n_frames(self) -> int:
+        return 1 + self.n_samples // self.hop_length
+
+
+LOSS_CONFIGS: tuple[str, ...] = ("none", "neg_exact", "neg_ignore_zeros", "both_exact", "both_ignore_zeros")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    loss: str = "neg_ignore_zeros"          # one of LOSS_CONFIGS (Table 2)
+    configs: tuple[str, ...] = LOSS_CONFIGS  # what the DVC pipeline trains side by side
+    batch_size: int = 16
+    max_epochs: int = 3                     # CPU demo cap; the paper stops on patience
+    patience: int = 10                      # early stopping on validation loss
+    lr: float = 0.1                         # Adadelta
+    lr_decay: float = 0.96                  # multiplied in every lr_decay_every iterations
+    lr_decay_every: int = 1000
+    dropout: float = 0.3
+    num_workers: int = 0
+    amp: bool = True                        # mixed precision when on CUDA
+    device: str = "auto"                    # auto | cpu | cuda
+    log_mlflow: bool = True
+    experiment: str = "ctxtag-audio-tagger"
+
+    def __post_init__(self) -> None:
+        for name in (self.loss, *self.configs):
+            if name not in LOSS_CONFIGS:
+                raise ConfigError(f"train: unknown loss configuration {name!r}; one of {LOSS_CONFIGS}")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    threshold: float = 0.5
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int = 42
     contexts: tuple[str, ...] = DEFAULT_CONTEXTS
@@ -92,6 +150,9 @@ class Params:
     labels: LabelConfig = field(default_factory=LabelConfig)
     weights: WeightsConfig = field(default_factory=WeightsConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
         if len(set(self.contexts)) != len(self.contexts) or not self.contexts:

@@ -1,0 +1,67 @@
+"""Decoding, resampling and cropping: any wav/flac/ogg/mp3 -> the model's 30 s mono clip.
+
+The crop follows the paper: 30 s starting at 30 s, matching Deezer's previews. A track shorter
+than offset + duration is cropped from its start instead, and padded with silence to length.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ctxtag.config import AudioConfig
+
+
+class AudioError(ValueError):
+    """An audio file cannot be used (corrupt, empty or silent); names the file."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path, self.reason = str(path), reason
+        super().__init__(f"{path}: {reason}")
+
+
+def decode(path: str | Path, sr: int) -> np.ndarray:
+    """Mono float32 at ``sr``: soundfile (wav/flac/ogg/mp3), librosa's audioread as a fallback."""
+    import soundfile as sf
+
+    path = Path(path)
+    try:
+        data, native_sr = sf.read(path, dtype="float32", always_2d=True)
+        data = data.mean(axis=1)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        try:
+            import librosa
+
+            data, native_sr = librosa.load(path, sr=None, mono=True)
+        except Exception as fallback:  # noqa: BLE001 - any decoder failure means the same to callers
+            raise AudioError(path, f"cannot decode ({exc}; {type(fallback).__name__}: {fallback})") from fallback
+    if data.size == 0:
+        raise AudioError(path, "no audio samples")
+    if native_sr != sr:
+        import soxr
+
+        data = soxr.resample(data, native_sr, sr, quality="HQ").astype(np.float32)
+    return np.ascontiguousarray(data, dtype=np.float32)
+
+
+def crop(y: np.ndarray, cfg: AudioConfig) -> np.ndarray:
+    """The ``duration`` window from ``offset`` (from 0 when the track is too short), padded."""
+    n, start = cfg.n_samples, int(round(cfg.offset_s * cfg.sample_rate))
+    if len(y) < start + n:
+        start = 0
+    out = y[start:start + n]
+    if len(out) < n:
+        out = np.pad(out, (0, n - len(out)))
+    return out
+
+
+def load_clip(path: str | Path, cfg: AudioConfig) -> np.ndarray:
+    """Decode, resample, crop; raise AudioError for a silent clip."""
+    clip = crop(decode(path, cfg.sample_rate), cfg)
+    rms = float(np.sqrt(np.mean(np.square(clip, dtype=np.float64))))
+    if not np.isfinite(rms):
+        raise AudioError(path, "audio contains NaN or infinite samples")
+    if rms < cfg.silence_rms:
+        raise AudioError(path, f"silent clip (RMS {rms:.2e} < {cfg.silence_rms:.0e})")
+    return clip

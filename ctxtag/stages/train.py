@@ -1,0 +1,106 @@
+"""`ctxtag train --loss CONFIG`: train the CNN with one loss configuration of Table 2, tracked in MLflow."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ctxtag.checkpoints import load_cnn, model_meta
+from ctxtag.config import Params
+from ctxtag.dataset import load_splits
+from ctxtag.io import write_json
+from ctxtag.model import ChoiCNN
+from ctxtag.plots import line_chart
+from ctxtag.train import fingerprint, pick_device, train
+
+
+def _file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def run(params: Params, loss: str | None = None) -> dict:
+    cfg = dataclasses.replace(params.train, loss=loss or params.train.loss)
+    p = params.paths
+    data = load_splits(p.features, p.labelled, p.weights / "weights.npz", p.splits / "split.csv",
+                       params.contexts, cfg.loss)
+    torch.manual_seed(params.seed)
+    model = ChoiCNN(params.audio.n_mels, params.audio.n_frames, len(params.contexts), dropout=cfg.dropout)
+    print(model.summary())
+    fp = fingerprint(cfg, params.seed, {
+        "contexts": params.contexts, "audio": dataclasses.asdict(params.audio),
+        "features": _file_hash(p.features / "index.csv"), "labels": _file_hash(p.labelled / "labels.csv"),
+        "split": _file_hash(p.splits / "split.csv"), "weights": _file_hash(p.weights / "weights.npz")})
+    out = p.models / cfg.loss
+    out.mkdir(parents=True, exist_ok=True)
+    meta = model_meta(params.contexts, params.audio, cfg.dropout, cfg.loss)
+
+    run_file = out / "mlflow_run.json"
+    mlflow = None
+    if cfg.log_mlflow:
+        import mlflow
+
+        from ctxtag.tracking import setup_mlflow
+
+        setup_mlflow(cfg.experiment)
+        previous = json.loads(run_file.read_text()) if run_file.exists() else {}
+        resume_id = previous.get("run_id") if previous.get("fingerprint") == fp else None
+        mlflow.start_run(run_id=resume_id, run_name=None if resume_id else f"cnn-{cfg.loss}")
+        run_file.write_text(json.dumps({"run_id": mlflow.active_run().info.run_id, "fingerprint": fp}))
+        if resume_id is None:
+            mlflow.log_params({**{f"train.{k}": v for k, v in dataclasses.asdict(cfg).items() if k != "configs"},
+                               "seed": params.seed, "n_parameters": model.num_parameters(),
+                               "n_train": len(data.datasets["train"]), "n_validation": len(data.datasets["validation"]),
+                               "device": str(pick_device(cfg)), "fingerprint": fp})
+            mlflow.log_text(model.summary(), "model_summary.txt")
+
+    def on_epoch(epoch: int, row: dict) -> None:
+        print(f"[{cfg.loss}] epoch {epoch:3d}  train {row['train_loss']:.4f}  val {row['val_loss']:.4f}  lr {row['lr']:.4g}")
+        if mlflow is not None:
+            mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
+
+    start = time.perf_counter()
+    try:
+        result = train(model, data.datasets["train"], data.datasets["validation"], cfg, out, params.seed, fp,
+                       on_epoch=on_epoch, meta=meta)
+    except BaseException:
+        if mlflow is not None:
+            mlflow.end_run(status="KILLED")         # resumable: the next run continues this one
+        raise
+    seconds = time.perf_counter() - start
+    epochs_now = result.epochs_run - (result.resumed_from or 0)
+    summary = {"loss": cfg.loss, "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
+               "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
+               "resumed_from_epoch": result.resumed_from, "device": str(pick_device(cfg)),
+               "n_parameters": model.num_parameters(), "seconds": seconds,
+               "train_samples_per_s": len(data.datasets["train"]) * epochs_now / seconds if seconds > 0 else None}
+    hist = result.history
+    line_chart({"train": [h["train_loss"] for h in hist], "validation": [h["val_loss"] for h in hist]},
+               [h["epoch"] for h in hist], p.reports / f"plots/train_loss_{cfg.loss}.png",
+               f"Loss per epoch ({cfg.loss})", "epoch", "loss")
+    write_json(summary, p.reports / f"train/{cfg.loss}.json")
+    if mlflow is not None and epochs_now == 0:
+        mlflow.end_run()                              # a finished run resumed: nothing new to log
+    elif mlflow is not None:
+        best, _ = load_cnn(out / "best.pt")
+        _log_model(mlflow, best, data.datasets["validation"])
+        mlflow.log_artifact(str(p.reports / f"plots/train_loss_{cfg.loss}.png"), "plots")
+        mlflow.log_metrics({"best_val_loss": result.best_val_loss, "best_epoch": result.best_epoch})
+        mlflow.end_run()
+    return summary
+
+
+def _log_model(mlflow, model: ChoiCNN, ds) -> None:
+    """The CNN with a signature (mel batch -> 15 probabilities-as-logits) and one input example."""
+    from mlflow.models import infer_signature
+
+    example = ds[0][0].float().numpy()[None] if len(ds) else np.zeros((1, 96, 646), np.float32)
+    with torch.no_grad():
+        out = model(torch.from_numpy(example)).numpy()
+    mlflow.pytorch.log_model(model, name="model", signature=infer_signature(example, out),
+                             input_example=example, serialization_format="pickle")

@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from ctxtag.metrics import per_context, report
+
+
+def test_threshold_metrics_by_hand():
+    y = np.array([[1, 0], [1, 1], [0, 0], [0, 1]])
+    p = np.array([[0.9, 0.6], [0.4, 0.7], [0.2, 0.1], [0.8, 0.3]])
+    m = per_context(y, p, threshold=0.5)
+    # context 0: predictions 1,0,0,1 vs 1,1,0,0 -> TP 1, FP 1, FN 1, TN 1
+    assert m["hamming_loss"][0] == 0.5
+    assert (m["recall"][0], m["precision"][0], m["f1"][0], m["tn_rate"][0]) == (0.5, 0.5, 0.5, 0.5)
+    # context 1: predictions 1,1,0,0 vs 0,1,0,1 -> TP 1, FP 1, FN 1, TN 1
+    assert m["tn_rate"][1] == 0.5
+    assert m["roc_auc"][0] == pytest.approx(roc_auc_score(y[:, 0], p[:, 0]))
+    assert m["pr_auc"][1] == pytest.approx(average_precision_score(y[:, 1], p[:, 1]))
+
+
+def test_single_class_context_is_undefined_not_zero():
+    y = np.array([[1, 0], [1, 1], [1, 0]])
+    p = np.array([[0.9, 0.2], [0.8, 0.9], [0.7, 0.1]])
+    r = report(y, p, ["a", "b"])
+    assert r["per_context"]["a"]["roc_auc"] is None and r["per_context"]["a"]["tn_rate"] is None
+    assert r["macro"]["roc_auc"] == 1.0                      # the mean over defined contexts only
+
+
+def test_a_context_never_predicted_counts_as_zero_precision_and_f1():
+    y = np.array([[1, 1], [0, 1], [1, 0], [0, 0]])
+    p = np.array([[0.9, 0.1], [0.2, 0.2], [0.8, 0.3], [0.1, 0.4]])    # context b never predicted
+    r = report(y, p, ["a", "b"])
+    assert r["per_context"]["b"]["precision"] == 0.0 and r["per_context"]["b"]["f1"] == 0.0
+    assert r["macro"]["f1"] == pytest.approx((1.0 + 0.0) / 2)
+    from sklearn.metrics import f1_score
+
+    assert r["macro"]["f1"] == pytest.approx(f1_score(y, p >= 0.5, average="macro", zero_division=0))

@@ -1,0 +1,95 @@
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from ctxtag.config import TrainConfig
+from ctxtag.dataset import MelDataset
+from ctxtag.model import ChoiCNN
+from ctxtag.train import fingerprint, predict, train
+
+N_MELS, N_FRAMES = 16, 32
+CFG = dataclasses.replace(TrainConfig(), batch_size=8, max_epochs=6, patience=10, log_mlflow=False, device="cpu")
+
+
+def _data(n: int, seed: int) -> MelDataset:
+    """Context 0 is loud, context 1 is bright: learnable from the 'mel' alone."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random((n, 3)) < 0.5).astype(np.float32)
+    mels = rng.normal(0, 0.3, (n, N_MELS, N_FRAMES)).astype(np.float16)
+    mels += (y[:, 0, None, None] * 1.0).astype(np.float16)
+    mels[:, N_MELS // 2:, :] += (y[:, 1, None, None] * 1.5).astype(np.float16)
+    return MelDataset(mels, np.arange(n), y, None, None)
+
+
+def _model() -> ChoiCNN:
+    torch.manual_seed(0)
+    return ChoiCNN(N_MELS, N_FRAMES, n_classes=3, channels=(4, 8, 8, 8), hidden=16)
+
+
+def test_learns_and_keeps_the_best_checkpoint(tmp_path):
+    train_ds, val_ds = _data(96, 0), _data(32, 1)
+    result = train(_model(), train_ds, val_ds, CFG, tmp_path, seed=0, fp="x")
+    losses = [h["val_loss"] for h in result.history]
+    assert result.epochs_run == 6 and losses[-1] < losses[0]
+    assert result.best_epoch == int(np.argmin(losses)) + 1
+    best = torch.load(tmp_path / "best.pt", weights_only=False)
+    assert best["epoch"] == result.best_epoch
+    model = _model()
+    model.load_state_dict(best["model"])
+    _, val_loss = predict(model, val_ds, CFG, torch.device("cpu"))
+    assert val_loss == pytest.approx(min(losses), rel=1e-4)
+
+
+def test_early_stopping_after_patience_epochs_without_improvement(tmp_path):
+    cfg = dataclasses.replace(CFG, max_epochs=50, patience=2, lr=0.0)   # lr 0: hardly any progress
+    result = train(_model(), _data(32, 0), _data(16, 1), cfg, tmp_path, seed=0, fp="x")
+    losses = [h["val_loss"] for h in result.history]
+    assert result.stopped_early and result.epochs_run < 50
+    assert result.epochs_run - result.best_epoch == 2                  # exactly `patience` bad epochs
+    assert all(v >= result.best_val_loss for v in losses[result.best_epoch:])
+
+
+def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path):
+    train_ds, val_ds = _data(64, 0), _data(16, 1)
+    straight = _model()
+    train(straight, train_ds, val_ds, dataclasses.replace(CFG, max_epochs=4), tmp_path / "a", seed=3, fp="f")
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_2(epoch, row):
+        if epoch == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(_model(), train_ds, val_ds, dataclasses.replace(CFG, max_epochs=4), tmp_path / "b", seed=3, fp="f",
+              on_epoch=stop_after_2)
+    resumed = _model()
+    result = train(resumed, train_ds, val_ds, dataclasses.replace(CFG, max_epochs=4), tmp_path / "b", seed=3, fp="f")
+    assert result.resumed_from == 2 and result.epochs_run == 4
+    for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+
+
+def test_checkpoint_with_other_fingerprint_is_not_resumed(tmp_path):
+    train_ds, val_ds = _data(32, 0), _data(16, 1)
+    train(_model(), train_ds, val_ds, dataclasses.replace(CFG, max_epochs=2), tmp_path, seed=0, fp="old")
+    result = train(_model(), train_ds, val_ds, dataclasses.replace(CFG, max_epochs=2), tmp_path, seed=0, fp="new")
+    assert result.resumed_from is None and result.epochs_run == 2
+
+
+def test_fingerprint_ignores_max_epochs_only():
+    a = fingerprint(CFG, 0, {"x": 1})
+    assert a == fingerprint(dataclasses.replace(CFG, max_epochs=99), 0, {"x": 1})
+    assert a != fingerprint(dataclasses.replace(CFG, lr=0.2), 0, {"x": 1})
+    assert a != fingerprint(CFG, 1, {"x": 1})
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (runs on the GPU machine)")
+def test_trains_on_cuda_with_bf16_autocast(tmp_path):
+    cfg = dataclasses.replace(CFG, device="cuda", amp=True, max_epochs=3)
+    result = train(_model(), _data(96, 0), _data(32, 1), cfg, tmp_path, seed=0, fp="x")
+    assert all(np.isfinite(h["val_loss"]) for h in result.history)
+    assert result.history[-1]["val_loss"] < result.history[0]["val_loss"]
