@@ -19,9 +19,8 @@ import torch
 
 from ctxtag.config import TrainConfig
 from ctxtag.dataset import MelDataset
-from ctxtag.losses import weighted_bce
 from ctxtag.model import ChoiCNN
-from ctxtag.train import _autocast, _loader, _to_device
+from ctxtag.train import _loader, _to_device, train_step
 
 
 def main() -> int:
@@ -58,13 +57,8 @@ def main() -> int:
     opt = torch.optim.Adadelta(model.parameters(), lr=0.1)
     batch = _to_device(ds.__getitems__(list(range(args.batch_size))), device)
 
-    def step(mel, yy, pw, nw):
-        with _autocast(device, cfg):
-            logits = model(mel)
-        loss = weighted_bce(logits, yy, pw, nw)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    def step(*b: torch.Tensor) -> None:
+        train_step(model, opt, b, cfg, device)
 
     for _ in range(3):
         step(*batch)

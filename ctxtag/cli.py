@@ -38,6 +38,12 @@ def _split(params: Params, args: argparse.Namespace) -> dict:
     return {"overlap": report["overlap"], **{k: v["tracks"] for k, v in report["splits"].items()}}
 
 
+def _ingest_logs(params: Params, args: argparse.Namespace) -> dict:
+    from ctxtag.stages import ingest_logs
+
+    return ingest_logs.run(params)
+
+
 def _features(params: Params, args: argparse.Namespace) -> dict:
     from ctxtag.stages import features
 
@@ -92,6 +98,7 @@ COMMANDS: dict[str, tuple[Callable[[Params, argparse.Namespace], dict], str]] = 
     "label": (_label, "playlists -> context labels, counts, co-occurrence, stats (ICASSP 2020 §3)"),
     "weights": (_weights, "negative (exact / ignore-zeros / pairwise) and positive TF-IDF loss weights"),
     "split": (_split, "65/10/25 stratified split, no artist or album across splits"),
+    "ingest-logs": (_ingest_logs, "listening logs -> validated, immutable date-partitioned event lake"),
     "features": (_features, "96 x 646 log-mel of every labelled track, cached by audio content"),
     "train": (_train, "train the CNN with one loss configuration of Table 2 (MLflow-tracked)"),
     "evaluate": (_evaluate, "Table-2-style metrics of every trained configuration, ROC/PR plots"),

@@ -40,6 +40,8 @@ class Paths:
     features: Path = Path("data/features")
     mel_cache: Path = Path("data/cache/mel")
     models: Path = Path("data/models")
+    listening_logs: Path = Path("data/raw/listening_logs")   # incoming CSV / parquet drops
+    lake: Path = Path("data/lake/listening_logs")            # date=YYYY-MM-DD/part-*.parquet
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,18 @@ class SplitConfig:
 
     def ratios(self) -> dict[str, float]:
         return {"train": self.train, "validation": self.validation, "test": self.test}
+
+
+@dataclass(frozen=True)
+class LogsConfig:
+    """Rules for listening-log rows (ISMIR 2022 signals); a row breaking one is quarantined."""
+
+    devices: tuple[str, ...] = ("phone", "computer", "tablet", "speaker", "car", "tv")
+    networks: tuple[str, ...] = ("wifi", "cellular", "offline")
+    genders: tuple[str, ...] = ("f", "m", "x")
+    min_age: int = 5
+    max_age: int = 110
+    max_future_s: float = 300.0     # clock skew tolerated before a timestamp counts as future
 
 
 @dataclass(frozen=True)
@@ -150,6 +164,7 @@ class Params:
     labels: LabelConfig = field(default_factory=LabelConfig)
     weights: WeightsConfig = field(default_factory=WeightsConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
+    logs: LogsConfig = field(default_factory=LogsConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)

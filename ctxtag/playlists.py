@@ -151,9 +151,13 @@ def _read_parquet(path: Path, rejections: list[Rejection]) -> pd.DataFrame:
 
 def _as_id(series: pd.Series) -> pd.Series:
     """Ids as strings ("12" and 12 are the same id); missing and blank stay missing."""
-    out = series.astype("object").where(series.notna(), None)
-    out = out.map(lambda v: None if v is None else (str(int(v)) if isinstance(v, float) and v.is_integer() else str(v).strip()))
-    return out.where(out.map(lambda v: bool(v)), None)
+    if pd.api.types.is_float_dtype(series):
+        present = series.dropna()
+        if (present == present.round()).all():
+            series = series.astype("Int64")              # 12.0 from a column with NaN -> "12"
+    out = series.astype("string").str.strip()
+    out = out.mask(out == "")
+    return out.astype(object).where(out.notna(), None)
 
 
 def _has_surrogates(series: pd.Series) -> pd.Series:

@@ -8,15 +8,43 @@ from pathlib import Path
 import numpy as np
 
 
-def bar_chart(series: Mapping[str, Sequence[float]], categories: Sequence[str], path: Path,
-              title: str, ylabel: str) -> Path:
-    """Grouped bars: one group per category, one bar per series."""
+def _figure(size: tuple[float, float], ncols: int = 1):
+    """(pyplot, figure, axes) on the file-only backend; imported late to keep CLI start-up fast."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(10, 4.5))
+    return plt, *plt.subplots(1, ncols, figsize=size)
+
+
+def _save(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def heatmap(matrix: np.ndarray, labels: Sequence[str], path: Path, title: str, unit: str) -> Path:
+    """A labelled square matrix with its values written in (ICASSP 2020 Fig. 1)."""
+    plt, fig, ax = _figure((8, 7))
+    im = ax.imshow(matrix, cmap="viridis")
+    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (i, j), v in np.ndenumerate(matrix):
+        ax.text(j, i, f"{v}", ha="center", va="center", fontsize=6,
+                color="black" if v > threshold else "white")
+    fig.colorbar(im, ax=ax, label=unit)
+    ax.set_title(title)
+    return _save(plt, fig, path)
+
+
+def bar_chart(series: Mapping[str, Sequence[float]], categories: Sequence[str], path: Path,
+              title: str, ylabel: str) -> Path:
+    """Grouped bars: one group per category, one bar per series."""
+    plt, fig, ax = _figure((10, 4.5))
     x = np.arange(len(categories))
     width = 0.8 / max(len(series), 1)
     for k, (name, values) in enumerate(series.items()):
@@ -25,44 +53,27 @@ def bar_chart(series: Mapping[str, Sequence[float]], categories: Sequence[str], 
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def line_chart(series: Mapping[str, Sequence[float]], x: Sequence[float], path: Path, title: str,
                xlabel: str, ylabel: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
+    plt, fig, ax = _figure((7, 4))
     for name, values in series.items():
         ax.plot(x, values, marker="o", label=name)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def roc_pr_curves(y_true: np.ndarray, y_prob: np.ndarray, contexts: Sequence[str], path: Path,
                   title: str) -> Path:
     """ROC and precision-recall curves, one line per context (skipping one-class contexts)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from sklearn.metrics import precision_recall_curve, roc_curve
 
-    fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(12, 5))
+    plt, fig, (roc_ax, pr_ax) = _figure((12, 5), ncols=2)
     cmap = plt.get_cmap("tab20")
     for j, c in enumerate(contexts):
         if not 0 < y_true[:, j].sum() < len(y_true):
@@ -76,8 +87,4 @@ def roc_pr_curves(y_true: np.ndarray, y_prob: np.ndarray, contexts: Sequence[str
     pr_ax.set(xlabel="recall", ylabel="precision", title="precision-recall")
     pr_ax.legend(fontsize=7, ncol=2, loc="lower left")
     fig.suptitle(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)

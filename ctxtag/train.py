@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +82,19 @@ def predict(model: torch.nn.Module, ds: MelDataset, cfg: TrainConfig, device: to
     return (np.concatenate(probs) if probs else np.zeros((0, 0))), total / max(n, 1)
 
 
+def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, batch: tuple[torch.Tensor, ...],
+               cfg: TrainConfig, device: torch.device) -> torch.Tensor:
+    """One optimisation step on a batch already on the device; returns the (detached) loss."""
+    mel, y, pw, nw = batch
+    with _autocast(device, cfg):
+        logits = model(mel)
+    loss = weighted_bce(logits, y, pw, nw)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach()
+
+
 def _rng_state() -> dict:
     """Dropout draws from torch's generators; shuffling has its own, seeded per epoch."""
     return {"torch": torch.get_rng_state(),
@@ -121,21 +135,16 @@ def train(model: torch.nn.Module, train_ds: MelDataset, val_ds: MelDataset, cfg:
         if stopped_early:
             break
         model.train()
-        total, n = 0.0, 0
+        total, n, started = 0.0, 0, time.perf_counter()
         for batch in _loader(train_ds, cfg, shuffle=True, seed=seed + epoch, device=device):
-            mel, y, pw, nw = _to_device(batch, device)
-            with _autocast(device, cfg):
-                logits = model(mel)
-            loss = weighted_bce(logits, y, pw, nw)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            batch = _to_device(batch, device)
+            loss = train_step(model, opt, batch, cfg, device)
             sched.step()
-            total += float(loss.detach()) * len(y)
-            n += len(y)
+            total += float(loss) * len(batch[0])
+            n += len(batch[0])
         _, val_loss = predict(model, val_ds, cfg, device)
         row = {"epoch": epoch, "train_loss": total / max(n, 1), "val_loss": val_loss,
-               "lr": opt.param_groups[0]["lr"]}
+               "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
         history.append(row)
         if val_loss < best_val:
             best_val, best_epoch, bad_epochs = val_loss, epoch, 0

@@ -69,6 +69,7 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path):
     resumed = _model()
     result = train(resumed, train_ds, val_ds, dataclasses.replace(CFG, max_epochs=4), tmp_path / "b", seed=3, fp="f")
     assert result.resumed_from == 2 and result.epochs_run == 4
+    assert all(h["seconds"] > 0 for h in result.history)       # epochs 1-2 timed before the interruption
     for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items(), strict=True):
         torch.testing.assert_close(a, b, msg=name)
 

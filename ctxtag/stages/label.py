@@ -11,6 +11,7 @@ from ctxtag import balance, cooccurrence, filters, labels
 from ctxtag.config import Params
 from ctxtag.io import read_matrix, write_json, write_matrix
 from ctxtag.playlists import read_playlists
+from ctxtag.plots import heatmap
 from ctxtag.quarantine import reason_counts, to_frame, write_quarantine
 
 
@@ -86,8 +87,8 @@ def run(params: Params) -> dict:
     co = cooccurrence.cooccurrence(final.labels)
     write_matrix(np.asarray(final.contexts, dtype=object), co, final.contexts, out / "cooccurrence.csv",
                  id_column="context")
-    cooccurrence.plot_heatmap(co, final.contexts, rep / "plots/cooccurrence.png",
-                              f"Tracks co-occurrences between contexts (n={len(final.track_ids)})")
+    heatmap(co, final.contexts, rep / "plots/cooccurrence.png",
+            f"Tracks co-occurrences between contexts (n={len(final.track_ids)})", "tracks")
     write_quarantine(quarantine, params.paths.quarantine / "playlists.jsonl")
     truth = params.paths.raw / "truth/true_labels.csv"
     if truth.exists():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +49,11 @@ def run(params: Params, loss: str | None = None) -> dict:
         setup_mlflow(cfg.experiment)
         previous = json.loads(run_file.read_text()) if run_file.exists() else {}
         resume_id = previous.get("run_id") if previous.get("fingerprint") == fp else None
+        if resume_id is not None:
+            try:                                  # the tracking store may have been reset since
+                mlflow.get_run(resume_id)
+            except mlflow.exceptions.MlflowException:
+                resume_id = None
         mlflow.start_run(run_id=resume_id, run_name=None if resume_id else f"cnn-{cfg.loss}")
         run_file.write_text(json.dumps({"run_id": mlflow.active_run().info.run_id, "fingerprint": fp}))
         if resume_id is None:
@@ -64,7 +68,6 @@ def run(params: Params, loss: str | None = None) -> dict:
         if mlflow is not None:
             mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
 
-    start = time.perf_counter()
     try:
         result = train(model, data.datasets["train"], data.datasets["validation"], cfg, out, params.seed, fp,
                        on_epoch=on_epoch, meta=meta)
@@ -72,13 +75,14 @@ def run(params: Params, loss: str | None = None) -> dict:
         if mlflow is not None:
             mlflow.end_run(status="KILLED")         # resumable: the next run continues this one
         raise
-    seconds = time.perf_counter() - start
     epochs_now = result.epochs_run - (result.resumed_from or 0)
+    # timings come from the history kept in last.pt, so a resumed run still reports all epochs
+    seconds = sum(h["seconds"] for h in result.history)
     summary = {"loss": cfg.loss, "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
                "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
                "resumed_from_epoch": result.resumed_from, "device": str(pick_device(cfg)),
-               "n_parameters": model.num_parameters(), "seconds": seconds,
-               "train_samples_per_s": len(data.datasets["train"]) * epochs_now / seconds if seconds > 0 else None}
+               "n_parameters": model.num_parameters(), "seconds_training": seconds,
+               "train_samples_per_s": len(data.datasets["train"]) * result.epochs_run / seconds if seconds else None}
     hist = result.history
     line_chart({"train": [h["train_loss"] for h in hist], "validation": [h["val_loss"] for h in hist]},
                [h["epoch"] for h in hist], p.reports / f"plots/train_loss_{cfg.loss}.png",

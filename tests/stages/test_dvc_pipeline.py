@@ -61,6 +61,9 @@ def test_repro_builds_every_output(project):
     assert 0 < labels["vs_truth"]["label_recall"] < 1          # playlists miss some true labels
     split = json.loads((project / "reports/split.json").read_text())
     assert split["overlap"] == {"artists": 0, "albums": 0}
+    ingested = json.loads((project / "reports/ingest_logs.json").read_text())
+    assert ingested["rows_read"] == ingested["rows_valid"] == ingested["events_written"] > 0
+    assert list((project / "data/lake/listening_logs").glob("date=*/part-*.parquet"))
     ids = pd.read_csv(project / "data/splits/split.csv", dtype=str)
     lab = pd.read_csv(project / "data/labelled/labels.csv", dtype={"track_id": str})
     assert sorted(ids["track_id"]) == sorted(lab["track_id"])
@@ -115,6 +118,8 @@ def test_repro_is_incremental(project):
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["labels"]["min_playlists"] = 4
     (project / "params.yaml").write_text(yaml.safe_dump(params))
+    out = _dvc(project, "repro", "ingest_logs", "--force")   # the append-only lake: a no-op rerun
+    assert json.loads((project / "reports/ingest_logs.json").read_text())["events_written"] == 0
     out = _dvc(project, "repro", "split")                  # the labelling chain, not the training
     assert "Stage 'synth' didn't change, skipping" in out
     assert "Running stage 'label'" in out
