@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,3 +50,21 @@ def write_matrix(ids: np.ndarray, values: np.ndarray, contexts: Sequence[str], p
     frame = pd.DataFrame(values, columns=list(contexts))
     frame.insert(0, id_column, ids)
     frame.to_csv(path, index=False)
+
+
+def collect_files(paths: Iterable[str | Path], accept: Callable[[Path], bool], what: str) -> list[Path]:
+    """Files named in ``paths``, directories expanded to the accepted files below them."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files.extend(sorted(f for f in p.rglob("*") if f.is_file() and accept(f)))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise InputError(p, f"{what} file not found")
+    return files
+
+
+def undecodable(series: pd.Series) -> pd.Series:
+    """Rows whose text holds bytes that were not UTF-8 (read with errors='surrogateescape')."""
+    return series.astype("string").str.contains("[\udc80-\udcff]", regex=True).fillna(False).astype(bool)

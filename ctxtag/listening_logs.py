@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ctxtag.config import LogsConfig
+from ctxtag.io import collect_files, undecodable
 from ctxtag.quarantine import InputError, Rejection
 
 REQUIRED = ("user_id", "track_id", "timestamp", "device", "network")
@@ -37,14 +38,7 @@ class Ingestion:
 
 def read_drops(paths: Iterable[str | Path]) -> pd.DataFrame:
     """All CSV / parquet files under ``paths`` with their source file and row number."""
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix in (".csv", ".parquet"))
-        elif p.exists():
-            files.append(p)
-        else:
-            raise InputError(p, "listening-log file not found")
+    files = collect_files(paths, lambda f: f.suffix in (".csv", ".parquet"), "listening-log")
     frames = []
     for f in files:
         if f.suffix == ".parquet":
@@ -90,8 +84,7 @@ def validate(raw: pd.DataFrame, cfg: LogsConfig, contexts: Sequence[str], now: p
         reason[mask.fillna(False).astype(bool) & reason.isna()] = text
 
     text = df[["user_id", "track_id", "timestamp", "device", "network", "location", "context"]]
-    mark(text.apply(lambda c: c.str.contains("[\udc80-\udcff]", regex=True)).any(axis=1),
-         "not valid UTF-8: undecodable bytes")
+    mark(text.apply(undecodable).any(axis=1), "not valid UTF-8: undecodable bytes")
     for col in ("user_id", "track_id", "timestamp", "device", "network"):
         mark(df[col].isna(), f"missing {col}")
     has_tz = df["timestamp"].str.contains(_OFFSET, regex=True)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ctxtag.io import collect_files, undecodable
 from ctxtag.quarantine import InputError, Rejection
 
 ENTRY_COLUMNS = ["playlist_id", "title", "track_id", "artist_id", "album_id"]
@@ -46,12 +47,6 @@ def detect_format(path: Path) -> str:
     if name.endswith(".json"):
         return "mpd"
     raise InputError(path, "unknown playlist format (expected .jsonl, .parquet, .csv or MPD .json)")
-
-
-def _safe(text: object) -> str:
-    """Text fit for writing, with undecodable bytes shown as \\xNN instead of lost."""
-    s = str(text)
-    return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _records_to_flat(records: list[dict], rows: list[int], path: Path) -> pd.DataFrame:
@@ -88,10 +83,10 @@ def _read_jsonl(path: Path, rejections: list[Rejection]) -> pd.DataFrame:
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as exc:
-                rejections.append(Rejection(str(path), lineno, f"invalid JSON: {exc.msg}", raw=_safe(line.rstrip("\n"))))
+                rejections.append(Rejection(str(path), lineno, f"invalid JSON: {exc.msg}", raw=line.rstrip("\n")))
                 continue
             if not isinstance(rec, dict):
-                rejections.append(Rejection(str(path), lineno, "invalid JSON: not an object", raw=_safe(line.rstrip("\n"))))
+                rejections.append(Rejection(str(path), lineno, "invalid JSON: not an object", raw=line.rstrip("\n")))
                 continue
             records.append(rec)
             rows.append(lineno)
@@ -160,10 +155,6 @@ def _as_id(series: pd.Series) -> pd.Series:
     return out.astype(object).where(out.notna(), None)
 
 
-def _has_surrogates(series: pd.Series) -> pd.Series:
-    return series.fillna("").astype(str).str.contains("[\udc80-\udcff]", regex=True)
-
-
 def validate_entries(
     flat: pd.DataFrame, source: Path, nested: bool, known_tracks: set[str] | None = None
 ) -> PlaylistTable:
@@ -179,7 +170,7 @@ def validate_entries(
         reason.loc[new] = text if isinstance(text, str) else text[new]
 
     for col in ENTRY_COLUMNS:
-        mark(_has_surrogates(flat[col]), f"not valid UTF-8: {col} contains undecodable bytes")
+        mark(undecodable(flat[col]), f"not valid UTF-8: {col} contains undecodable bytes")
     mark(flat["playlist_id"].isna(), "missing playlist_id")
     mark(flat["title"].isna() | (flat["title"].astype(str).str.strip() == ""), "missing title")
     mark(flat["_malformed"], "malformed track entry: expected an object with track_id, artist_id, album_id")
@@ -207,7 +198,7 @@ def validate_entries(
     rejections = [
         Rejection(str(source), int(r.row), str(r.reason),
                   playlist_id=r.playlist_id, track_id=r.track_id,
-                  raw=_safe(json.dumps({c: getattr(r, c) for c in ENTRY_COLUMNS}, ensure_ascii=False)))
+                  raw=json.dumps({c: getattr(r, c) for c in ENTRY_COLUMNS}, ensure_ascii=False))
         for r in flat.loc[bad, ["row", *ENTRY_COLUMNS]].assign(reason=reason[bad]).itertuples(index=False)
     ]
     good = flat.loc[~bad]
@@ -226,14 +217,7 @@ _READERS = {"jsonl": _read_jsonl, "mpd": _read_mpd, "csv": _read_csv, "parquet":
 
 def read_playlists(paths: Iterable[str | Path], known_tracks: set[str] | None = None) -> PlaylistTable:
     """Read and validate playlist files of any supported format (a directory reads all of them)."""
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            files.extend(sorted(f for f in p.rglob("*") if f.is_file() and _known(f)))
-        elif p.exists():
-            files.append(p)
-        else:
-            raise InputError(p, "playlist file not found")
+    files = collect_files(paths, _known, "playlist")
     tables = []
     for f in files:
         rejections: list[Rejection] = []
@@ -269,7 +253,7 @@ def _concat(tables: list[PlaylistTable]) -> PlaylistTable:
         src = first.loc[r.playlist_id]
         rejections.append(Rejection(r.source, int(r.row),
                                     f"duplicate playlist_id: first seen in {src.source} row {src.row}",
-                                    playlist_id=r.playlist_id, raw=_safe(r.title)))
+                                    playlist_id=r.playlist_id, raw=str(r.title)))
     kept = entries.merge(playlists[~dup][["playlist_id", "source"]], on=["playlist_id", "source"])
     return PlaylistTable(playlists[~dup].reset_index(drop=True),
                          kept.drop(columns="source").reset_index(drop=True), rejections)

@@ -42,6 +42,11 @@ def to_frame(rejections: Iterable[Rejection]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=QUARANTINE_COLUMNS)
 
 
+def printable(text: str) -> str:
+    """Text fit to write as UTF-8: bytes that were not UTF-8 appear as \\xNN instead of being lost."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def write_quarantine(rejections: Iterable[Rejection] | pd.DataFrame, path: str | Path) -> int:
     """Write the quarantine as JSON lines (always written, empty when all rows were valid)."""
     frame = rejections if isinstance(rejections, pd.DataFrame) else to_frame(rejections)
@@ -49,6 +54,7 @@ def write_quarantine(rejections: Iterable[Rejection] | pd.DataFrame, path: str |
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as fh:
         for rec in frame.to_dict(orient="records"):
+            rec = {k: printable(v) if isinstance(v, str) else v for k, v in rec.items()}
             fh.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
     return len(frame)
 

@@ -1,9 +1,11 @@
+import json
+
 import pandas as pd
 import pytest
 
 from ctxtag.config import LogsConfig
 from ctxtag.listening_logs import ingest, read_lake
-from ctxtag.quarantine import InputError
+from ctxtag.quarantine import InputError, write_quarantine
 from tests.conftest import CONTEXTS
 
 NOW = pd.Timestamp("2026-03-01T00:00:00Z")
@@ -92,3 +94,7 @@ def test_non_utf8_row_is_quarantined(tmp_path):
     result = _ingest([path], tmp_path / "lake")
     assert [(r.row, r.reason.split(":")[0]) for r in result.rejections] == [(2, "not valid UTF-8")]
     assert result.stats["rows_valid"] == 1
+    out = tmp_path / "q.jsonl"
+    write_quarantine(result.rejections, out)
+    (record,) = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert "u\\xe9" in record["raw"]                                  # the bad byte is kept, readably
