@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -42,6 +43,12 @@ def _ingest_logs(params: Params, args: argparse.Namespace) -> dict:
     from ctxtag.stages import ingest_logs
 
     return ingest_logs.run(params)
+
+
+def _publish_features(params: Params, args: argparse.Namespace) -> dict:
+    from ctxtag.stages import publish_features
+
+    return publish_features.run(params, online=args.online, redis_url=args.redis_url)
 
 
 def _features(params: Params, args: argparse.Namespace) -> dict:
@@ -99,6 +106,7 @@ COMMANDS: dict[str, tuple[Callable[[Params, argparse.Namespace], dict], str]] = 
     "weights": (_weights, "negative (exact / ignore-zeros / pairwise) and positive TF-IDF loss weights"),
     "split": (_split, "65/10/25 stratified split, no artist or album across splits"),
     "ingest-logs": (_ingest_logs, "listening logs -> validated, immutable date-partitioned event lake"),
+    "publish-features": (_publish_features, "user history and device/time snapshots -> Feast (apply + materialize)"),
     "features": (_features, "96 x 646 log-mel of every labelled track, cached by audio content"),
     "train": (_train, "train the CNN with one loss configuration of Table 2 (MLflow-tracked)"),
     "evaluate": (_evaluate, "Table-2-style metrics of every trained configuration, ROC/PR plots"),
@@ -115,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         if name == "synth":
             p.add_argument("--no-audio", action="store_true", help="skip rendering the audio clips")
+        if name == "publish-features":
+            p.add_argument("--online", choices=["sqlite", "redis"],
+                           default=os.environ.get("CTXTAG_ONLINE_STORE", "sqlite"),
+                           help="online store (default: $CTXTAG_ONLINE_STORE or sqlite)")
+            p.add_argument("--redis-url", default=os.environ.get("CTXTAG_REDIS_URL", "localhost:6379"))
         if name == "train":
             p.add_argument("--loss", default=None, help="loss configuration (default: train.loss in params)")
         if name == "predict":

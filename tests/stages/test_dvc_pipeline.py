@@ -67,6 +67,8 @@ def test_repro_builds_every_output(project):
     assert set(ingested["quarantine_reasons"]) <= {"duplicate event"}
     assert ingested["events_written"] == ingested["rows_valid"] > 0
     assert list((project / "data/lake/listening_logs").glob("date=*/part-*.parquet"))
+    published = json.loads((project / "reports/publish_features.json").read_text())
+    assert published["online_store"] == "sqlite" and published["users"] > 0
     ids = pd.read_csv(project / "data/splits/split.csv", dtype=str)
     lab = pd.read_csv(project / "data/labelled/labels.csv", dtype={"track_id": str})
     assert sorted(ids["track_id"]) == sorted(lab["track_id"])

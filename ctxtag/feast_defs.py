@@ -1,0 +1,48 @@
+"""Feast objects of the feature repository: entities, feature views, one service per model.
+
+Built by a function of the data folder so the same definitions serve `feast apply` in
+feature_repo/ and `ctxtag.feature_store` (the pipeline and tests) alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+
+
+def definitions(data_dir: Path, contexts: Sequence[str], devices: Sequence[str], networks: Sequence[str]) -> list:
+    from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+    from feast.types import Array, Float32, Int64, String
+
+    user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.STRING,
+                  description="a listener")
+    history = FeatureView(
+        name="user_listening_history",
+        entities=[user],
+        ttl=timedelta(days=365),
+        schema=[Field(name="n_streams", dtype=Int64),
+                *[Field(name=f"ctx_count_{c}", dtype=Int64) for c in contexts],
+                *[Field(name=f"ctx_share_{c}", dtype=Float32) for c in contexts],
+                Field(name="top_artists", dtype=Array(String))],
+        source=FileSource(name="user_history_snapshots", path=str(data_dir / "user_history.parquet"),
+                          timestamp_field="event_timestamp"),
+        online=True,
+        description="streams and per-context counts/shares up to each daily snapshot",
+    )
+    device_time = FeatureView(
+        name="user_device_time_profile",
+        entities=[user],
+        ttl=timedelta(days=365),
+        schema=[*[Field(name=f"device_share_{d}", dtype=Float32) for d in devices],
+                *[Field(name=f"network_share_{n}", dtype=Float32) for n in networks],
+                Field(name="hour_dist", dtype=Array(Float32)), Field(name="weekday_dist", dtype=Array(Float32)),
+                *[Field(name=n, dtype=Float32) for n in ("hour_sin", "hour_cos", "weekday_sin", "weekday_cos")]],
+        source=FileSource(name="user_device_time_snapshots", path=str(data_dir / "user_device_time.parquet"),
+                          timestamp_field="event_timestamp"),
+        online=True,
+        description="device/network shares, local hour and weekday distributions, cyclic encodings",
+    )
+    user_aware = FeatureService(name="user_aware_tagger", features=[history])
+    situational = FeatureService(name="situational_model", features=[history, device_time])
+    return [user, history, device_time, user_aware, situational]

@@ -1,0 +1,30 @@
+"""`ctxtag publish-features`: user snapshots from the lake -> Feast offline parquet + online store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ctxtag.config import Params
+from ctxtag.feature_store import open_store, publish
+from ctxtag.io import read_matrix, write_json
+from ctxtag.listening_logs import read_lake
+from ctxtag.user_features import daily_snapshots
+
+FEAST_DIR = Path("data/feast")
+
+
+def run(params: Params, online: str = "sqlite", redis_url: str = "localhost:6379",
+        feast_dir: Path = FEAST_DIR) -> dict:
+    p = params.paths
+    events = read_lake(p.lake)
+    ids, y = read_matrix(p.labelled / "labels.csv", params.contexts)
+    labels = pd.DataFrame(y, index=pd.Index(ids, name="track_id"), columns=list(params.contexts))
+    artists = pd.read_csv(p.tracks, dtype=str).drop_duplicates("track_id").set_index("track_id")["artist_id"]
+    history, device_time = daily_snapshots(events, labels, artists, params.contexts,
+                                           params.logs.devices, params.logs.networks)
+    store = open_store(feast_dir, online, redis_url=redis_url)
+    stats = {"online_store": online, **publish(store, params, feast_dir, history, device_time)}
+    write_json(stats, p.reports / "publish_features.json")
+    return stats

@@ -1,0 +1,11 @@
+"""Feast definitions for the `feast` CLI; the objects come from ctxtag.feast_defs (one source)."""
+
+from pathlib import Path
+
+from ctxtag.config import load_params
+from ctxtag.feast_defs import definitions
+
+_root = Path(__file__).resolve().parents[1]
+_params = load_params(_root / "params.yaml")
+(user, user_listening_history, user_device_time_profile, user_aware_tagger, situational_model) = definitions(
+    _root / "data/feast", _params.contexts, _params.logs.devices, _params.logs.networks)

@@ -1,0 +1,91 @@
+"""Feast on the file offline store with SQLite and with a real Redis on localhost."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ctxtag.config import Params
+from ctxtag.feature_store import historical, open_store, publish
+from ctxtag.user_features import daily_snapshots
+
+PARAMS = Params()
+
+
+def _events(n: int = 600, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    start = pd.Timestamp("2026-01-05T00:00:00Z")
+    return pd.DataFrame({
+        "user_id": rng.choice(["u1", "u2", "u3"], n),
+        "track_id": rng.choice(["t1", "t2", "t3"], n),
+        "event_timestamp": start + pd.to_timedelta(rng.integers(0, 20 * 86400, n), unit="s"),
+        "utc_offset_min": pd.array(rng.choice([0, 60], n), dtype="Int64"),
+        "device": rng.choice(list(PARAMS.logs.devices), n),
+        "network": rng.choice(list(PARAMS.logs.networks), n),
+        "context": None,
+    }).sort_values("event_timestamp").reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def snapshots():
+    ev = _events()
+    labels = pd.DataFrame(np.eye(3, len(PARAMS.contexts), dtype=int), columns=list(PARAMS.contexts),
+                          index=pd.Index(["t1", "t2", "t3"], name="track_id"))
+    artists = pd.Series({"t1": "x", "t2": "y", "t3": "z"})
+    return ev, *daily_snapshots(ev, labels, artists, PARAMS.contexts, PARAMS.logs.devices, PARAMS.logs.networks)
+
+
+def _redis_url() -> str:
+    import redis
+
+    try:
+        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=2).ping()
+    except redis.exceptions.ConnectionError as exc:
+        pytest.fail(f"these tests need the Redis server on 127.0.0.1:6379 (.ci/run starts it): {exc}")
+    return "127.0.0.1:6379"
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request, tmp_path, snapshots):
+    _, history, device_time = snapshots
+    project = f"ctxtagtest{uuid.uuid4().hex[:8]}"            # keys of this run only, removed after
+    url = _redis_url() if request.param == "redis" else "unused"
+    fs = open_store(tmp_path, request.param, redis_url=url, project=project)
+    stats = publish(fs, PARAMS, tmp_path, history, device_time, chunk_days=5)
+    assert stats["materialize_chunks"] >= 4
+    yield fs
+    fs.teardown()
+
+
+def test_online_lookup_serves_the_latest_snapshot(store, snapshots):
+    _, history, device_time = snapshots
+    got = store.get_online_features(
+        features=store.get_feature_service("situational_model"),
+        entity_rows=[{"user_id": "u1"}, {"user_id": "u2"}, {"user_id": "ghost"}]).to_dict()
+    last = history.sort_values("event_timestamp").groupby("user_id").last()
+    assert got["n_streams"][:2] == [int(last.loc["u1", "n_streams"]), int(last.loc["u2", "n_streams"])]
+    assert got["n_streams"][2] is None
+    last_dt = device_time.sort_values("event_timestamp").groupby("user_id").last()
+    np.testing.assert_allclose(got["hour_dist"][0], last_dt.loc["u1", "hour_dist"], rtol=1e-6)
+    assert got["top_artists"][0] == list(last.loc["u1", "top_artists"])
+
+
+def test_training_rows_are_point_in_time_correct_and_none_is_lost(store, snapshots):
+    ev = snapshots[0]
+    rng = np.random.default_rng(1)
+    times = pd.Timestamp("2026-01-04T00:00:00Z") + pd.to_timedelta(rng.integers(0, 25 * 86400, 40), unit="s")
+    entity_df = pd.DataFrame({"user_id": rng.choice(["u1", "u2", "u3", "ghost"], 40), "event_timestamp": times})
+    rows = historical(store, entity_df, ["user_listening_history:n_streams"])
+    assert len(rows) == len(entity_df)
+    for r in rows.itertuples(index=False):
+        mine = ev[ev["user_id"] == r.user_id]["event_timestamp"]
+        snapshot = r.event_timestamp.floor("D")                  # the latest snapshot <= t
+        expected = int((mine < snapshot).sum())
+        if expected == 0:
+            assert pd.isna(r.n_streams), r
+        else:
+            assert r.n_streams == expected, r                     # nothing from after t leaks in
+            assert r.n_streams <= int((mine < r.event_timestamp).sum())

@@ -1,0 +1,46 @@
+import numpy as np
+import pandas as pd
+
+from ctxtag.user_features import daily_snapshots
+
+CONTEXTS, DEVICES, NETWORKS = ("party", "sleep"), ("phone", "car"), ("wifi", "cellular")
+
+
+def _events():
+    return pd.DataFrame({
+        "user_id": ["a", "a", "a", "b", "a"],
+        "track_id": ["t1", "t2", "t1", "t2", "t3"],
+        "event_timestamp": pd.to_datetime(["2026-01-05T22:30:00Z", "2026-01-05T23:30:00Z", "2026-01-07T08:00:00Z",
+                                           "2026-01-05T10:00:00Z", "2026-01-07T09:00:00Z"]),
+        "utc_offset_min": pd.array([120, 120, -300, 0, -300], dtype="Int64"),
+        "device": ["phone", "car", "car", "phone", "car"],
+        "network": ["wifi", "wifi", "cellular", "wifi", "cellular"],
+        "context": [None, None, None, "sleep", None],
+    })
+
+
+def _snap():
+    labels = pd.DataFrame({"party": [1, 0], "sleep": [0, 1]}, index=pd.Index(["t1", "t2"], name="track_id"))
+    artists = pd.Series({"t1": "x", "t2": "y", "t3": "y"})
+    return daily_snapshots(_events(), labels, artists, CONTEXTS, DEVICES, NETWORKS)
+
+
+def test_snapshots_count_only_events_before_their_stamp():
+    history, _ = _snap()
+    a = history[history["user_id"] == "a"].set_index("event_timestamp")
+    assert list(a.index) == list(pd.to_datetime(["2026-01-06T00:00:00Z", "2026-01-08T00:00:00Z"]))
+    assert a["n_streams"].tolist() == [2, 4]
+    assert a["ctx_count_party"].tolist() == [1, 2] and a["ctx_count_sleep"].tolist() == [1, 1]
+    np.testing.assert_allclose(a["ctx_share_party"], [0.5, 0.5])
+    assert a["top_artists"].iloc[-1] == ["x", "y"] or a["top_artists"].iloc[-1] == ["y", "x"]
+    b = history[history["user_id"] == "b"].iloc[0]
+    assert b["ctx_count_sleep"] == 1                    # the explicit context label counts
+
+
+def test_device_time_profile_uses_local_time():
+    _, dt = _snap()
+    a = dt[dt["user_id"] == "a"].iloc[0]               # 22:30Z and 23:30Z at +02:00 -> 00:30, 01:30 local
+    assert a["hour_dist"][0] == 0.5 and a["hour_dist"][1] == 0.5
+    assert a["weekday_dist"][1] == 1.0                  # Tuesday 6 January locally
+    assert a["device_share_phone"] == 0.5 and a["network_share_wifi"] == 1.0
+    assert np.isclose(a["hour_sin"], np.mean(np.sin(2 * np.pi * np.array([0, 1]) / 24)))
