@@ -53,6 +53,7 @@ def historical(store, entity_df: pd.DataFrame, features) -> pd.DataFrame:
     time exists. (Feast's file offline store drops such rows of entities it knows; a training set
     must not lose rows silently, so the result is joined back onto ``entity_df``.)"""
     got = store.get_historical_features(entity_df=entity_df, features=features).to_df()
-    keys = [c for c in entity_df.columns]
+    keys = list(entity_df.columns)
     feature_cols = [c for c in got.columns if c not in keys]
-    return entity_df.merge(got[keys + feature_cols], on=keys, how="left")
+    # one feature row per key, so repeated entity rows are not multiplied by the join
+    return entity_df.merge(got[keys + feature_cols].drop_duplicates(keys), on=keys, how="left")

@@ -78,6 +78,7 @@ def test_training_rows_are_point_in_time_correct_and_none_is_lost(store, snapsho
     rng = np.random.default_rng(1)
     times = pd.Timestamp("2026-01-04T00:00:00Z") + pd.to_timedelta(rng.integers(0, 25 * 86400, 40), unit="s")
     entity_df = pd.DataFrame({"user_id": rng.choice(["u1", "u2", "u3", "ghost"], 40), "event_timestamp": times})
+    entity_df = pd.concat([entity_df, entity_df.iloc[:3]], ignore_index=True)    # repeated rows too
     rows = historical(store, entity_df, ["user_listening_history:n_streams"])
     assert len(rows) == len(entity_df)
     for r in rows.itertuples(index=False):
