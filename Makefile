@@ -25,6 +25,8 @@ lint: setup
 bench: setup  ## speed figures (see benchmarks/README.md)
 	python benchmarks/bench_weights.py
 	python benchmarks/bench_split.py
+	python benchmarks/bench_train_throughput.py
+	python benchmarks/bench_online_lookup.py
 
 clean:
 	rm -rf data reports .dvc/cache .dvc/tmp

@@ -1,0 +1,78 @@
+"""Other services read features over HTTP: a real `feast serve` on localhost."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from ctxtag.config import Params
+from ctxtag.feature_store import open_store, publish
+from ctxtag.user_features import daily_snapshots
+
+PARAMS = Params()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_feast_serve_answers_online_feature_requests(tmp_path):
+    rng = np.random.default_rng(0)
+    events = pd.DataFrame({
+        "user_id": rng.choice(["u1", "u2"], 200), "track_id": "t1",
+        "event_timestamp": pd.Timestamp("2026-01-05T00:00:00Z") + pd.to_timedelta(rng.integers(0, 5 * 86400, 200), unit="s"),
+        "utc_offset_min": pd.array([0] * 200, dtype="Int64"),
+        "device": rng.choice(list(PARAMS.logs.devices), 200), "network": "wifi", "context": None})
+    labels = pd.DataFrame([[1] + [0] * 14], columns=list(PARAMS.contexts), index=pd.Index(["t1"], name="track_id"))
+    history, device_time = daily_snapshots(events, labels, pd.Series({"t1": "x"}), PARAMS.contexts,
+                                           PARAMS.logs.devices, PARAMS.logs.networks)
+    project = f"ctxtagserve{uuid.uuid4().hex[:6]}"
+    publish(open_store(tmp_path, "sqlite", project=project), PARAMS, tmp_path, history, device_time)
+    # the repo the server reads: the registry and online store the pipeline just wrote
+    (tmp_path / "feature_store.yaml").write_text(yaml.safe_dump({
+        "project": project, "provider": "local", "registry": str(tmp_path / "registry-sqlite.db"),
+        "online_store": {"type": "sqlite", "path": str(tmp_path / "online.db")},
+        "offline_store": {"type": "file"}, "entity_key_serialization_version": 3}))
+    port = _free_port()
+    feast = Path(sys.executable).parent / "feast"
+    server = subprocess.Popen([str(feast), "-c", str(tmp_path), "serve", "-h", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy())
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None, server.stdout.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "feast serve did not come up in 90 s"
+            time.sleep(0.5)
+        resp = httpx.post(f"http://127.0.0.1:{port}/get-online-features", timeout=10,
+                          json={"feature_service": "situational_model", "entities": {"user_id": ["u1", "ghost"]}})
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        names = body["metadata"]["feature_names"]
+        n_streams = body["results"][names.index("n_streams")]["values"]
+        expected = int(history[history["user_id"] == "u1"]["n_streams"].max())
+        assert n_streams == [expected, None]
+        bad = httpx.post(f"http://127.0.0.1:{port}/get-online-features", timeout=10,
+                         json={"feature_service": "no_such_service", "entities": {"user_id": ["u1"]}})
+        assert 400 <= bad.status_code < 600 and bad.status_code != 200
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
