@@ -51,6 +51,12 @@ def _publish_features(params: Params, args: argparse.Namespace) -> dict:
     return publish_features.run(params, online=args.online, redis_url=args.redis_url)
 
 
+def _track_features(params: Params, args: argparse.Namespace) -> dict:
+    from ctxtag.stages import track_features
+
+    return track_features.run(params)
+
+
 def _features(params: Params, args: argparse.Namespace) -> dict:
     from ctxtag.stages import features
 
@@ -106,6 +112,7 @@ COMMANDS: dict[str, tuple[Callable[[Params, argparse.Namespace], dict], str]] = 
     "weights": (_weights, "negative (exact / ignore-zeros / pairwise) and positive TF-IDF loss weights"),
     "split": (_split, "65/10/25 stratified split, no artist or album across splits"),
     "ingest-logs": (_ingest_logs, "listening logs -> validated, immutable date-partitioned event lake"),
+    "track-features": (_track_features, "tagger context probabilities and audio embedding of every track"),
     "publish-features": (_publish_features, "user history and device/time snapshots -> Feast (apply + materialize)"),
     "features": (_features, "96 x 646 log-mel of every labelled track, cached by audio content"),
     "train": (_train, "train the CNN with one loss configuration of Table 2 (MLflow-tracked)"),

@@ -43,6 +43,20 @@ def definitions(data_dir: Path, contexts: Sequence[str], devices: Sequence[str],
         online=True,
         description="device/network shares, local hour and weekday distributions, cyclic encodings",
     )
-    user_aware = FeatureService(name="user_aware_tagger", features=[history])
+    track = Entity(name="track", join_keys=["track_id"], value_type=ValueType.STRING, description="a track")
+    track_audio = FeatureView(
+        name="track_audio_features",
+        entities=[track],
+        ttl=timedelta(days=3650),
+        schema=[Field(name="context_probs", dtype=Array(Float32)),
+                Field(name="audio_embedding", dtype=Array(Float32)),
+                Field(name="tagger", dtype=String)],
+        source=FileSource(name="track_audio_snapshots", path=str(data_dir / "track_features.parquet"),
+                          timestamp_field="event_timestamp"),
+        online=True,
+        description="the audio tagger's context probabilities and 256-d embedding of each track",
+    )
+    user_aware = FeatureService(name="user_aware_tagger", features=[history, track_audio])
     situational = FeatureService(name="situational_model", features=[history, device_time])
-    return [user, history, device_time, user_aware, situational]
+    joint = FeatureService(name="joint_model", features=[history, device_time, track_audio])
+    return [user, track, history, device_time, track_audio, user_aware, situational, joint]

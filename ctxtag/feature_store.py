@@ -32,20 +32,23 @@ def open_store(feast_dir: Path, online: str = "sqlite", redis_url: str = "localh
 
 
 def publish(store, params: Params, feast_dir: Path, history: pd.DataFrame, device_time: pd.DataFrame,
-            chunk_days: int = 7) -> dict:
+            tracks: pd.DataFrame, chunk_days: int = 7) -> dict:
     """Write the offline parquet, apply the definitions, materialise in time chunks (bounded memory)."""
     history.to_parquet(feast_dir / "user_history.parquet", index=False)
     device_time.to_parquet(feast_dir / "user_device_time.parquet", index=False)
+    tracks.to_parquet(feast_dir / "track_features.parquet", index=False)
     store.apply(definitions(feast_dir.resolve(), params.contexts, params.logs.devices, params.logs.networks))
-    start = history["event_timestamp"].min().to_pydatetime() - timedelta(seconds=1)
-    end = history["event_timestamp"].max().to_pydatetime() + timedelta(seconds=1)
+    stamps = pd.concat([f["event_timestamp"] for f in (history, device_time, tracks)])
+    start = stamps.min().to_pydatetime() - timedelta(seconds=1)
+    end = stamps.max().to_pydatetime() + timedelta(seconds=1)
     chunks = 0
     cursor: datetime = start
     while cursor < end:
         stop = min(cursor + timedelta(days=chunk_days), end)
         store.materialize(start_date=cursor, end_date=stop)
         cursor, chunks = stop, chunks + 1
-    return {"users": int(history["user_id"].nunique()), "snapshots": len(history), "materialize_chunks": chunks}
+    return {"users": int(history["user_id"].nunique()), "snapshots": len(history), "tracks": len(tracks),
+            "materialize_chunks": chunks}
 
 
 def historical(store, entity_df: pd.DataFrame, features) -> pd.DataFrame:

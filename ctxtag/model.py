@@ -36,12 +36,15 @@ class ChoiCNN(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden, n_classes)
 
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        """mel: (batch, n_mels, frames) -> logits (batch, n_classes)."""
+    def embed(self, mel: torch.Tensor) -> torch.Tensor:
+        """mel: (batch, n_mels, frames) -> the 256-d audio embedding (the hidden FC layer)."""
         x = self.input_bn(mel.unsqueeze(1))
         x = self.features(x)
-        x = torch.relu(self.fc(x.flatten(1)))
-        return self.head(self.dropout(x))
+        return torch.relu(self.fc(x.flatten(1)))
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        """mel: (batch, n_mels, frames) -> logits (batch, n_classes)."""
+        return self.head(self.dropout(self.embed(mel)))
 
     @torch.no_grad()
     def predict_proba(self, mel: torch.Tensor) -> torch.Tensor:

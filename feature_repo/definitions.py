@@ -7,5 +7,6 @@ from ctxtag.feast_defs import definitions
 
 _root = Path(__file__).resolve().parents[1]
 _params = load_params(_root / "params.yaml")
-(user, user_listening_history, user_device_time_profile, user_aware_tagger, situational_model) = definitions(
+(user, track, user_listening_history, user_device_time_profile, track_audio_features,
+ user_aware_tagger, situational_model, joint_model) = definitions(
     _root / "data/feast", _params.contexts, _params.logs.devices, _params.logs.networks)

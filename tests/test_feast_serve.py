@@ -18,6 +18,7 @@ import yaml
 
 from ctxtag.config import Params
 from ctxtag.feature_store import open_store, publish
+from ctxtag.track_features import track_frame
 from ctxtag.user_features import daily_snapshots
 
 PARAMS = Params()
@@ -40,8 +41,10 @@ def test_feast_serve_answers_online_feature_requests(tmp_path):
     labels = pd.DataFrame([[1] + [0] * 14], columns=list(PARAMS.contexts), index=pd.Index(["t1"], name="track_id"))
     history, device_time = daily_snapshots(events, labels, pd.Series({"t1": "x"}), PARAMS.contexts,
                                            PARAMS.logs.devices, PARAMS.logs.networks)
+    tracks = track_frame(["t1"], np.full((1, 15), 0.5, np.float32), np.zeros((1, 256), np.float32), "cnn-test",
+                         pd.Timestamp("2026-01-10T00:00:00Z"))
     project = f"ctxtagserve{uuid.uuid4().hex[:6]}"
-    publish(open_store(tmp_path, "sqlite", project=project), PARAMS, tmp_path, history, device_time)
+    publish(open_store(tmp_path, "sqlite", project=project), PARAMS, tmp_path, history, device_time, tracks)
     # the repo the server reads: the registry and online store the pipeline just wrote
     (tmp_path / "feature_store.yaml").write_text(yaml.safe_dump({
         "project": project, "provider": "local", "registry": str(tmp_path / "registry-sqlite.db"),

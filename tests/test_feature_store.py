@@ -10,6 +10,7 @@ import pytest
 
 from ctxtag.config import Params
 from ctxtag.feature_store import historical, open_store, publish
+from ctxtag.track_features import track_frame
 from ctxtag.user_features import daily_snapshots
 
 PARAMS = Params()
@@ -35,7 +36,13 @@ def snapshots():
     labels = pd.DataFrame(np.eye(3, len(PARAMS.contexts), dtype=int), columns=list(PARAMS.contexts),
                           index=pd.Index(["t1", "t2", "t3"], name="track_id"))
     artists = pd.Series({"t1": "x", "t2": "y", "t3": "z"})
-    return ev, *daily_snapshots(ev, labels, artists, PARAMS.contexts, PARAMS.logs.devices, PARAMS.logs.networks)
+    tracks = track_frame(["t1", "t2", "t3"], rng_probs(), np.arange(3 * 256, dtype=np.float32).reshape(3, 256),
+                         "cnn-test", pd.Timestamp("2026-02-01T00:00:00Z"))
+    return ev, *daily_snapshots(ev, labels, artists, PARAMS.contexts, PARAMS.logs.devices, PARAMS.logs.networks), tracks
+
+
+def rng_probs() -> np.ndarray:
+    return np.random.default_rng(7).random((3, len(PARAMS.contexts))).astype(np.float32)
 
 
 def _redis_url() -> str:
@@ -50,18 +57,18 @@ def _redis_url() -> str:
 
 @pytest.fixture(params=["sqlite", "redis"])
 def store(request, tmp_path, snapshots):
-    _, history, device_time = snapshots
+    _, history, device_time, tracks = snapshots
     project = f"ctxtagtest{uuid.uuid4().hex[:8]}"            # keys of this run only, removed after
     url = _redis_url() if request.param == "redis" else "unused"
     fs = open_store(tmp_path, request.param, redis_url=url, project=project)
-    stats = publish(fs, PARAMS, tmp_path, history, device_time, chunk_days=5)
+    stats = publish(fs, PARAMS, tmp_path, history, device_time, tracks, chunk_days=5)
     assert stats["materialize_chunks"] >= 4
     yield fs
     fs.teardown()
 
 
 def test_online_lookup_serves_the_latest_snapshot(store, snapshots):
-    _, history, device_time = snapshots
+    _, history, device_time, _ = snapshots
     got = store.get_online_features(
         features=store.get_feature_service("situational_model"),
         entity_rows=[{"user_id": "u1"}, {"user_id": "u2"}, {"user_id": "ghost"}]).to_dict()
@@ -90,3 +97,12 @@ def test_training_rows_are_point_in_time_correct_and_none_is_lost(store, snapsho
         else:
             assert r.n_streams == expected, r                     # nothing from after t leaks in
             assert r.n_streams <= int((mine < r.event_timestamp).sum())
+
+
+def test_track_features_are_served_with_the_user_features(store, snapshots):
+    got = store.get_online_features(
+        features=store.get_feature_service("joint_model"),
+        entity_rows=[{"user_id": "u1", "track_id": "t2"}]).to_dict()
+    np.testing.assert_allclose(got["context_probs"][0], rng_probs()[1], rtol=1e-6)
+    assert len(got["audio_embedding"][0]) == 256 and got["audio_embedding"][0][0] == 256.0
+    assert got["tagger"] == ["cnn-test"] and got["n_streams"][0] > 0

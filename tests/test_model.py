@@ -37,3 +37,11 @@ def test_waveform_tagger_runs_end_to_end():
     cfg = AudioConfig(duration_s=3.0)
     tagger = AudioTagger(cfg, n_classes=15).eval()
     assert tagger(torch.randn(2, cfg.n_samples) * 0.1).shape == (2, 15)
+
+
+def test_embedding_is_the_hidden_layer_the_head_reads():
+    m = ChoiCNN().eval()
+    x = torch.randn(2, 96, 646)
+    emb = m.embed(x)
+    assert emb.shape == (2, 256) and (emb >= 0).all()
+    torch.testing.assert_close(m.head(emb), m(x))

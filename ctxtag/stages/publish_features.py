@@ -13,6 +13,7 @@ from ctxtag.listening_logs import read_lake
 from ctxtag.user_features import daily_snapshots
 
 FEAST_DIR = Path("data/feast")
+TRACK_FEATURES = Path("data/track_features/track_features.parquet")   # `ctxtag track-features`
 
 
 def run(params: Params, online: str = "sqlite", redis_url: str = "localhost:6379",
@@ -24,7 +25,8 @@ def run(params: Params, online: str = "sqlite", redis_url: str = "localhost:6379
     artists = pd.read_csv(p.tracks, dtype=str).drop_duplicates("track_id").set_index("track_id")["artist_id"]
     history, device_time = daily_snapshots(events, labels, artists, params.contexts,
                                            params.logs.devices, params.logs.networks)
+    tracks = pd.read_parquet(TRACK_FEATURES)
     store = open_store(feast_dir, online, redis_url=redis_url)
-    stats = {"online_store": online, **publish(store, params, feast_dir, history, device_time)}
+    stats = {"online_store": online, **publish(store, params, feast_dir, history, device_time, tracks)}
     write_json(stats, p.reports / "publish_features.json")
     return stats

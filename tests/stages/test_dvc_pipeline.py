@@ -69,6 +69,8 @@ def test_repro_builds_every_output(project):
     assert list((project / "data/lake/listening_logs").glob("date=*/part-*.parquet"))
     published = json.loads((project / "reports/publish_features.json").read_text())
     assert published["online_store"] == "sqlite" and published["users"] > 0
+    tracks = json.loads((project / "reports/track_features.json").read_text())
+    assert tracks["tracks"] == published["tracks"] == len(pd.read_csv(project / "data/raw/tracks.csv"))
     ids = pd.read_csv(project / "data/splits/split.csv", dtype=str)
     lab = pd.read_csv(project / "data/labelled/labels.csv", dtype={"track_id": str})
     assert sorted(ids["track_id"]) == sorted(lab["track_id"])

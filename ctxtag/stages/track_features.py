@@ -1,0 +1,38 @@
+"""`ctxtag track-features`: the trained tagger's context probabilities and embedding per track.
+
+Covers the whole catalogue, not only the labelled tracks the tagger was trained on; mels come
+through the same content-hash cache as `ctxtag features`, so the labelled ones are not recomputed
+and a growing catalogue never retrains the models.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ctxtag.checkpoints import load_cnn
+from ctxtag.config import Params
+from ctxtag.features import extract
+from ctxtag.io import write_json
+from ctxtag.quarantine import InputError
+from ctxtag.stages.publish_features import TRACK_FEATURES
+from ctxtag.track_features import infer, track_frame
+
+
+def run(params: Params) -> dict:
+    p = params.paths
+    model, meta = load_cnn(p.models / params.train.loss / "best.pt")
+    if p.tracks is None or not p.tracks.exists():
+        raise InputError(p.tracks or "paths.tracks", "a track catalogue with audio_path is needed")
+    catalogue = pd.read_csv(p.tracks, dtype={"track_id": str}).drop_duplicates("track_id")
+    catalogue = catalogue[catalogue["audio_path"].notna()]
+    mels = extract(catalogue["track_id"].tolist(), [p.audio_root / a for a in catalogue["audio_path"]],
+                   params.audio, p.mel_cache)
+    probs, embs = infer(model, mels.mels)
+    frame = track_frame(mels.track_ids, probs, embs, f"cnn-{meta['loss']}", pd.Timestamp.now(tz="UTC").floor("s"))
+    TRACK_FEATURES.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(TRACK_FEATURES, index=False)
+    stats = {"tracks": len(frame), "skipped": len(mels.skipped), "mel_cache_hits": mels.cache_hits,
+             "tagger": f"cnn-{meta['loss']}", "embedding_dim": int(embs.shape[1]),
+             "mean_context_probability": float(probs.mean()) if len(probs) else None}
+    write_json(stats, p.reports / "track_features.json")
+    return stats
