@@ -42,6 +42,8 @@ class Paths:
     models: Path = Path("data/models")
     listening_logs: Path = Path("data/raw/listening_logs")   # incoming CSV / parquet drops
     lake: Path = Path("data/lake/listening_logs")            # date=YYYY-MM-DD/part-*.parquet
+    track_features: Path = Path("data/track_features")       # ctxtag track-features
+    feast: Path = Path("data/feast")                         # Feast offline parquet, registry, online db
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 
 from ctxtag.config import Params
@@ -12,20 +10,17 @@ from ctxtag.io import read_matrix, write_json
 from ctxtag.listening_logs import read_lake
 from ctxtag.user_features import daily_snapshots
 
-FEAST_DIR = Path("data/feast")
-TRACK_FEATURES = Path("data/track_features/track_features.parquet")   # `ctxtag track-features`
 
-
-def run(params: Params, online: str = "sqlite", redis_url: str = "localhost:6379",
-        feast_dir: Path = FEAST_DIR) -> dict:
+def run(params: Params, online: str = "sqlite", redis_url: str = "localhost:6379") -> dict:
     p = params.paths
+    feast_dir = p.feast
     events = read_lake(p.lake)
     ids, y = read_matrix(p.labelled / "labels.csv", params.contexts)
     labels = pd.DataFrame(y, index=pd.Index(ids, name="track_id"), columns=list(params.contexts))
     artists = pd.read_csv(p.tracks, dtype=str).drop_duplicates("track_id").set_index("track_id")["artist_id"]
     history, device_time = daily_snapshots(events, labels, artists, params.contexts,
                                            params.logs.devices, params.logs.networks)
-    tracks = pd.read_parquet(TRACK_FEATURES)
+    tracks = pd.read_parquet(p.track_features / "track_features.parquet")
     store = open_store(feast_dir, online, redis_url=redis_url)
     stats = {"online_store": online, **publish(store, params, feast_dir, history, device_time, tracks)}
     write_json(stats, p.reports / "publish_features.json")

@@ -14,7 +14,6 @@ from ctxtag.config import Params
 from ctxtag.features import extract
 from ctxtag.io import write_json
 from ctxtag.quarantine import InputError
-from ctxtag.stages.publish_features import TRACK_FEATURES
 from ctxtag.track_features import infer, track_frame
 
 
@@ -29,8 +28,8 @@ def run(params: Params) -> dict:
                    params.audio, p.mel_cache)
     probs, embs = infer(model, mels.mels)
     frame = track_frame(mels.track_ids, probs, embs, f"cnn-{meta['loss']}", pd.Timestamp.now(tz="UTC").floor("s"))
-    TRACK_FEATURES.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(TRACK_FEATURES, index=False)
+    p.track_features.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(p.track_features / "track_features.parquet", index=False)
     stats = {"tracks": len(frame), "skipped": len(mels.skipped), "mel_cache_hits": mels.cache_hits,
              "tagger": f"cnn-{meta['loss']}", "embedding_dim": int(embs.shape[1]),
              "mean_context_probability": float(probs.mean()) if len(probs) else None}
