@@ -68,3 +68,21 @@ def collect_files(paths: Iterable[str | Path], accept: Callable[[Path], bool], w
 def undecodable(series: pd.Series) -> pd.Series:
     """Rows whose text holds bytes that were not UTF-8 (read with errors='surrogateescape')."""
     return series.astype("string").str.contains("[\udc80-\udcff]", regex=True).fillna(False).astype(bool)
+
+
+def known_track_ids(catalogue: Path | None) -> set[str] | None:
+    """Track ids of the catalogue, or None (no check) when there is none."""
+    if catalogue is None or not Path(catalogue).exists():
+        return None
+    return set(pd.read_csv(catalogue, usecols=["track_id"], dtype=str)["track_id"])
+
+
+def audio_paths(catalogue: Path | None) -> pd.Series:
+    """track_id -> audio_path (relative to paths.audio_root) for catalogue tracks with audio."""
+    if catalogue is None or not Path(catalogue).exists():
+        raise InputError(catalogue or "paths.tracks", "a track catalogue with audio_path is needed")
+    frame = pd.read_csv(catalogue, dtype={"track_id": str})
+    if "audio_path" not in frame.columns:
+        raise InputError(catalogue, "missing required column 'audio_path'")
+    audio = frame.drop_duplicates("track_id").set_index("track_id")["audio_path"]
+    return audio[audio.notna()]

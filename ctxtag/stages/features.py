@@ -7,20 +7,14 @@ import pandas as pd
 
 from ctxtag.config import Params
 from ctxtag.features import extract
-from ctxtag.io import write_json
-from ctxtag.quarantine import InputError
+from ctxtag.io import audio_paths, write_json
 
 
 def run(params: Params) -> dict:
     paths = params.paths
     wanted = pd.read_csv(paths.labelled / "tracks.csv", dtype={"track_id": str})["track_id"].tolist()
-    if paths.tracks is None or not paths.tracks.exists():
-        raise InputError(paths.tracks or "paths.tracks", "a track catalogue with audio_path is needed for features")
-    catalogue = pd.read_csv(paths.tracks, dtype={"track_id": str})
-    if "audio_path" not in catalogue.columns:
-        raise InputError(paths.tracks, "missing required column 'audio_path'")
-    audio_of = catalogue.drop_duplicates("track_id").set_index("track_id")["audio_path"]
-    have = [t for t in wanted if isinstance(audio_of.get(t), str)]
+    audio_of = audio_paths(paths.tracks)
+    have = [t for t in wanted if t in audio_of.index]
     no_audio = [{"track_id": t, "path": "", "reason": "no audio_path in the catalogue"} for t in wanted if t not in set(have)]
     result = extract(have, [paths.audio_root / audio_of[t] for t in have], params.audio, paths.mel_cache)
 

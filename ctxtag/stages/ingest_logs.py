@@ -5,17 +5,15 @@ from __future__ import annotations
 import pandas as pd
 
 from ctxtag.config import Params
-from ctxtag.io import write_json
+from ctxtag.io import known_track_ids, write_json
 from ctxtag.listening_logs import ingest
 from ctxtag.quarantine import write_quarantine
 
 
 def run(params: Params, now: pd.Timestamp | None = None) -> dict:
     p = params.paths
-    known = None
-    if p.tracks is not None and p.tracks.exists():
-        known = set(pd.read_csv(p.tracks, usecols=["track_id"], dtype=str)["track_id"])
-    result = ingest([p.listening_logs], p.lake, params.logs, params.contexts, now=now, known_tracks=known)
+    result = ingest([p.listening_logs], p.lake, params.logs, params.contexts, now=now,
+                    known_tracks=known_track_ids(p.tracks))
     write_quarantine(result.rejections, p.quarantine / "listening_logs.jsonl")
     write_json(result.stats, p.reports / "ingest_logs.json")
     return result.stats

@@ -9,22 +9,16 @@ import pandas as pd
 
 from ctxtag import balance, cooccurrence, filters, labels
 from ctxtag.config import Params
-from ctxtag.io import read_matrix, write_json, write_matrix
+from ctxtag.io import known_track_ids, read_matrix, write_json, write_matrix
 from ctxtag.playlists import read_playlists
 from ctxtag.plots import heatmap
 from ctxtag.quarantine import reason_counts, to_frame, write_quarantine
 
 
-def _known_tracks(path: Path | None) -> set[str] | None:
-    if path is None or not Path(path).exists():
-        return None
-    return set(pd.read_csv(path, usecols=["track_id"], dtype=str)["track_id"])
-
-
 def build(params: Params, playlist_paths: list[Path] | None = None) -> tuple[labels.LabelledSet, dict, pd.DataFrame]:
     """Pure pipeline from playlist files to the balanced labelled set, stats and quarantine."""
     cfg, contexts = params.labels, params.contexts
-    table = read_playlists(playlist_paths or [params.paths.playlists], _known_tracks(params.paths.tracks))
+    table = read_playlists(playlist_paths or [params.paths.playlists], known_track_ids(params.paths.tracks))
     quarantine = to_frame(table.rejections)
 
     ctx = labels.context_matrix(table.playlists["title"].tolist(), contexts)

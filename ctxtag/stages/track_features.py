@@ -12,20 +12,15 @@ import pandas as pd
 from ctxtag.checkpoints import load_cnn
 from ctxtag.config import Params
 from ctxtag.features import extract
-from ctxtag.io import write_json
-from ctxtag.quarantine import InputError
+from ctxtag.io import audio_paths, write_json
 from ctxtag.track_features import infer, track_frame
 
 
 def run(params: Params) -> dict:
     p = params.paths
     model, meta = load_cnn(p.models / params.train.loss / "best.pt")
-    if p.tracks is None or not p.tracks.exists():
-        raise InputError(p.tracks or "paths.tracks", "a track catalogue with audio_path is needed")
-    catalogue = pd.read_csv(p.tracks, dtype={"track_id": str}).drop_duplicates("track_id")
-    catalogue = catalogue[catalogue["audio_path"].notna()]
-    mels = extract(catalogue["track_id"].tolist(), [p.audio_root / a for a in catalogue["audio_path"]],
-                   params.audio, p.mel_cache)
+    audio_of = audio_paths(p.tracks)
+    mels = extract(audio_of.index.tolist(), [p.audio_root / a for a in audio_of], params.audio, p.mel_cache)
     probs, embs = infer(model, mels.mels)
     frame = track_frame(mels.track_ids, probs, embs, f"cnn-{meta['loss']}", pd.Timestamp.now(tz="UTC").floor("s"))
     p.track_features.mkdir(parents=True, exist_ok=True)
