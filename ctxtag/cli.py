@@ -57,6 +57,18 @@ def _track_features(params: Params, args: argparse.Namespace) -> dict:
     return track_features.run(params)
 
 
+def _streams(params: Params, args: argparse.Namespace) -> dict:
+    from ctxtag.stages import streams
+
+    return streams.run(params)
+
+
+def _user_models(params: Params, args: argparse.Namespace) -> dict:
+    from ctxtag.stages import user_models
+
+    return user_models.run(params)
+
+
 def _features(params: Params, args: argparse.Namespace) -> dict:
     from ctxtag.stages import features
 
@@ -114,6 +126,8 @@ COMMANDS: dict[str, tuple[Callable[[Params, argparse.Namespace], dict], str]] = 
     "ingest-logs": (_ingest_logs, "listening logs -> validated, immutable date-partitioned event lake"),
     "track-features": (_track_features, "tagger context probabilities and audio embedding of every track"),
     "publish-features": (_publish_features, "user history and device/time snapshots -> Feast (apply + materialize)"),
+    "streams": (_streams, "labelled streams + point-in-time Feast user features + track audio features"),
+    "user-models": (_user_models, "user-aware, situational and joint models per split type, user-centric eval"),
     "features": (_features, "96 x 646 log-mel of every labelled track, cached by audio content"),
     "train": (_train, "train the CNN with one loss configuration of Table 2 (MLflow-tracked)"),
     "evaluate": (_evaluate, "Table-2-style metrics of every trained configuration, ROC/PR plots"),

@@ -44,6 +44,8 @@ class Paths:
     lake: Path = Path("data/lake/listening_logs")            # date=YYYY-MM-DD/part-*.parquet
     track_features: Path = Path("data/track_features")       # ctxtag track-features
     feast: Path = Path("data/feast")                         # Feast offline parquet, registry, online db
+    streams: Path = Path("data/streams")                     # ctxtag streams: labelled streams + features
+    user_models: Path = Path("data/user_models")             # ctxtag user-models: <split>/<model>
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,35 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class UserModelConfig:
+    """User-aware (ISMIR 2020) and situational/joint (ISMIR 2022) models and their evaluation."""
+
+    history_dim: int = 32                   # user history embedding (SVD fold-in) size
+    splits: tuple[str, ...] = ("cold_user", "cold_track", "warm")
+    audio_hidden: int = 128                 # user-aware tagger: audio branch width
+    user_hidden: int = 64                   # ... user branch width
+    fused_hidden: int = 128
+    dropout: float = 0.3
+    epochs: int = 80
+    patience: int = 8
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    gbt_max_iter: int = 300                 # situational / joint gradient-boosted trees
+    gbt_learning_rate: float = 0.08
+    gbt_max_leaf_nodes: int = 31
+    top_k: int = 3                          # accuracy@k, weighted accuracy@k (ISMIR 2022)
+    threshold: float = 0.5                  # multi-label output (MO-*) of the audio tagger
+    log_mlflow: bool = True
+    experiment: str = "ctxtag-user-models"
+
+    def __post_init__(self) -> None:
+        unknown = set(self.splits) - {"cold_user", "cold_track", "warm"}
+        if unknown or not self.splits:
+            raise ConfigError(f"user_models.splits: unknown {sorted(unknown)}; use cold_user, cold_track, warm")
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int = 42
     contexts: tuple[str, ...] = DEFAULT_CONTEXTS
@@ -170,6 +201,7 @@ class Params:
     audio: AudioConfig = field(default_factory=AudioConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
+    user_models: UserModelConfig = field(default_factory=UserModelConfig)
 
     def __post_init__(self) -> None:
         if len(set(self.contexts)) != len(self.contexts) or not self.contexts:

@@ -34,11 +34,11 @@ def main(params_path: str = "params.yaml") -> int:
             table.add_row(f"split {name}", f"{s['tracks']} ({s['share']:.1%})")
         table.add_row("artist / album overlap", f"{split['overlap'].get('artists')} / {split['overlap'].get('albums')}")
     console.print(table)
-    table2 = rep / "table2.md"
-    if table2.exists():
-        from rich.markdown import Markdown
+    from rich.markdown import Markdown
 
-        console.print(Markdown(table2.read_text(encoding="utf-8")))
+    for name in ("table2.md", "user_models.md"):
+        if (rep / name).exists():
+            console.print(Markdown((rep / name).read_text(encoding="utf-8")))
     plots = sorted(Path(rep / "plots").glob("*.png"))
     console.print("plots: " + ", ".join(str(p) for p in plots))
     return 0

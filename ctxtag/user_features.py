@@ -5,7 +5,8 @@ at time t joins (Feast's point-in-time join: latest snapshot <= t) only history 
 known. Everything is vectorised: one-hot matrices summed per (user, day), then cumulated per user.
 
 - history: streams, and per context the count and share of streams whose track carries the
-  context (observed track labels; an event's own context label counts too), top 3 artists.
+  context (observed track labels; an event's own context label counts too), top 3 artists, and
+  the history embedding (ctxtag.history_embedding: SVD fold-in of the listening shares).
 - device/time profile: device and network shares, local hour-of-day (24) and weekday (7)
   distributions, and circular means of hour and weekday as sin/cos.
 """
@@ -17,6 +18,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from ctxtag.history_embedding import event_rows
+
 
 def _one_hot(values: pd.Series, categories: Sequence[str]) -> np.ndarray:
     codes = pd.Categorical(values, categories=list(categories)).codes
@@ -27,8 +30,8 @@ def _one_hot(values: pd.Series, categories: Sequence[str]) -> np.ndarray:
 
 
 def daily_snapshots(events: pd.DataFrame, track_labels: pd.DataFrame, track_artists: pd.Series,
-                    contexts: Sequence[str], devices: Sequence[str], networks: Sequence[str]
-                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+                    contexts: Sequence[str], devices: Sequence[str], networks: Sequence[str],
+                    item_projection: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(history, device_time) frames keyed by user_id and event_timestamp (snapshot time)."""
     ev = events.reset_index(drop=True)
     day = ev["event_timestamp"].dt.floor("D")
@@ -46,6 +49,7 @@ def daily_snapshots(events: pd.DataFrame, track_labels: pd.DataFrame, track_arti
         "wday": np.eye(7)[weekday],
         "cyc": np.stack([np.sin(2 * np.pi * hour / 24), np.cos(2 * np.pi * hour / 24),
                          np.sin(2 * np.pi * weekday / 7), np.cos(2 * np.pi * weekday / 7)], axis=1),
+        "emb": event_rows(ev["track_id"], item_projection),
     }
     names = {k: [f"{k}{i}" for i in range(v.shape[1])] for k, v in blocks.items()}
     frame = pd.DataFrame(np.hstack(list(blocks.values())), columns=sum(names.values(), []))
@@ -64,6 +68,7 @@ def daily_snapshots(events: pd.DataFrame, track_labels: pd.DataFrame, track_arti
         history[f"ctx_count_{c}"] = counts[:, j].astype(np.int64)
         history[f"ctx_share_{c}"] = (counts[:, j] / n[:, 0]).astype(np.float32)
     history["top_artists"] = _top_artists(ev.assign(snap=snap.to_numpy()), track_artists, key)
+    history["history_embedding"] = list((cum[names["emb"]].to_numpy() / n).astype(np.float32))
 
     device_time = key.copy()
     for k, cats in (("dev", devices), ("net", networks)):

@@ -18,6 +18,7 @@ import yaml
 
 from ctxtag.config import Params
 from ctxtag.feature_store import open_store, publish
+from ctxtag.history_embedding import fit_item_projection
 from ctxtag.track_features import track_frame
 from ctxtag.user_features import daily_snapshots
 
@@ -40,7 +41,9 @@ def test_feast_serve_answers_online_feature_requests(tmp_path):
         "device": rng.choice(list(PARAMS.logs.devices), 200), "network": "wifi", "context": None})
     labels = pd.DataFrame([[1] + [0] * 14], columns=list(PARAMS.contexts), index=pd.Index(["t1"], name="track_id"))
     history, device_time = daily_snapshots(events, labels, pd.Series({"t1": "x"}), PARAMS.contexts,
-                                           PARAMS.logs.devices, PARAMS.logs.networks)
+                                           PARAMS.logs.devices, PARAMS.logs.networks,
+                                           fit_item_projection(events["user_id"], events["track_id"],
+                                                               PARAMS.user_models.history_dim, 0))
     tracks = track_frame(["t1"], np.full((1, 15), 0.5, np.float32), np.zeros((1, 256), np.float32), "cnn-test",
                          pd.Timestamp("2026-01-10T00:00:00Z"))
     project = f"ctxtagserve{uuid.uuid4().hex[:6]}"

@@ -10,6 +10,7 @@ import pytest
 
 from ctxtag.config import Params
 from ctxtag.feature_store import historical, open_store, publish
+from ctxtag.history_embedding import fit_item_projection
 from ctxtag.track_features import track_frame
 from ctxtag.user_features import daily_snapshots
 
@@ -38,7 +39,8 @@ def snapshots():
     artists = pd.Series({"t1": "x", "t2": "y", "t3": "z"})
     tracks = track_frame(["t1", "t2", "t3"], rng_probs(), np.arange(3 * 256, dtype=np.float32).reshape(3, 256),
                          "cnn-test", pd.Timestamp("2026-02-01T00:00:00Z"))
-    return ev, *daily_snapshots(ev, labels, artists, PARAMS.contexts, PARAMS.logs.devices, PARAMS.logs.networks), tracks
+    return ev, *daily_snapshots(ev, labels, artists, PARAMS.contexts, PARAMS.logs.devices, PARAMS.logs.networks,
+                                 fit_item_projection(ev["user_id"], ev["track_id"], PARAMS.user_models.history_dim, 0)), tracks
 
 
 def rng_probs() -> np.ndarray:

@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 
+from ctxtag.history_embedding import fit_item_projection
 from ctxtag.user_features import daily_snapshots
 
 CONTEXTS, DEVICES, NETWORKS = ("party", "sleep"), ("phone", "car"), ("wifi", "cellular")
@@ -22,7 +23,9 @@ def _events():
 def _snap():
     labels = pd.DataFrame({"party": [1, 0], "sleep": [0, 1]}, index=pd.Index(["t1", "t2"], name="track_id"))
     artists = pd.Series({"t1": "x", "t2": "y", "t3": "y"})
-    return daily_snapshots(_events(), labels, artists, CONTEXTS, DEVICES, NETWORKS)
+    ev = _events()
+    return daily_snapshots(ev, labels, artists, CONTEXTS, DEVICES, NETWORKS,
+                           fit_item_projection(ev["user_id"], ev["track_id"], 2, seed=0))
 
 
 def test_snapshots_count_only_events_before_their_stamp():
@@ -44,3 +47,15 @@ def test_device_time_profile_uses_local_time():
     assert a["weekday_dist"][1] == 1.0                  # Tuesday 6 January locally
     assert a["device_share_phone"] == 0.5 and a["network_share_wifi"] == 1.0
     assert np.isclose(a["hour_sin"], np.mean(np.sin(2 * np.pi * np.array([0, 1]) / 24)))
+
+
+def test_history_embedding_is_the_fold_in_of_the_shares_up_to_the_snapshot():
+    ev = _events()
+    proj = fit_item_projection(ev["user_id"], ev["track_id"], 2, seed=0)
+    history, _ = _snap()
+    a = history[history["user_id"] == "a"].reset_index(drop=True)
+    # by 2026-01-08 user a streamed t1 twice, t2 and t3 once: shares (.5, .25, .25)
+    expected = np.array([0.5, 0.25, 0.25]) @ proj.loc[["t1", "t2", "t3"]].to_numpy()
+    np.testing.assert_allclose(a["history_embedding"].iloc[1], expected, rtol=1e-5)
+    first = np.array([0.5, 0.5]) @ proj.loc[["t1", "t2"]].to_numpy()       # before 2026-01-06: t1, t2
+    np.testing.assert_allclose(a["history_embedding"].iloc[0], first, rtol=1e-5)

@@ -6,6 +6,7 @@ import pandas as pd
 
 from ctxtag.config import Params
 from ctxtag.feature_store import open_store, publish
+from ctxtag.history_embedding import fit_item_projection
 from ctxtag.io import read_matrix, write_json
 from ctxtag.listening_logs import read_lake
 from ctxtag.user_features import daily_snapshots
@@ -18,8 +19,10 @@ def run(params: Params, online: str = "sqlite", redis_url: str = "localhost:6379
     ids, y = read_matrix(p.labelled / "labels.csv", params.contexts)
     labels = pd.DataFrame(y, index=pd.Index(ids, name="track_id"), columns=list(params.contexts))
     artists = pd.read_csv(p.tracks, dtype=str).drop_duplicates("track_id").set_index("track_id")["artist_id"]
+    projection = fit_item_projection(events["user_id"], events["track_id"], params.user_models.history_dim,
+                                     params.seed)
     history, device_time = daily_snapshots(events, labels, artists, params.contexts,
-                                           params.logs.devices, params.logs.networks)
+                                           params.logs.devices, params.logs.networks, projection)
     tracks = pd.read_parquet(p.track_features / "track_features.parquet")
     store = open_store(feast_dir, online, redis_url=redis_url)
     stats = {"online_store": online, **publish(store, params, feast_dir, history, device_time, tracks)}

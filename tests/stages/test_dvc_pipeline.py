@@ -109,6 +109,33 @@ def test_repro_trains_tracks_and_reports_every_configuration(project):
 
 
 @pytest.mark.slow
+def test_repro_trains_and_compares_the_user_models(project):
+    streams = json.loads((project / "reports/streams.json").read_text())
+    assert streams["streams"] > 0 and streams["without_audio"] == 0
+    report = json.loads((project / "reports/user_models.json").read_text())
+    assert set(report) == {"cold_user", "cold_track", "warm"}
+    for kind, r in report.items():
+        assert r["sizes"]["test"] > 0 and r["sizes"]["train"] > r["sizes"]["test"]
+        for model in ("audio", "audio_user", "situational", "audio_user_situation"):
+            s = r[model]["stream"]
+            assert 0 <= s["accuracy"] <= s["weighted_accuracy@3"] <= s["accuracy@3"] <= 1, (kind, model)
+            assert 0 <= r[model]["satisfaction"]["f1"] <= 1
+    table = (project / "reports/user_models.md").read_text()
+    assert table.count("| warm |") == 4 and "audio + user + device/time" in table
+    for name in ("audio_user.pt", "audio_user_situation.pt", "situational.joblib"):
+        assert (project / "data/user_models/cold_user" / name).exists()
+
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlruns.db'}")
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name("ctxtag-user-models")
+    runs = client.search_runs([exp.experiment_id])
+    assert sorted(r.data.tags["split_kind"] for r in runs) == ["cold_track", "cold_user", "warm"]
+    assert all("audio_user_situation.accuracy_at_3" in r.data.metrics for r in runs)
+
+
+@pytest.mark.slow
 def test_predict_prints_top_contexts_for_an_audio_file(project):
     audio = sorted((project / "data/raw/audio").glob("*.flac"))[0]
     out = _run(project, "ctxtag", "predict", str(audio), "--top", "3")

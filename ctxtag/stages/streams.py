@@ -1,0 +1,28 @@
+"""`ctxtag streams`: labelled streams from the lake, joined with point-in-time Feast user features
+and the tracks' audio features -> data/streams/streams.parquet (the user-model training set)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ctxtag.config import Params
+from ctxtag.feature_store import open_store
+from ctxtag.io import write_json
+from ctxtag.listening_logs import read_lake
+from ctxtag.streams import labelled, with_features
+
+
+def run(params: Params) -> dict:
+    p = params.paths
+    streams = labelled(read_lake(p.lake), params.contexts)
+    tracks = pd.read_parquet(p.track_features / "track_features.parquet")
+    frame = with_features(open_store(p.feast, "sqlite"), streams, tracks)
+    p.streams.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(p.streams / "streams.parquet", index=False)
+    stats = {"streams": len(frame), "users": int(frame["user_id"].nunique()),
+             "tracks": int(frame["track_id"].nunique()),
+             "without_history": int((~frame["has_history"]).sum()),   # a user's first day: no snapshot yet
+             "without_audio": int((~frame["has_audio"]).sum()),
+             "per_context": frame["context"].value_counts().sort_index().to_dict()}
+    write_json(stats, p.reports / "streams.json")
+    return stats
