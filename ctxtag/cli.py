@@ -69,6 +69,31 @@ def _user_models(params: Params, args: argparse.Namespace) -> dict:
     return user_models.run(params)
 
 
+def _register(params: Params, args: argparse.Namespace) -> dict:
+    from ctxtag.registry import register
+
+    return register(params, why=args.why or "new training run")
+
+
+def _promote(params: Params, args: argparse.Namespace) -> dict:
+    from ctxtag.registry import promote
+
+    return promote(params, version=args.version, why=args.why, force=args.force)
+
+
+def _rollback(params: Params, args: argparse.Namespace) -> dict:
+    from ctxtag.registry import rollback
+
+    return rollback(params, to=args.to, why=args.why)
+
+
+def _audit(params: Params, args: argparse.Namespace) -> dict:
+    from ctxtag.registry import _client, audit_log
+
+    return {"model": params.registry.model_name,
+            "events": audit_log(_client(params), params.registry.model_name)}
+
+
 def _features(params: Params, args: argparse.Namespace) -> dict:
     from ctxtag.stages import features
 
@@ -131,6 +156,10 @@ COMMANDS: dict[str, tuple[Callable[[Params, argparse.Namespace], dict], str]] = 
     "features": (_features, "96 x 646 log-mel of every labelled track, cached by audio content"),
     "train": (_train, "train the CNN with one loss configuration of Table 2 (MLflow-tracked)"),
     "evaluate": (_evaluate, "Table-2-style metrics of every trained configuration, ROC/PR plots"),
+    "register": (_register, "register the train.loss tagger in MLflow as a new version, alias @challenger"),
+    "promote": (_promote, "promotion gate: move @champion to @challenger if it is not worse (audited)"),
+    "rollback": (_rollback, "move @champion back to the previous (or a named) version (audited)"),
+    "audit": (_audit, "who promoted or rolled back which version, when and why"),
     "predict": (_predict, "top contexts with probabilities for audio files"),
     "title-agreement": (_title_agreement, "agreement of the title matcher with a reference TSV"),
 }
@@ -151,6 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--redis-url", default=os.environ.get("CTXTAG_REDIS_URL", "localhost:6379"))
         if name == "train":
             p.add_argument("--loss", default=None, help="loss configuration (default: train.loss in params)")
+        if name in ("register", "promote", "rollback"):
+            p.add_argument("--why", default="", help="reason recorded in the audit trail")
+        if name == "promote":
+            p.add_argument("--version", default=None, help="version to promote (default: @challenger)")
+            p.add_argument("--force", action="store_true", help="promote even if the gate refuses (audited)")
+        if name == "rollback":
+            p.add_argument("--to", default=None, help="version (default: the previous champion)")
         if name == "predict":
             p.add_argument("audio", nargs="+", help="audio files (wav, flac, ogg, mp3)")
             p.add_argument("--model", default=None, help="checkpoint (default: data/models/<train.loss>/best.pt)")
@@ -172,6 +208,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, InputError, FileNotFoundError) as exc:
         print(f"ctxtag {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:
+        from ctxtag.registry import PromotionRefused
+
+        if not isinstance(exc, PromotionRefused):
+            raise
+        print(f"ctxtag {args.command}: refused: {exc}", file=sys.stderr)
+        return 3
     if args.command != "predict":
         print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
     print(f"ctxtag {args.command}: done in {time.perf_counter() - start:.1f} s", file=sys.stderr)

@@ -189,6 +189,14 @@ class UserModelConfig:
 
 
 @dataclass(frozen=True)
+class RegistryConfig:
+    """MLflow registry and the promotion gate (challenger vs champion on the same test split)."""
+
+    model_name: str = "ctxtag-audio-tagger"
+    max_context_drop: float = 0.02         # no context's ROC-AUC may fall by more than this
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int = 42
     contexts: tuple[str, ...] = DEFAULT_CONTEXTS
@@ -202,6 +210,7 @@ class Params:
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
     user_models: UserModelConfig = field(default_factory=UserModelConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
 
     def __post_init__(self) -> None:
         if len(set(self.contexts)) != len(self.contexts) or not self.contexts:

@@ -1,57 +1,20 @@
-"""A real `dvc repro` of the pipeline on a small generated world, in a throwaway project."""
+"""A real `dvc repro` of the pipeline on a small generated world (the `dvc_project` fixture)."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-SMALL = {
-    "synth": {"n_artists": 50, "n_users": 30, "n_context_playlists": 350, "n_noise_playlists": 40,
-              "n_filtered_playlists": 12, "n_events": 3000, "clip_seconds": 4.0, "days": 14},
-    # 3 s clips (65 frames) keep the CNN cheap; 4 s tracks are shorter than 30 + 3 s: cropped from 0
-    "audio": {"duration_s": 3.0},
-    "train": {"configs": ["none", "neg_ignore_zeros"], "max_epochs": 2},
-}
-
-
-def _run(cwd: Path, tool: str, *args: str) -> str:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    env.pop("MLFLOW_TRACKING_URI", None)                     # the embedded default: ./mlruns.db
-    proc = subprocess.run([str(Path(sys.executable).parent / tool), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc.stdout
-
-
-def _dvc(cwd: Path, *args: str) -> str:
-    return _run(cwd, "dvc", *args)
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    proj = tmp_path_factory.mktemp("proj")
-    shutil.copy(ROOT / "dvc.yaml", proj)
-    (proj / "ctxtag").symlink_to(ROOT / "ctxtag")          # the stages' code deps
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for section, values in SMALL.items():
-        params[section].update(values)
-    (proj / "params.yaml").write_text(yaml.safe_dump(params))
-    _dvc(proj, "init", "--no-scm", "-q")
-    _dvc(proj, "repro")
-    return proj
+from tests.conftest import dvc as _dvc
+from tests.conftest import run_tool as _run
 
 
 @pytest.mark.slow
-def test_repro_builds_every_output(project):
+def test_repro_builds_every_output(dvc_project):
+    project = dvc_project
     for rel in ("data/labelled/labels.csv", "data/labelled/counts.csv", "data/weights/weights.npz",
                 "data/splits/split.csv", "data/quarantine/playlists.jsonl",
                 "reports/plots/cooccurrence.png", "dvc.lock"):
@@ -77,7 +40,8 @@ def test_repro_builds_every_output(project):
 
 
 @pytest.mark.slow
-def test_repro_trains_tracks_and_reports_every_configuration(project):
+def test_repro_trains_tracks_and_reports_every_configuration(dvc_project):
+    project = dvc_project
     for cfg in ("none", "neg_ignore_zeros"):
         assert (project / f"data/models/{cfg}/best.pt").exists()
         assert json.loads((project / f"reports/train/{cfg}.json").read_text())["epochs_run"] == 2
@@ -109,7 +73,8 @@ def test_repro_trains_tracks_and_reports_every_configuration(project):
 
 
 @pytest.mark.slow
-def test_repro_trains_and_compares_the_user_models(project):
+def test_repro_trains_and_compares_the_user_models(dvc_project):
+    project = dvc_project
     streams = json.loads((project / "reports/streams.json").read_text())
     assert streams["streams"] > 0 and streams["without_audio"] == 0
     report = json.loads((project / "reports/user_models.json").read_text())
@@ -136,9 +101,10 @@ def test_repro_trains_and_compares_the_user_models(project):
 
 
 @pytest.mark.slow
-def test_predict_prints_top_contexts_for_an_audio_file(project):
+def test_predict_prints_top_contexts_for_an_audio_file(dvc_project):
+    project = dvc_project
     audio = sorted((project / "data/raw/audio").glob("*.flac"))[0]
-    out = _run(project, "ctxtag", "predict", str(audio), "--top", "3")
+    out = _run(dvc_project, "ctxtag", "predict", str(audio), "--top", "3")
     lines = out.strip().splitlines()
     assert lines[0] == str(audio)
     contexts = set(yaml.safe_load((project / "params.yaml").read_text())["contexts"])
@@ -147,14 +113,15 @@ def test_predict_prints_top_contexts_for_an_audio_file(project):
 
 
 @pytest.mark.slow
-def test_repro_is_incremental(project):
-    assert "Data and pipelines are up to date" in _dvc(project, "status")
+def test_repro_is_incremental(dvc_project):
+    project = dvc_project
+    assert "Data and pipelines are up to date" in _dvc(dvc_project, "status")
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["labels"]["min_playlists"] = 4
     (project / "params.yaml").write_text(yaml.safe_dump(params))
-    out = _dvc(project, "repro", "ingest_logs", "--force")   # the append-only lake: a no-op rerun
+    out = _dvc(dvc_project, "repro", "ingest_logs", "--force")   # the append-only lake: a no-op rerun
     assert json.loads((project / "reports/ingest_logs.json").read_text())["events_written"] == 0
-    out = _dvc(project, "repro", "split")                  # the labelling chain, not the training
+    out = _dvc(dvc_project, "repro", "split")                  # the labelling chain, not the training
     assert "Stage 'synth' didn't change, skipping" in out
     assert "Running stage 'label'" in out
     labels = json.loads((project / "reports/labels.json").read_text())

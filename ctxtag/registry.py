@@ -1,0 +1,175 @@
+"""MLflow registry: register a trained tagger as ``@challenger``, move ``@champion`` only through the
+promotion gate, roll back, and keep an audit trail of who did what, when and why.
+
+The gate scores challenger and champion on the same test split, now (not from stored metrics, which
+may come from another split or code version): the challenger's macro ROC-AUC must not be lower,
+and no context's AUC may drop by more than ``registry.max_context_drop``.
+
+The audit trail lives in the registry itself, as registered-model tags ``audit.NNNN`` holding one
+JSON event each (action, versions, who, when, why, the gate's figures), so it follows the model to
+whichever MLflow server holds it.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+from ctxtag.config import Params
+
+
+class PromotionRefused(RuntimeError):
+    """The gate said no; the message carries its reasons."""
+
+
+@dataclass
+class GateResult:
+    passed: bool
+    reasons: list[str]
+    challenger_macro_auc: float
+    champion_macro_auc: float | None
+    context_drops: dict[str, float] = field(default_factory=dict)
+
+
+def actor() -> str:
+    """Who acts: CTXTAG_ACTOR (the Airflow task sets it to its DAG run) or the OS user."""
+    return os.environ.get("CTXTAG_ACTOR") or getpass.getuser()
+
+
+def _client(params: Params):
+    import mlflow
+
+    from ctxtag.tracking import setup_mlflow
+
+    setup_mlflow(params.train.experiment)
+    return mlflow.MlflowClient()
+
+
+def audit_log(client, name: str) -> list[dict]:
+    tags = client.get_registered_model(name).tags
+    return [json.loads(tags[k]) for k in sorted(k for k in tags if k.startswith("audit."))]
+
+
+def _record(client, name: str, event: dict) -> dict:
+    n = len(audit_log(client, name))
+    event = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "who": actor(), **event}
+    client.set_registered_model_tag(name, f"audit.{n + 1:04d}", json.dumps(event))
+    return event
+
+
+def _alias_version(client, name: str, alias: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def register(params: Params, why: str = "new training run") -> dict:
+    """Register the train.loss tagger's logged model as a new version with alias @challenger;
+    a run already registered is not registered twice (reruns are idempotent)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = _client(params)
+    name = params.registry.model_name
+    run_file = params.paths.models / params.train.loss / "mlflow_run.json"
+    if not run_file.exists():
+        raise FileNotFoundError(f"{run_file}: no MLflow run for {params.train.loss}; train with log_mlflow: true")
+    run_id = json.loads(run_file.read_text())["run_id"]
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description="Choi CNN audio context tagger (ICASSP 2020)")
+    existing = [v for v in client.search_model_versions(f"name='{name}'") if v.run_id == run_id]
+    if existing:
+        version = str(max(existing, key=lambda v: int(v.version)).version)
+        created = False
+    else:
+        models = mlflow.search_logged_models(filter_string=f"source_run_id='{run_id}'", output_format="list")
+        if not models:
+            raise FileNotFoundError(f"MLflow run {run_id} logged no model")
+        version = str(mlflow.register_model(f"models:/{models[-1].model_id}", name).version)
+        client.set_model_version_tag(name, version, "loss", params.train.loss)
+        created = True
+    if _alias_version(client, name, "challenger") != version:
+        client.set_registered_model_alias(name, "challenger", version)
+        _record(client, name, {"action": "register", "version": version, "run_id": run_id, "why": why})
+    return {"model": name, "version": version, "run_id": run_id, "new_version": created}
+
+
+def _test_auc(params: Params, uri: str) -> np.ndarray:
+    """Per-context ROC-AUC of the model at ``uri`` on the test split."""
+    import mlflow
+
+    from ctxtag.dataset import load_splits
+    from ctxtag.metrics import per_context
+    from ctxtag.train import pick_device, predict
+
+    p = params.paths
+    device = pick_device(params.train)
+    model = mlflow.pytorch.load_model(uri, map_location=device)
+    data = load_splits(p.features, p.labelled, p.weights / "weights.npz", p.splits / "split.csv",
+                       params.contexts, params.train.loss)
+    probs, _ = predict(model, data.datasets["test"], params.train, device)
+    return per_context(data.labels["test"], probs)["roc_auc"]
+
+
+def gate(params: Params, challenger: str, champion: str | None) -> GateResult:
+    name, margin = params.registry.model_name, params.registry.max_context_drop
+    chal = _test_auc(params, f"models:/{name}/{challenger}")
+    if champion is None:
+        return GateResult(True, ["no champion yet"], float(np.nanmean(chal)), None)
+    champ = _test_auc(params, f"models:/{name}/{champion}")
+    drops = {c: float(champ[j] - chal[j]) for j, c in enumerate(params.contexts)
+             if np.isfinite(champ[j]) and np.isfinite(chal[j])}
+    reasons = []
+    if np.nanmean(chal) < np.nanmean(champ):
+        reasons.append(f"macro ROC-AUC {np.nanmean(chal):.4f} < champion's {np.nanmean(champ):.4f}")
+    reasons += [f"{c}: ROC-AUC down {d:.4f} (> {margin})" for c, d in drops.items() if d > margin]
+    return GateResult(not reasons, reasons or ["macro ROC-AUC not worse, no context beyond the margin"],
+                      float(np.nanmean(chal)), float(np.nanmean(champ)), drops)
+
+
+def promote(params: Params, version: str | None = None, why: str = "", force: bool = False) -> dict:
+    """Move @champion to ``version`` (default: @challenger) if the gate passes, or with ``force``
+    (recorded as such). Raises PromotionRefused with the gate's reasons otherwise."""
+    client = _client(params)
+    name = params.registry.model_name
+    version = version or _alias_version(client, name, "challenger")
+    if version is None:
+        raise PromotionRefused(f"{name} has no @challenger; run `ctxtag register` first")
+    champion = _alias_version(client, name, "champion")
+    if champion == version:
+        return {"model": name, "version": version, "promoted": False, "reasons": ["already champion"]}
+    result = gate(params, version, champion)
+    event = {"version": version, "previous": champion, "why": why, "gate": asdict(result)}
+    if not result.passed and not force:
+        _record(client, name, {"action": "promotion_refused", **event})
+        raise PromotionRefused(f"{name} v{version} not promoted: " + "; ".join(result.reasons))
+    client.set_registered_model_alias(name, "champion", version)
+    _record(client, name, {"action": "promote" if result.passed else "forced_promote", **event})
+    return {"model": name, "version": version, "previous": champion, "promoted": True, "gate": asdict(result)}
+
+
+def rollback(params: Params, to: str | None = None, why: str = "") -> dict:
+    """Point @champion back at ``to`` (default: the champion before the current one)."""
+    client = _client(params)
+    name = params.registry.model_name
+    current = _alias_version(client, name, "champion")
+    if to is None:
+        moves = [e for e in audit_log(client, name)
+                 if e["action"] in ("promote", "forced_promote", "rollback") and e.get("version") == current]
+        to = moves[-1].get("previous") if moves else None
+        if to is None:
+            raise PromotionRefused(f"{name}: no earlier champion to roll back to; name a version")
+    client.get_model_version(name, to)                # fails clearly on an unknown version
+    client.set_registered_model_alias(name, "champion", to)
+    event = _record(client, name, {"action": "rollback", "version": to, "previous": current, "why": why})
+    return {"model": name, "champion": to, "previous": current, "event": event}

@@ -1,0 +1,80 @@
+"""The MLflow registry flow through the real CLI on the real (small) pipeline's runs:
+register -> @challenger, gate -> @champion, refusal, forced promotion, rollback, audit trail."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import mlflow
+import pytest
+import yaml
+
+from tests.conftest import run_tool
+
+
+def _ctxtag(project, params_file, *args, ok=True):
+    out = run_tool(project, "ctxtag", "--params", params_file, *args, ok=ok)
+    return json.loads(out) if ok else out
+
+
+@pytest.fixture
+def variants(dvc_project):
+    """Two params files naming a registry model of this test only; one registers the other loss."""
+    name = f"tagger-test-{uuid.uuid4().hex[:6]}"
+    params = yaml.safe_load((dvc_project / "params.yaml").read_text())
+    params["registry"]["model_name"] = name
+    main = dvc_project / f"params-{name}.yaml"
+    main.write_text(yaml.safe_dump(params))
+    params["train"]["loss"] = "none"
+    other = dvc_project / f"params-{name}-none.yaml"
+    other.write_text(yaml.safe_dump(params))
+    yield name, main.name, other.name
+    main.unlink()
+    other.unlink()
+
+
+@pytest.mark.slow
+def test_register_promote_refuse_force_and_roll_back(dvc_project, variants):
+    name, main, other = variants
+    first = _ctxtag(dvc_project, main, "register", "--why", "weekly retrain")
+    assert first["version"] == "1" and first["new_version"]
+    again = _ctxtag(dvc_project, main, "register")
+    assert again["version"] == "1" and not again["new_version"]          # reruns do not duplicate
+    promoted = _ctxtag(dvc_project, main, "promote", "--why", "first champion")
+    assert promoted["promoted"] and promoted["gate"]["reasons"] == ["no champion yet"]
+
+    second = _ctxtag(dvc_project, other, "register", "--why", "other loss")
+    assert second["version"] == "2"
+    proc = _ctxtag(dvc_project, other, "promote", ok=False)
+    if proc.returncode == 3:                        # refused: the reasons are printed
+        assert "not promoted" in proc.stderr and ("ROC-AUC" in proc.stderr)
+        forced = _ctxtag(dvc_project, other, "promote", "--force", "--why", "hotfix")
+        assert forced["promoted"] and not forced["gate"]["passed"]
+    else:                                            # passed: macro AUC not worse, no big drop
+        assert proc.returncode == 0, proc.stderr
+        gate = json.loads(proc.stdout)["gate"]
+        assert gate["challenger_macro_auc"] >= gate["champion_macro_auc"]
+        assert max(gate["context_drops"].values()) <= 0.02
+
+    back = _ctxtag(dvc_project, main, "rollback", "--why", "bad canary")
+    assert back["champion"] == "1" and back["previous"] == "2"
+
+    mlflow.set_tracking_uri(f"sqlite:///{dvc_project / 'mlruns.db'}")
+    client = mlflow.MlflowClient()
+    assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
+    assert str(client.get_model_version_by_alias(name, "challenger").version) == "2"
+    events = _ctxtag(dvc_project, main, "audit")["events"]
+    actions = [e["action"] for e in events]
+    assert actions[:3] == ["register", "promote", "register"] and actions[-1] == "rollback"
+    assert all(e["who"] and e["when"] for e in events)
+    assert events[-1]["why"] == "bad canary" and events[1]["why"] == "first champion"
+
+
+@pytest.mark.slow
+def test_rollback_without_history_and_promote_without_challenger_are_refused(dvc_project, variants):
+    _, main, _ = variants
+    _ctxtag(dvc_project, main, "register")
+    _ctxtag(dvc_project, main, "promote")
+    proc = _ctxtag(dvc_project, main, "rollback", ok=False)
+    assert proc.returncode == 3 and "no earlier champion" in proc.stderr
