@@ -41,6 +41,7 @@ class Paths:
     mel_cache: Path = Path("data/cache/mel")
     models: Path = Path("data/models")
     listening_logs: Path = Path("data/raw/listening_logs")   # incoming CSV / parquet drops
+    incoming_logs: Path = Path("data/incoming/listening_logs")   # drops fetched by the Airflow DAG
     lake: Path = Path("data/lake/listening_logs")            # date=YYYY-MM-DD/part-*.parquet
     track_features: Path = Path("data/track_features")       # ctxtag track-features
     feast: Path = Path("data/feast")                         # Feast offline parquet, registry, online db

@@ -12,7 +12,8 @@ from ctxtag.quarantine import write_quarantine
 
 def run(params: Params, now: pd.Timestamp | None = None) -> dict:
     p = params.paths
-    result = ingest([p.listening_logs], p.lake, params.logs, params.contexts, now=now,
+    sources = [p.listening_logs] + ([p.incoming_logs] if p.incoming_logs.exists() else [])
+    result = ingest(sources, p.lake, params.logs, params.contexts, now=now,
                     known_tracks=known_track_ids(p.tracks))
     write_quarantine(result.rejections, p.quarantine / "listening_logs.jsonl")
     write_json(result.stats, p.reports / "ingest_logs.json")

@@ -1,0 +1,65 @@
+"""ctxtag_ingest — daily: fetch the day's listening-log drops (a local folder or S3, laid out as
+date=YYYY-MM-DD/), ingest them into the append-only lake, publish the user and track features to
+Feast (apply + materialize). Updates the `ctxtag_features` asset, which triggers ctxtag_retrain.
+
+Top level: airflow and the standard library only (parsing stays fast); the work is in ctxtag.
+Reruns of a logical date are no-ops: copied files are skipped, known events are not re-ingested,
+the Feast snapshots are rebuilt from the lake (no duplicate rows).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pendulum
+from airflow.sdk import Asset, Param, dag, task
+
+FEATURES = Asset(name="ctxtag_features", uri="file:///ctxtag/feast/features")
+
+
+def project_dir() -> Path:
+    """The ctxtag checkout the tasks work in: $CTXTAG_PROJECT, else the one this file lives in."""
+    return Path(os.environ.get("CTXTAG_PROJECT") or Path(__file__).resolve().parents[1])
+
+
+@dag(
+    dag_id="ctxtag_ingest",
+    schedule="@daily",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["ctxtag", "data"],
+    params={"source": Param(None, type=["null", "string"],
+                            description="folder or s3://bucket/prefix holding date=YYYY-MM-DD/ log drops; "
+                                        "empty: only the drops already in the project")},
+    doc_md=__doc__,
+)
+def ctxtag_ingest():
+    @task
+    def fetch_drops(params=None, ds=None) -> int:
+        """Copy the logical date's drops into data/incoming (skips files already there)."""
+        from ctxtag.orchestration import fetch, in_project
+
+        if not params.get("source"):
+            return 0
+        with in_project(project_dir()) as p:
+            return len(fetch(params["source"], p.paths.incoming_logs, ds))
+
+    @task
+    def ingest_logs(_copied: int) -> str:
+        """Validate and append to the lake (bad rows quarantined with file, row, reason)."""
+        from ctxtag.orchestration import repro
+
+        return repro(project_dir(), "--force", "ingest_logs")[-2000:]
+
+    @task(outlets=[FEATURES])
+    def publish_features(_ingested: str) -> str:
+        from ctxtag.orchestration import repro
+
+        return repro(project_dir(), "publish_features")[-2000:]
+
+    publish_features(ingest_logs(fetch_drops()))
+
+
+ctxtag_ingest()

@@ -1,0 +1,77 @@
+"""ctxtag_retrain — weekly (Monday 03:00 UTC) and whenever new features land (`ctxtag_features`):
+retrain and evaluate the audio tagger (all Table-2 loss configurations) and the user models, then
+register the tagger as @challenger and promote it to @champion only if the gate passes.
+
+Training tasks go to the `gpu` queue and pool: with CeleryExecutor they run on GPU workers; the
+embedded LocalExecutor runs them locally. Each task runs `dvc repro <stage>`, so a rerun of the
+same logical date with nothing changed retrains nothing and registers no new version.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pendulum
+from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, dag, task
+
+FEATURES = Asset(name="ctxtag_features", uri="file:///ctxtag/feast/features")
+GPU = {"queue": "gpu", "pool": "gpu"}
+
+
+def project_dir() -> Path:
+    """The ctxtag checkout the tasks work in: $CTXTAG_PROJECT, else the one this file lives in."""
+    return Path(os.environ.get("CTXTAG_PROJECT") or Path(__file__).resolve().parents[1])
+
+
+@dag(
+    dag_id="ctxtag_retrain",
+    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 3 * * 1", timezone="UTC"), assets=FEATURES),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["ctxtag", "training"],
+    doc_md=__doc__,
+)
+def ctxtag_retrain():
+    @task(**GPU)
+    def train_tagger() -> str:
+        """features -> train@{loss configurations} -> evaluate."""
+        from ctxtag.orchestration import repro
+
+        return repro(project_dir(), "evaluate")[-2000:]
+
+    @task(**GPU)
+    def train_user_models(_tagger: str) -> str:
+        """track features -> Feast -> streams -> user-aware, situational and joint models."""
+        from ctxtag.orchestration import repro
+
+        return repro(project_dir(), "user_models")[-2000:]
+
+    @task
+    def register(_users: str, dag_run=None) -> dict:
+        from ctxtag.orchestration import in_project
+        from ctxtag.registry import register
+
+        actor = f"airflow:{dag_run.dag_id}/{dag_run.run_id}"
+        with in_project(project_dir(), actor) as params:
+            return register(params, why=f"scheduled retraining ({dag_run.run_id})")
+
+    @task
+    def promote(registered: dict, dag_run=None) -> dict:
+        """The gate decides; a refusal is recorded in the audit trail and leaves @champion as is."""
+        from ctxtag.orchestration import in_project
+        from ctxtag.registry import PromotionRefused, promote
+
+        actor = f"airflow:{dag_run.dag_id}/{dag_run.run_id}"
+        with in_project(project_dir(), actor) as params:
+            try:
+                return promote(params, version=registered["version"], why="promotion gate after retraining")
+            except PromotionRefused as exc:
+                print(exc)
+                return {"promoted": False, "version": registered["version"], "reason": str(exc)}
+
+    promote(register(train_user_models(train_tagger())))
+
+
+ctxtag_retrain()
