@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench airflow clean
 
 setup: $(VENV)/.synced
 
@@ -27,6 +27,10 @@ bench: setup  ## speed figures (see benchmarks/README.md)
 	python benchmarks/bench_split.py
 	python benchmarks/bench_train_throughput.py
 	python benchmarks/bench_online_lookup.py
+	python benchmarks/bench_dag_parse.py
+
+airflow: setup  ## the Airflow UI on http://127.0.0.1:8080 with the ctxtag DAGs (airflow standalone)
+	bash scripts/airflow_standalone.sh
 
 clean:
 	rm -rf data reports .dvc/cache .dvc/tmp
