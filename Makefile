@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup demo test lint bench airflow clean
+.PHONY: setup demo test lint bench serve airflow clean
 
 setup: $(VENV)/.synced
 
@@ -13,6 +13,8 @@ $(VENV)/.synced: requirements.lock pyproject.toml scripts/bootstrap.sh
 
 demo: setup  ## run the whole pipeline (dvc repro) on the generated world, embedded defaults
 	dvc repro
+	ctxtag register --why "make demo"
+	ctxtag promote --why "make demo" || [ $$? -eq 3 ]   # 3: the gate refused; the champion stays
 	python -m ctxtag.summary
 
 test: setup  ## lint, then the test suite (services it needs are started by the tests)
@@ -28,6 +30,10 @@ bench: setup  ## speed figures (see benchmarks/README.md)
 	python benchmarks/bench_train_throughput.py
 	python benchmarks/bench_online_lookup.py
 	python benchmarks/bench_dag_parse.py
+	python benchmarks/bench_api.py
+
+serve: setup  ## the HTTP API on http://127.0.0.1:8000 (OpenAPI at /docs), after `make demo`
+	ctxtag serve
 
 airflow: setup  ## the Airflow UI on http://127.0.0.1:8080 with the ctxtag DAGs (airflow standalone)
 	bash scripts/airflow_standalone.sh

@@ -94,6 +94,15 @@ def _audit(params: Params, args: argparse.Namespace) -> dict:
             "events": audit_log(_client(params), params.registry.model_name)}
 
 
+def _serve(params: Params, args: argparse.Namespace) -> dict:
+    import uvicorn
+
+    from ctxtag.api import create_app
+
+    uvicorn.run(create_app(params), host=args.host or params.serving.host, port=args.port or params.serving.port)
+    return {"stopped": True}
+
+
 def _features(params: Params, args: argparse.Namespace) -> dict:
     from ctxtag.stages import features
 
@@ -160,6 +169,7 @@ COMMANDS: dict[str, tuple[Callable[[Params, argparse.Namespace], dict], str]] = 
     "promote": (_promote, "promotion gate: move @champion to @challenger if it is not worse (audited)"),
     "rollback": (_rollback, "move @champion back to the previous (or a named) version (audited)"),
     "audit": (_audit, "who promoted or rolled back which version, when and why"),
+    "serve": (_serve, "the HTTP API (FastAPI): contexts for audio / user+device+time, recommendations"),
     "predict": (_predict, "top contexts with probabilities for audio files"),
     "title-agreement": (_title_agreement, "agreement of the title matcher with a reference TSV"),
 }
@@ -187,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--force", action="store_true", help="promote even if the gate refuses (audited)")
         if name == "rollback":
             p.add_argument("--to", default=None, help="version (default: the previous champion)")
+        if name == "serve":
+            p.add_argument("--host", default=None, help="default: serving.host")
+            p.add_argument("--port", type=int, default=None, help="default: serving.port")
         if name == "predict":
             p.add_argument("audio", nargs="+", help="audio files (wav, flac, ogg, mp3)")
             p.add_argument("--model", default=None, help="checkpoint (default: data/models/<train.loss>/best.pt)")

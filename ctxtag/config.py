@@ -198,6 +198,16 @@ class RegistryConfig:
 
 
 @dataclass(frozen=True)
+class ServingConfig:
+    """The HTTP API (`ctxtag serve`)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    split: str = "warm"                     # which split's user models answer requests
+    max_upload_mb: int = 20
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int = 42
     contexts: tuple[str, ...] = DEFAULT_CONTEXTS
@@ -212,6 +222,7 @@ class Params:
     evaluate: EvalConfig = field(default_factory=EvalConfig)
     user_models: UserModelConfig = field(default_factory=UserModelConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
+    serving: ServingConfig = field(default_factory=ServingConfig)
 
     def __post_init__(self) -> None:
         if len(set(self.contexts)) != len(self.contexts) or not self.contexts:

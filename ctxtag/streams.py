@@ -20,21 +20,27 @@ from ctxtag.feature_store import historical
 USER_VIEWS = ("user_listening_history", "user_device_time_profile")
 
 
+def situation(events: pd.DataFrame) -> pd.DataFrame:
+    """The stream's local hour and weekday as cyclic features (from the UTC time and its offset)."""
+    local = events["event_timestamp"] + pd.to_timedelta(events["utc_offset_min"].astype("float64").fillna(0),
+                                                        unit="min")
+    hour = local.dt.hour.to_numpy() + local.dt.minute.to_numpy() / 60.0
+    weekday = local.dt.weekday.to_numpy()
+    return pd.DataFrame({"stream_hour_sin": np.sin(2 * np.pi * hour / 24),
+                         "stream_hour_cos": np.cos(2 * np.pi * hour / 24),
+                         "stream_weekday_sin": np.sin(2 * np.pi * weekday / 7),
+                         "stream_weekday_cos": np.cos(2 * np.pi * weekday / 7)}, index=events.index)
+
+
 def labelled(events: pd.DataFrame, contexts: Sequence[str]) -> pd.DataFrame:
     """Streams whose context the user gave, with the local hour and weekday as cyclic features."""
     ev = events[events["context"].isin(list(contexts))].reset_index(drop=True)
-    local = ev["event_timestamp"] + pd.to_timedelta(ev["utc_offset_min"].astype("float64").fillna(0), unit="min")
-    hour = local.dt.hour.to_numpy() + local.dt.minute.to_numpy() / 60.0
-    weekday = local.dt.weekday.to_numpy()
     keep = ["user_id", "track_id", "event_timestamp", "device", "network", "age", "gender", "context"]
     out = ev[[c for c in keep if c in ev.columns]].copy()
     for c in ("age", "gender"):
         if c not in out:
             out[c] = None
-    out["stream_hour_sin"], out["stream_hour_cos"] = np.sin(2 * np.pi * hour / 24), np.cos(2 * np.pi * hour / 24)
-    out["stream_weekday_sin"] = np.sin(2 * np.pi * weekday / 7)
-    out["stream_weekday_cos"] = np.cos(2 * np.pi * weekday / 7)
-    return out
+    return pd.concat([out, situation(ev)], axis=1)
 
 
 def with_features(store, streams: pd.DataFrame, tracks: pd.DataFrame) -> pd.DataFrame:

@@ -59,3 +59,13 @@ def fit(x_train: dict[str, np.ndarray], y_train: np.ndarray, x_val: dict[str, np
 def predict(model: ContextTagger, x: dict[str, np.ndarray]) -> np.ndarray:
     """Context probabilities (n, n_contexts)."""
     return model.predict_proba(_tensors(x, model.inputs)).numpy()
+
+
+def load(path) -> ContextTagger:
+    """A model saved by `ctxtag user-models` (state dict, input blocks and their sizes)."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = UserModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["config"].items()})
+    model = ContextTagger(ckpt["dims"], len(ckpt["contexts"]), cfg.audio_hidden, cfg.user_hidden,
+                          cfg.fused_hidden, cfg.dropout)
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval()

@@ -1,0 +1,155 @@
+"""The HTTP API (FastAPI, OpenAPI at /docs and /openapi.json) over ctxtag.service.
+
+    GET  /health                liveness: the process answers
+    GET  /ready                 readiness: champion model, user models and Feast store loaded
+    POST /predict/audio         contexts of an uploaded audio file (the @champion tagger)
+    POST /contexts              contexts of a (user, device, network, time) (situational model)
+    POST /recommend             tracks for a user in a chosen context, or in the one predicted
+                                from (device, network, time)
+
+Run it: `ctxtag serve` (uvicorn on 127.0.0.1:8000). Invalid input gets a 4xx naming the field
+and the reason; a model that is not loaded gets 503 from /ready and the model routes.
+"""
+
+# no `from __future__ import annotations`: FastAPI reads the route annotations at runtime, and the
+# request models are local to create_app (they carry the params' devices, contexts, limits)
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+from ctxtag.config import Params
+
+
+def create_app(params: Params, root: Path = Path("."), service=None):
+    import pandas as pd
+    from fastapi import FastAPI, File, HTTPException, UploadFile
+    from pydantic import BaseModel, Field, field_validator
+
+    from ctxtag.audio import AudioError, load_clip
+    from ctxtag.service import Service, UnknownUser
+
+    contexts, devices, networks = list(params.contexts), list(params.logs.devices), list(params.logs.networks)
+    state: dict = {"service": service, "error": None}
+
+    def svc() -> Service:
+        if state["service"] is None:
+            try:
+                state["service"] = Service(params, root)
+            except Exception as exc:              # reported by /ready, not a crash of the server
+                state["error"] = f"{type(exc).__name__}: {exc}"
+                raise HTTPException(503, f"not ready: {state['error']}") from exc
+        return state["service"]
+
+    class Situation(BaseModel):
+        user_id: str = Field(min_length=1, max_length=64)
+        device: str = Field(description=f"one of {devices}")
+        network: str = Field("wifi", description=f"one of {networks}")
+        timestamp: datetime = Field(description="ISO 8601 with a UTC offset: the listener's local time")
+        age: float | None = Field(None, ge=params.logs.min_age, le=params.logs.max_age)
+        gender: str | None = None
+
+        @field_validator("device")
+        @classmethod
+        def _device(cls, v: str) -> str:
+            if v not in devices:
+                raise ValueError(f"unknown device {v!r}; one of {devices}")
+            return v
+
+        @field_validator("network")
+        @classmethod
+        def _network(cls, v: str) -> str:
+            if v not in networks:
+                raise ValueError(f"unknown network {v!r}; one of {networks}")
+            return v
+
+        @field_validator("timestamp")
+        @classmethod
+        def _tz(cls, v: datetime) -> datetime:
+            if v.tzinfo is None:
+                raise ValueError("timestamp needs a UTC offset (e.g. 2026-01-05T08:30:00+01:00): time of day is local")
+            return v
+
+        @field_validator("gender")
+        @classmethod
+        def _gender(cls, v: str | None) -> str | None:
+            if v is not None and v not in params.logs.genders:
+                raise ValueError(f"unknown gender {v!r}; one of {list(params.logs.genders)}")
+            return v
+
+    class Recommend(BaseModel):
+        user_id: str = Field(min_length=1, max_length=64)
+        context: str | None = Field(None, description=f"one of {contexts}; omit to predict it from the situation")
+        situation: Situation | None = None
+        k: int = Field(10, ge=1, le=500)
+
+        @field_validator("context")
+        @classmethod
+        def _context(cls, v: str | None) -> str | None:
+            if v is not None and v not in contexts:
+                raise ValueError(f"unknown context {v!r}; one of {contexts}")
+            return v
+
+    app = FastAPI(title="ctxtag", version="1.0",
+                  description="Listening contexts for tracks, users, devices and times of day.")
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    def ready() -> dict:
+        s = svc()
+        return {"status": "ready", "champion": s.tagger_version, "tracks": len(s.tracks),
+                "user_models": params.serving.split}
+
+    @app.post("/predict/audio")
+    def predict_audio(file: Annotated[UploadFile, File(description="wav, flac, ogg or mp3")], top: int = 5) -> dict:
+        s = svc()
+        data = file.file.read(params.serving.max_upload_mb * 2**20 + 1)
+        if len(data) > params.serving.max_upload_mb * 2**20:
+            raise HTTPException(413, f"{file.filename}: larger than {params.serving.max_upload_mb} MB")
+        if not data:
+            raise HTTPException(422, f"{file.filename}: empty upload")
+        with tempfile.NamedTemporaryFile(suffix=Path(file.filename or "x").suffix) as tmp:
+            tmp.write(data)
+            tmp.flush()
+            try:
+                clip = load_clip(tmp.name, params.audio)
+            except AudioError as exc:
+                raise HTTPException(415, f"{file.filename}: {exc.reason.replace(tmp.name, 'upload')}") from exc
+        return {"file": file.filename, "model": s.tagger_version,
+                "contexts": [{"context": r["name"], "probability": r["score"]}
+                             for r in s.audio_contexts(clip).top(min(max(top, 1), len(contexts)))]}
+
+    def _situation(s, body: Situation):
+        try:
+            return s.situation_contexts(body.user_id, body.device, body.network, pd.Timestamp(body.timestamp),
+                                        body.age, body.gender)
+        except UnknownUser as exc:
+            raise HTTPException(404, f"unknown user {body.user_id!r}: no features in the online store") from exc
+
+    @app.post("/contexts")
+    def contexts_of(body: Situation, top: int = 3) -> dict:
+        ranked = _situation(svc(), body)
+        return {"user_id": body.user_id, "contexts": [{"context": r["name"], "probability": r["score"]}
+                                                      for r in ranked.top(min(max(top, 1), len(contexts)))]}
+
+    @app.post("/recommend")
+    def recommend(body: Recommend) -> dict:
+        s = svc()
+        context, predicted = body.context, False
+        if context is None:
+            if body.situation is None:
+                raise HTTPException(422, "give a context, or a situation (device, network, timestamp) to predict it")
+            if body.situation.user_id != body.user_id:
+                raise HTTPException(422, "situation.user_id differs from user_id")
+            context, predicted = _situation(s, body.situation).top(1)[0]["name"], True
+        try:
+            ranked = s.recommend(body.user_id, context)
+        except UnknownUser as exc:
+            raise HTTPException(404, f"unknown user {body.user_id!r}: no features in the online store") from exc
+        return {"user_id": body.user_id, "context": context, "context_predicted": predicted,
+                "tracks": [{"track_id": r["name"], "score": r["score"]} for r in ranked.top(body.k)]}
+
+    return app

@@ -1,0 +1,125 @@
+"""What the serving API answers, without HTTP: contexts for audio (the registry's @champion tagger),
+contexts for a (user, device, time) (the situational GBT on Feast online user features), and
+track recommendations for a user in a context (the user-aware tagger over the catalogue).
+
+Features are assembled by the same functions as training (ctxtag.streams.situation,
+ctxtag.stream_features.blocks), so a served request sees exactly what a training row saw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ctxtag.config import Params
+from ctxtag.stream_features import blocks
+from ctxtag.streams import USER_VIEWS, situation
+
+
+class UnknownUser(LookupError):
+    pass
+
+
+@dataclass
+class Ranked:
+    names: list[str]
+    scores: np.ndarray
+
+    def top(self, k: int) -> list[dict]:
+        order = np.argsort(-self.scores, kind="stable")[:k]
+        return [{"name": self.names[j], "score": round(float(self.scores[j]), 5)} for j in order]
+
+
+class Service:
+    def __init__(self, params: Params, root: Path):
+        from ctxtag import situational, user_train  # noqa: F401  (fail at start-up, not per request)
+        from ctxtag.feature_store import open_store
+        from ctxtag.melspec import LogMel
+
+        self.params, self.root = params, Path(root)
+        p = params.paths
+        self.store = open_store(self.root / p.feast, "sqlite")
+        self.user_refs = [f"{v}:{f.name}" for v in USER_VIEWS for f in self.store.get_feature_view(v).features]
+        models = self.root / p.user_models / params.serving.split
+        import joblib
+
+        self.situational = joblib.load(models / "situational.joblib")
+        self.user_aware = user_train.load(models / "audio_user.pt")
+        self.frontend = LogMel(params.audio).eval()
+        self.tagger, self.tagger_version = self._champion()
+        tracks = self.store.get_online_features(
+            features=["track_audio_features:audio_embedding", "track_audio_features:context_probs"],
+            entity_rows=[{"track_id": t} for t in self._catalogue()]).to_dict()
+        self.tracks = pd.DataFrame(tracks).dropna(subset=["audio_embedding"]).reset_index(drop=True)
+
+    def _catalogue(self) -> list[str]:
+        frame = pd.read_parquet(self.root / self.params.paths.feast / "track_features.parquet", columns=["track_id"])
+        return frame["track_id"].astype(str).tolist()
+
+    def _champion(self):
+        import mlflow
+
+        from ctxtag.tracking import setup_mlflow
+
+        setup_mlflow(self.params.train.experiment, self.root)
+        name = self.params.registry.model_name
+        version = mlflow.MlflowClient().get_model_version_by_alias(name, "champion").version
+        model = mlflow.pytorch.load_model(f"models:/{name}@champion", map_location="cpu")
+        return model.eval(), f"{name}/{version}"
+
+    # --- audio -> contexts (the champion CNN) ---------------------------------------------------
+    @torch.no_grad()
+    def audio_contexts(self, clip: np.ndarray) -> Ranked:
+        mel = self.frontend(torch.from_numpy(clip)[None])
+        return Ranked(list(self.params.contexts), torch.sigmoid(self.tagger(mel))[0].numpy())
+
+    # --- (user, device, network, time) -> contexts (situational GBT) ----------------------------
+    def _user_frame(self, user_id: str, n: int = 1) -> pd.DataFrame:
+        got = self.store.get_online_features(features=self.user_refs, entity_rows=[{"user_id": user_id}]).to_dict()
+        frame = pd.DataFrame(got)
+        if frame["n_streams"].isna().all():
+            raise UnknownUser(user_id)
+        return frame.iloc[np.zeros(n, dtype=np.int64)].reset_index(drop=True)   # one row per track
+
+    def _situation_frame(self, user_id: str, device: str, network: str, when: pd.Timestamp,
+                         age: float | None, gender: str | None, n: int = 1) -> pd.DataFrame:
+        ev = pd.DataFrame({"event_timestamp": [when.tz_convert("UTC")],
+                           "utc_offset_min": [when.utcoffset().total_seconds() / 60]})
+        row = pd.concat([situation(ev), pd.DataFrame({"device": [device], "network": [network], "age": [age],
+                                                      "gender": [gender]})], axis=1)
+        frame = row.iloc[np.zeros(n, dtype=np.int64)].reset_index(drop=True)
+        return pd.concat([frame, self._user_frame(user_id, n).drop(columns=["user_id"], errors="ignore")], axis=1)
+
+    def _blocks(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        p = self.params
+        for col in ("audio_embedding", "context_probs"):
+            if col not in frame:
+                frame[col] = None
+        return blocks(frame, p.contexts, p.logs.devices, p.logs.networks, p.logs.genders, p.user_models.history_dim)
+
+    def situation_contexts(self, user_id: str, device: str, network: str, when: pd.Timestamp,
+                           age: float | None = None, gender: str | None = None) -> Ranked:
+        from ctxtag import situational
+
+        frame = self._situation_frame(user_id, device, network, when, age, gender)
+        probs = situational.predict(self.situational, self._blocks(frame), len(self.params.contexts))[0]
+        return Ranked(list(self.params.contexts), probs)
+
+    # --- user + context -> tracks (user-aware tagger over the catalogue) ------------------------
+    def recommend(self, user_id: str, context: str) -> Ranked:
+        from ctxtag import user_train
+
+        n = len(self.tracks)
+        frame = self._user_frame(user_id, n)
+        frame["audio_embedding"] = self.tracks["audio_embedding"].to_numpy()
+        frame["context_probs"] = self.tracks["context_probs"].to_numpy()
+        for col in ("device", "network", "age", "gender", "stream_hour_sin", "stream_hour_cos",
+                    "stream_weekday_sin", "stream_weekday_cos"):
+            frame[col] = None if col in ("device", "network", "gender") else 0.0
+        probs = user_train.predict(self.user_aware, self._blocks(frame))
+        j = self.params.contexts.index(context)
+        return Ranked(self.tracks["track_id"].astype(str).tolist(), probs[:, j])
