@@ -14,6 +14,7 @@ $(VENV)/.synced: requirements.lock pyproject.toml scripts/bootstrap.sh
 demo: setup  ## run the whole pipeline (dvc repro) on the generated world, embedded defaults
 	dvc repro
 	ctxtag register --why "make demo"
+	ctxtag register --family context --why "make demo"
 	ctxtag promote --why "make demo" || [ $$? -eq 3 ]   # 3: the gate refused; the champion stays
 	python -m ctxtag.summary
 

@@ -21,7 +21,8 @@ from typing import Annotated
 from ctxtag.config import Params
 
 
-def create_app(params: Params, root: Path = Path("."), service=None):
+def create_app(params: Params, root: Path = Path("."), service=None, online: str = "sqlite",
+               redis_url: str = "localhost:6379"):
     import pandas as pd
     from fastapi import FastAPI, File, HTTPException, UploadFile
     from pydantic import BaseModel, Field, field_validator
@@ -35,7 +36,7 @@ def create_app(params: Params, root: Path = Path("."), service=None):
     def svc() -> Service:
         if state["service"] is None:
             try:
-                state["service"] = Service(params, root)
+                state["service"] = Service(params, root, online, redis_url)
             except Exception as exc:              # reported by /ready, not a crash of the server
                 state["error"] = f"{type(exc).__name__}: {exc}"
                 raise HTTPException(503, f"not ready: {state['error']}") from exc

@@ -70,8 +70,10 @@ def _user_models(params: Params, args: argparse.Namespace) -> dict:
 
 
 def _register(params: Params, args: argparse.Namespace) -> dict:
-    from ctxtag.registry import register
+    from ctxtag.registry import register, register_context_model
 
+    if args.family == "context":
+        return register_context_model(params, why=args.why or "new training run")
     return register(params, why=args.why or "new training run")
 
 
@@ -99,8 +101,21 @@ def _serve(params: Params, args: argparse.Namespace) -> dict:
 
     from ctxtag.api import create_app
 
-    uvicorn.run(create_app(params), host=args.host or params.serving.host, port=args.port or params.serving.port)
+    app = create_app(params, online=os.environ.get("CTXTAG_ONLINE_STORE", "sqlite"),
+                     redis_url=os.environ.get("CTXTAG_REDIS_URL", "localhost:6379"))
+    uvicorn.run(app, host=args.host or params.serving.host, port=args.port or params.serving.port)
     return {"stopped": True}
+
+
+def _validate(params: Params, args: argparse.Namespace) -> dict:
+    import dataclasses
+
+    from ctxtag.io import write_json
+    from ctxtag.quality import validate_all
+
+    reports = {k: dataclasses.asdict(r) for k, r in validate_all(params).items()}
+    write_json(reports, params.paths.reports / "quality.json")
+    return reports
 
 
 def _features(params: Params, args: argparse.Namespace) -> dict:
@@ -169,6 +184,7 @@ COMMANDS: dict[str, tuple[Callable[[Params, argparse.Namespace], dict], str]] = 
     "promote": (_promote, "promotion gate: move @champion to @challenger if it is not worse (audited)"),
     "rollback": (_rollback, "move @champion back to the previous (or a named) version (audited)"),
     "audit": (_audit, "who promoted or rolled back which version, when and why"),
+    "validate": (_validate, "Great Expectations gates: playlists, listening logs, labels, track features"),
     "serve": (_serve, "the HTTP API (FastAPI): contexts for audio / user+device+time, recommendations"),
     "predict": (_predict, "top contexts with probabilities for audio files"),
     "title-agreement": (_title_agreement, "agreement of the title matcher with a reference TSV"),
@@ -192,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--loss", default=None, help="loss configuration (default: train.loss in params)")
         if name in ("register", "promote", "rollback"):
             p.add_argument("--why", default="", help="reason recorded in the audit trail")
+        if name == "register":
+            p.add_argument("--family", choices=["tagger", "context"], default="tagger",
+                           help="tagger: the CNN (registry.model_name); context: the pyfunc with user/device/time")
         if name == "promote":
             p.add_argument("--version", default=None, help="version to promote (default: @challenger)")
             p.add_argument("--force", action="store_true", help="promote even if the gate refuses (audited)")
@@ -222,8 +241,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ctxtag {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except RuntimeError as exc:
+        from ctxtag.quality import GateFailed
         from ctxtag.registry import PromotionRefused
 
+        if isinstance(exc, GateFailed):
+            print(f"ctxtag {args.command}: {exc}", file=sys.stderr)
+            return 4
         if not isinstance(exc, PromotionRefused):
             raise
         print(f"ctxtag {args.command}: refused: {exc}", file=sys.stderr)

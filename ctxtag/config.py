@@ -45,6 +45,7 @@ class Paths:
     lake: Path = Path("data/lake/listening_logs")            # date=YYYY-MM-DD/part-*.parquet
     track_features: Path = Path("data/track_features")       # ctxtag track-features
     feast: Path = Path("data/feast")                         # Feast offline parquet, registry, online db
+    data_docs: Path = Path("data/gx")                        # GX file context: suites, results, data docs
     streams: Path = Path("data/streams")                     # ctxtag streams: labelled streams + features
     user_models: Path = Path("data/user_models")             # ctxtag user-models: <split>/<model>
 
@@ -194,7 +195,18 @@ class RegistryConfig:
     """MLflow registry and the promotion gate (challenger vs champion on the same test split)."""
 
     model_name: str = "ctxtag-audio-tagger"
+    context_model_name: str = "ctxtag-context-model"   # the pyfunc: audio + optional user/device/time
     max_context_drop: float = 0.02         # no context's ROC-AUC may fall by more than this
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """Great Expectations gates (ctxtag validate)."""
+
+    max_bad_share: float = 0.01             # rows failing a row-level expectation: quarantined up to this share
+    min_label_share: float = 0.01           # label balance: each context's positive share in [min, max]
+    max_label_share: float = 0.9
+    max_playlist_tracks: int = 10000
 
 
 @dataclass(frozen=True)
@@ -223,6 +235,7 @@ class Params:
     user_models: UserModelConfig = field(default_factory=UserModelConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
 
     def __post_init__(self) -> None:
         if len(set(self.contexts)) != len(self.contexts) or not self.contexts:

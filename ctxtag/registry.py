@@ -17,6 +17,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 
@@ -173,3 +174,56 @@ def rollback(params: Params, to: str | None = None, why: str = "") -> dict:
     client.set_registered_model_alias(name, "champion", to)
     event = _record(client, name, {"action": "rollback", "version": to, "previous": current, "why": why})
     return {"model": name, "champion": to, "previous": current, "event": event}
+
+
+def register_context_model(params: Params, why: str = "new training run") -> dict:
+    """Log the pyfunc context model (audio + optional user/device/time) built from the current
+    tagger and the serving split's user models, register it as a new version of
+    ``registry.context_model_name`` with alias @challenger (same audit trail)."""
+    import hashlib
+
+    import mlflow
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+
+    from ctxtag.pyfunc import log_context_model
+    from ctxtag.tracking import setup_mlflow
+
+    p, name = params.paths, params.registry.context_model_name
+    setup_mlflow(params.user_models.experiment)
+    client = mlflow.MlflowClient()
+    parts = [p.models / params.train.loss / "best.pt",
+             *(p.user_models / params.serving.split / f for f in ("audio_user.pt", "audio_user_situation.pt"))]
+    digest = hashlib.sha256(b"".join(hashlib.sha256(f.read_bytes()).digest() for f in parts)).hexdigest()[:16]
+    try:                                   # the same models registered before: reruns are no-ops
+        same = [v for v in client.search_model_versions(f"name='{name}'") if v.tags.get("fingerprint") == digest]
+    except MlflowException:
+        same = []
+    if same:
+        return {"model": name, "version": str(same[0].version), "run_id": same[0].run_id, "new_version": False}
+    mels = np.load(p.features / "mels.npy", mmap_mode="r")
+    streams = pd.read_parquet(p.streams / "streams.parquet")
+    user_cols = [c for c in streams.columns if c.startswith(("ctx_share_", "device_share_", "network_share_"))
+                 or c in ("n_streams", "history_embedding", "hour_sin", "hour_cos", "weekday_sin", "weekday_cos")]
+    row = streams[streams["has_history"]].iloc[0]
+    # two rows, so the signature marks what is optional: a mel with user features, device and time;
+    # an audio file alone
+    audio = pd.read_csv(p.tracks, dtype=str)["audio_path"].iloc[0]
+    full = {"mel": np.asarray(mels[0], dtype=np.float32).tolist(), "audio_path": None,
+            **{c: row[c] for c in user_cols}, "device": row["device"], "network": row["network"],
+            "timestamp": row["event_timestamp"].isoformat(), "age": 30.0, "gender": "f"}
+    bare = dict.fromkeys(full) | {"audio_path": str(p.audio_root / audio)}
+    example = pd.DataFrame([full, bare])
+    example["history_embedding"] = [list(map(float, row["history_embedding"])), None]
+    with mlflow.start_run(run_name="context-model"):
+        info = log_context_model(params, Path("."), params.serving.split, example)
+        run_id = mlflow.active_run().info.run_id
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description="audio + optional user/device/time -> context probabilities")
+    version = str(mlflow.register_model(f"models:/{info.model_id}", name).version)
+    client.set_model_version_tag(name, version, "fingerprint", digest)
+    client.set_registered_model_alias(name, "challenger", version)
+    _record(client, name, {"action": "register", "version": version, "run_id": run_id, "why": why})
+    return {"model": name, "version": version, "run_id": run_id, "new_version": True}

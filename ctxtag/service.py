@@ -35,14 +35,14 @@ class Ranked:
 
 
 class Service:
-    def __init__(self, params: Params, root: Path):
+    def __init__(self, params: Params, root: Path, online: str = "sqlite", redis_url: str = "localhost:6379"):
         from ctxtag import situational, user_train  # noqa: F401  (fail at start-up, not per request)
         from ctxtag.feature_store import open_store
         from ctxtag.melspec import LogMel
 
         self.params, self.root = params, Path(root)
         p = params.paths
-        self.store = open_store(self.root / p.feast, "sqlite")
+        self.store = open_store(self.root / p.feast, online, redis_url=redis_url)
         self.user_refs = [f"{v}:{f.name}" for v in USER_VIEWS for f in self.store.get_feature_view(v).features]
         models = self.root / p.user_models / params.serving.split
         import joblib

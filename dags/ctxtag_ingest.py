@@ -1,6 +1,6 @@
 """ctxtag_ingest — daily: fetch the day's listening-log drops (a local folder or S3, laid out as
-date=YYYY-MM-DD/), ingest them into the append-only lake, publish the user and track features to
-Feast (apply + materialize). Updates the `ctxtag_features` asset, which triggers ctxtag_retrain.
+date=YYYY-MM-DD/), ingest them into the append-only lake, run the Great Expectations gates, publish
+the user and track features to Feast (apply + materialize). Updates the `ctxtag_features` asset, which triggers ctxtag_retrain.
 
 Top level: airflow and the standard library only (parsing stays fast); the work is in ctxtag.
 Reruns of a logical date are no-ops: copied files are skipped, known events are not re-ingested,
@@ -53,13 +53,20 @@ def ctxtag_ingest():
 
         return repro(project_dir(), "--force", "ingest_logs")[-2000:]
 
+    @task
+    def validate(_ingested: str) -> str:
+        """Great Expectations gates; a failure stops the run before Feast (report: data docs)."""
+        from ctxtag.orchestration import repro
+
+        return repro(project_dir(), "validate")[-2000:]
+
     @task(outlets=[FEATURES])
-    def publish_features(_ingested: str) -> str:
+    def publish_features(_validated: str) -> str:
         from ctxtag.orchestration import repro
 
         return repro(project_dir(), "publish_features")[-2000:]
 
-    publish_features(ingest_logs(fetch_drops()))
+    publish_features(validate(ingest_logs(fetch_drops())))
 
 
 ctxtag_ingest()

@@ -50,12 +50,15 @@ def ctxtag_retrain():
 
     @task
     def register(_users: str, dag_run=None) -> dict:
+        """The tagger as @challenger, and the pyfunc context model (audio + user/device/time)."""
         from ctxtag.orchestration import in_project
-        from ctxtag.registry import register
+        from ctxtag.registry import register, register_context_model
 
         actor = f"airflow:{dag_run.dag_id}/{dag_run.run_id}"
         with in_project(project_dir(), actor) as params:
-            return register(params, why=f"scheduled retraining ({dag_run.run_id})")
+            why = f"scheduled retraining ({dag_run.run_id})"
+            context_model = register_context_model(params, why=why)
+            return {**register(params, why=why), "context_model_version": context_model["version"]}
 
     @task
     def promote(registered: dict, dag_run=None) -> dict:

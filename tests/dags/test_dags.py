@@ -104,8 +104,10 @@ def test_dags_run_end_to_end_and_reruns_are_idempotent(dvc_project, tmp_path):
     assert [e["action"] for e in events] == ["register", "promote"]
     assert all(e["who"].startswith("airflow:ctxtag_retrain/") for e in events)
 
+    context = client.get_model_version_by_alias("ctxtag-context-model", "challenger")
     _airflow(home, project, "dags", "test", "ctxtag_retrain", "2026-01-12")    # rerun: no new version
     assert len(client.search_model_versions(f"name='{name}'")) == 1
+    assert len(client.search_model_versions("name='ctxtag-context-model'")) == 1 and context.version
     assert client.get_model_version_by_alias(name, "champion").version == champion.version
     assert "Data and pipelines are up to date" in subprocess.run(
         [str(Path(sys.executable).parent / "dvc"), "status"], cwd=project, capture_output=True, text=True,

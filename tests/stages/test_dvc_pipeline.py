@@ -30,6 +30,10 @@ def test_repro_builds_every_output(dvc_project):
     assert set(ingested["quarantine_reasons"]) <= {"duplicate event"}
     assert ingested["events_written"] == ingested["rows_valid"] > 0
     assert list((project / "data/lake/listening_logs").glob("date=*/part-*.parquet"))
+    gates = json.loads((project / "reports/quality.json").read_text())      # the GX gates ran and passed
+    assert set(gates) == {"playlists", "listening_logs", "labels", "features"}
+    assert all(g["passed"] for g in gates.values())
+    assert (project / "data/gx/gx/uncommitted/data_docs/local_site/index.html").exists()
     published = json.loads((project / "reports/publish_features.json").read_text())
     assert published["online_store"] == "sqlite" and published["users"] > 0
     tracks = json.loads((project / "reports/track_features.json").read_text())

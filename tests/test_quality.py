@@ -1,0 +1,86 @@
+"""Great Expectations gates for real (GX 1.x file context, checkpoints, data docs)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ctxtag.config import Params
+from ctxtag.quality import GateFailed, features_suite, labels_suite, logs_suite, run_gate
+
+NOW = pd.Timestamp("2026-02-01T00:00:00Z")
+
+
+@pytest.fixture
+def params(tmp_path) -> Params:
+    p = Params()
+    return dataclasses.replace(p, paths=dataclasses.replace(p.paths, data_docs=tmp_path / "gx",
+                                                            quarantine=tmp_path / "quarantine"))
+
+
+def _events(n: int = 300) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({
+        "user_id": [f"u{i % 7}" for i in range(n)], "track_id": [f"t{i % 11}" for i in range(n)],
+        "event_timestamp": pd.Timestamp("2026-01-05T00:00:00Z") + pd.to_timedelta(np.arange(n) * 60, "s"),
+        "utc_offset_min": 60, "device": rng.choice(["phone", "car"], n), "network": "wifi",
+        "age": 30.0, "gender": "f", "context": None,
+    })
+
+
+def _quarantined(params: Params, name: str) -> list[dict]:
+    path = params.paths.quarantine / f"gate_{name}.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_a_few_bad_log_rows_are_quarantined_and_the_gate_passes(params):
+    ev = _events()
+    ev.loc[3, "device"] = "toaster"
+    ev.loc[8, "event_timestamp"] = NOW + pd.Timedelta(days=2)               # in the future
+    params = dataclasses.replace(params, quality=dataclasses.replace(params.quality, max_bad_share=0.01))
+    report = run_gate("listening_logs", *logs_suite(ev, params, NOW), params, "lake")
+    assert report.passed and report.bad_rows == 2
+    bad = {r["row"]: r for r in _quarantined(params, "listening_logs")}
+    assert set(bad) == {4, 9}                                                # 1-based rows
+    assert "expect_column_values_to_be_in_set(device)" in bad[4]["reason"] and "toaster" in bad[4]["raw"]
+    assert "event_epoch_s" in bad[9]["reason"]
+    assert (params.paths.data_docs / "gx/uncommitted/data_docs/local_site/index.html").exists()
+
+
+def test_too_many_bad_rows_fail_the_gate_with_a_readable_report(params):
+    ev = _events()
+    ev.loc[:30, "network"] = "5g"
+    dup = ev.iloc[[50]]
+    ev = pd.concat([ev, dup], ignore_index=True)                             # a duplicate event
+    with pytest.raises(GateFailed) as err:
+        run_gate("listening_logs", *logs_suite(ev, params, NOW), params, "lake")
+    text = str(err.value)
+    assert "FAILED" in text and "expect_column_values_to_be_in_set(network)" in text
+    assert "expect_compound_columns_to_be_unique" in text and "data docs: file://" in text
+    assert len(_quarantined(params, "listening_logs")) == 31 + 2             # both copies of the duplicate
+
+
+def test_label_balance_is_a_dataset_level_gate(params):
+    labels = pd.DataFrame(np.eye(len(params.contexts), dtype=int).repeat(3, axis=0), columns=list(params.contexts))
+    labels.insert(0, "track_id", [f"t{i}" for i in range(len(labels))])
+    assert run_gate("labels", *labels_suite(labels, params), params, "labels.csv").passed
+    labels["sleep"] = 0                                                       # a context vanished
+    with pytest.raises(GateFailed, match=r"expect_column_mean_to_be_between\(sleep\)"):
+        run_gate("labels", *labels_suite(labels, params), params, "labels.csv")
+
+
+def test_features_with_nan_embeddings_or_bad_probabilities_are_caught(params):
+    probs = np.full((50, len(params.contexts)), 0.5, np.float32)
+    emb = np.ones((50, 8), np.float32)
+    emb[4, 2] = np.nan
+    probs[7, 0] = 1.5
+    tracks = pd.DataFrame({"track_id": [f"t{i}" for i in range(50)], "context_probs": list(probs),
+                           "audio_embedding": list(emb)})
+    with pytest.raises(GateFailed):                                           # 2 of 50 rows: over 1 %
+        run_gate("features", *features_suite(tracks, params), params, "track_features.parquet")
+    reasons = {r["row"]: r["reason"] for r in _quarantined(params, "features")}
+    assert "embedding_norm" in reasons[5] and "prob_max" in reasons[8]
