@@ -32,6 +32,12 @@ def create_app(params: Params, root: Path = Path("."), service=None, online: str
 
     contexts, devices, networks = list(params.contexts), list(params.logs.devices), list(params.logs.networks)
     state: dict = {"service": service, "error": None}
+    allowed = {"device": devices, "network": networks, "gender": list(params.logs.genders)}
+
+    def _one_of(value: str | None, choices: list[str], what: str) -> str | None:
+        if value is not None and value not in choices:
+            raise ValueError(f"unknown {what} {value!r}; one of {choices}")
+        return value
 
     def svc() -> Service:
         if state["service"] is None:
@@ -50,32 +56,16 @@ def create_app(params: Params, root: Path = Path("."), service=None, online: str
         age: float | None = Field(None, ge=params.logs.min_age, le=params.logs.max_age)
         gender: str | None = None
 
-        @field_validator("device")
+        @field_validator("device", "network", "gender")
         @classmethod
-        def _device(cls, v: str) -> str:
-            if v not in devices:
-                raise ValueError(f"unknown device {v!r}; one of {devices}")
-            return v
-
-        @field_validator("network")
-        @classmethod
-        def _network(cls, v: str) -> str:
-            if v not in networks:
-                raise ValueError(f"unknown network {v!r}; one of {networks}")
-            return v
+        def _known(cls, v: str | None, info) -> str | None:
+            return _one_of(v, allowed[info.field_name], info.field_name)
 
         @field_validator("timestamp")
         @classmethod
         def _tz(cls, v: datetime) -> datetime:
             if v.tzinfo is None:
                 raise ValueError("timestamp needs a UTC offset (e.g. 2026-01-05T08:30:00+01:00): time of day is local")
-            return v
-
-        @field_validator("gender")
-        @classmethod
-        def _gender(cls, v: str | None) -> str | None:
-            if v is not None and v not in params.logs.genders:
-                raise ValueError(f"unknown gender {v!r}; one of {list(params.logs.genders)}")
             return v
 
     class Recommend(BaseModel):
@@ -87,9 +77,7 @@ def create_app(params: Params, root: Path = Path("."), service=None, online: str
         @field_validator("context")
         @classmethod
         def _context(cls, v: str | None) -> str | None:
-            if v is not None and v not in contexts:
-                raise ValueError(f"unknown context {v!r}; one of {contexts}")
-            return v
+            return _one_of(v, contexts, "context")
 
     app = FastAPI(title="ctxtag", version="1.0",
                   description="Listening contexts for tracks, users, devices and times of day.")

@@ -120,13 +120,19 @@ def test_predict_prints_top_contexts_for_an_audio_file(dvc_project):
 def test_repro_is_incremental(dvc_project):
     project = dvc_project
     assert "Data and pipelines are up to date" in _dvc(dvc_project, "status")
-    params = yaml.safe_load((project / "params.yaml").read_text())
+    original = (project / "params.yaml").read_text()
+    params = yaml.safe_load(original)
     params["labels"]["min_playlists"] = 4
     (project / "params.yaml").write_text(yaml.safe_dump(params))
-    out = _dvc(dvc_project, "repro", "ingest_logs", "--force")   # the append-only lake: a no-op rerun
-    assert json.loads((project / "reports/ingest_logs.json").read_text())["events_written"] == 0
-    out = _dvc(dvc_project, "repro", "split")                  # the labelling chain, not the training
-    assert "Stage 'synth' didn't change, skipping" in out
-    assert "Running stage 'label'" in out
-    labels = json.loads((project / "reports/labels.json").read_text())
-    assert labels["tracks_after_balancing"] > 0
+    try:
+        _dvc(project, "repro", "ingest_logs", "--force")       # the append-only lake: a no-op rerun
+        assert json.loads((project / "reports/ingest_logs.json").read_text())["events_written"] == 0
+        out = _dvc(project, "repro", "split")                  # the labelling chain, not the training
+        assert "Stage 'synth' didn't change, skipping" in out
+        assert "Running stage 'label'" in out
+        labels = json.loads((project / "reports/labels.json").read_text())
+        assert labels["tracks_after_balancing"] > 0
+    finally:                                                   # later tests share this project
+        (project / "params.yaml").write_text(original)
+        _dvc(project, "repro", "split")
+    assert "Data and pipelines are up to date" in _dvc(project, "status")
