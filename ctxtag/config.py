@@ -243,6 +243,9 @@ class Params:
         total = sum(self.split.ratios().values())
         if abs(total - 1.0) > 1e-6:
             raise ConfigError(f"split ratios must sum to 1, got {total}")
+        if self.serving.split not in self.user_models.splits:
+            raise ConfigError(f"serving.split {self.serving.split!r} is not trained: user_models.splits is "
+                              f"{list(self.user_models.splits)}")
 
 
 def _coerce(tp: Any, value: Any, key: str) -> Any:

@@ -41,3 +41,9 @@ def test_nested_values_are_typed(tmp_path):
     assert p.synth.playlist_len == (5, 9)
     assert p.paths.tracks is None
     assert isinstance(p.paths.raw, Path)
+
+
+def test_serving_needs_a_trained_split_type():
+    with pytest.raises(ConfigError, match="serving.split 'warm' is not trained"):
+        params_from_dict({"user_models": {"splits": ["cold_user"]}})
+    assert params_from_dict({"user_models": {"splits": ["cold_user"]}, "serving": {"split": "cold_user"}})
