@@ -80,20 +80,20 @@ def _register(params: Params, args: argparse.Namespace) -> dict:
 def _promote(params: Params, args: argparse.Namespace) -> dict:
     from ctxtag.registry import promote
 
-    return promote(params, version=args.version, why=args.why, force=args.force)
+    return promote(params, version=args.version, why=args.why, force=args.force, family=args.family)
 
 
 def _rollback(params: Params, args: argparse.Namespace) -> dict:
     from ctxtag.registry import rollback
 
-    return rollback(params, to=args.to, why=args.why)
+    return rollback(params, to=args.to, why=args.why, family=args.family)
 
 
 def _audit(params: Params, args: argparse.Namespace) -> dict:
-    from ctxtag.registry import _client, audit_log
+    from ctxtag.registry import _client, _name, audit_log
 
-    return {"model": params.registry.model_name,
-            "events": audit_log(_client(params), params.registry.model_name)}
+    name = _name(params, args.family)
+    return {"model": name, "events": audit_log(_client(params), name)}
 
 
 def _serve(params: Params, args: argparse.Namespace) -> dict:
@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--loss", default=None, help="loss configuration (default: train.loss in params)")
         if name in ("register", "promote", "rollback"):
             p.add_argument("--why", default="", help="reason recorded in the audit trail")
-        if name == "register":
+        if name in ("register", "promote", "rollback", "audit"):
             p.add_argument("--family", choices=["tagger", "context"], default="tagger",
                            help="tagger: the CNN (registry.model_name); context: the pyfunc with user/device/time")
         if name == "promote":

@@ -45,14 +45,17 @@ class ContextModel(PythonModel):
 
         from ctxtag.audio import load_clip
 
-        mels = []
+        mels, decoded = [], {}                        # a file repeated across rows is decoded once
         for i in range(len(frame)):
             mel = frame["mel"].iat[i] if "mel" in frame else None
             if mel is not None and not (isinstance(mel, float) and np.isnan(mel)):
                 mels.append(torch.as_tensor(np.asarray(mel, dtype=np.float32)))
-            else:
-                clip = load_clip(frame["audio_path"].iat[i], self.params.audio)
-                mels.append(self.frontend(torch.from_numpy(clip)[None])[0])
+                continue
+            path = frame["audio_path"].iat[i]
+            if path not in decoded:
+                clip = load_clip(path, self.params.audio)
+                decoded[path] = self.frontend(torch.from_numpy(clip)[None])[0]
+            mels.append(decoded[path])
         return torch.stack(mels)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
@@ -73,9 +76,11 @@ class ContextModel(PythonModel):
         if has_user.any():
             frame["audio_embedding"] = list(emb.numpy())
             frame["context_probs"] = list(audio_probs)
-            stamps = pd.to_datetime(frame.get("timestamp", pd.Series([None] * len(frame))), utc=False,
-                                    format="ISO8601", errors="coerce")
-            ev = pd.DataFrame({"event_timestamp": pd.to_datetime(stamps, utc=True),
+            # each row keeps its own UTC offset (time of day is local), so parse one by one
+            raw = frame["timestamp"] if "timestamp" in frame else pd.Series([None] * len(frame))
+            stamps = [pd.Timestamp(t) if isinstance(t, str) and t else pd.NaT for t in raw]
+            ev = pd.DataFrame({"event_timestamp": pd.to_datetime([t.tz_convert("UTC") if pd.notna(t) and t.tzinfo
+                                                                 else t for t in stamps], utc=True),
                                "utc_offset_min": [t.utcoffset().total_seconds() / 60 if pd.notna(t) and t.tzinfo else 0
                                                   for t in stamps]})
             frame = pd.concat([frame, situation(ev).fillna(0.0)], axis=1)

@@ -122,12 +122,57 @@ def _test_auc(params: Params, uri: str) -> np.ndarray:
     return per_context(data.labels["test"], probs)["roc_auc"]
 
 
-def gate(params: Params, challenger: str, champion: str | None) -> GateResult:
-    name, margin = params.registry.model_name, params.registry.max_context_drop
-    chal = _test_auc(params, f"models:/{name}/{challenger}")
+def _context_auc(params: Params, uri: str) -> np.ndarray:
+    """Per-context ROC-AUC of the pyfunc context model at ``uri`` on test streams of the serving
+    split type (a seeded sample of ``registry.context_gate_streams``): audio files, the user's
+    features as of the stream, device, network and local time, as the model is served."""
+    from datetime import timedelta, timezone
+
+    import mlflow
+    import pandas as pd
+
+    from ctxtag.metrics import per_context
+    from ctxtag.stream_features import targets
+    from ctxtag.stream_splits import assign
+
+    p = params.paths
+    streams = pd.read_parquet(p.streams / "streams.parquet")
+    tracks = pd.read_csv(p.tracks, dtype=str).drop_duplicates("track_id").set_index("track_id")
+    track_split = pd.read_csv(p.splits / "split.csv", dtype=str).set_index("track_id")["split"]
+    split = assign(streams, params.serving.split, params.split, params.seed, track_split, tracks["artist_id"])
+    test = streams[split == "test"]
+    test = test.sample(n=min(len(test), params.registry.context_gate_streams), random_state=params.seed)
+    user_cols = [c for c in test.columns if c.startswith(("ctx_share_", "device_share_", "network_share_"))
+                 or c in ("n_streams", "hour_sin", "hour_cos", "weekday_sin", "weekday_cos")]
+    frame = test[user_cols + ["device", "network", "age", "gender"]].reset_index(drop=True)
+    frame["history_embedding"] = [None if e is None else [float(v) for v in e] for e in test["history_embedding"]]
+    frame["audio_path"] = [str(p.audio_root / a) for a in tracks["audio_path"].reindex(test["track_id"])]
+    offsets = test["utc_offset_min"].astype("float64").fillna(0).to_numpy()
+    frame["timestamp"] = [t.tz_convert(timezone(timedelta(minutes=o))).isoformat()
+                          for t, o in zip(test["event_timestamp"], offsets, strict=True)]
+    probs = mlflow.pyfunc.load_model(uri).predict(frame).to_numpy()
+    y = np.eye(len(params.contexts), dtype=np.uint8)[targets(test, params.contexts)]
+    return per_context(y, probs)["roc_auc"]
+
+
+FAMILIES = ("tagger", "context")
+
+
+def _name(params: Params, family: str) -> str:
+    if family not in FAMILIES:
+        raise ValueError(f"model family must be one of {FAMILIES}, not {family!r}")
+    return params.registry.model_name if family == "tagger" else params.registry.context_model_name
+
+
+def gate(params: Params, challenger: str, champion: str | None, family: str = "tagger") -> GateResult:
+    """Both versions scored now on the same test data: the tagger on the test tracks, the context
+    model on test streams."""
+    name, margin = _name(params, family), params.registry.max_context_drop
+    score = _test_auc if family == "tagger" else _context_auc
+    chal = score(params, f"models:/{name}/{challenger}")
     if champion is None:
         return GateResult(True, ["no champion yet"], float(np.nanmean(chal)), None)
-    champ = _test_auc(params, f"models:/{name}/{champion}")
+    champ = score(params, f"models:/{name}/{champion}")
     drops = {c: float(champ[j] - chal[j]) for j, c in enumerate(params.contexts)
              if np.isfinite(champ[j]) and np.isfinite(chal[j])}
     reasons = []
@@ -138,18 +183,19 @@ def gate(params: Params, challenger: str, champion: str | None) -> GateResult:
                       float(np.nanmean(chal)), float(np.nanmean(champ)), drops)
 
 
-def promote(params: Params, version: str | None = None, why: str = "", force: bool = False) -> dict:
+def promote(params: Params, version: str | None = None, why: str = "", force: bool = False,
+            family: str = "tagger") -> dict:
     """Move @champion to ``version`` (default: @challenger) if the gate passes, or with ``force``
     (recorded as such). Raises PromotionRefused with the gate's reasons otherwise."""
     client = _client(params)
-    name = params.registry.model_name
+    name = _name(params, family)
     version = version or _alias_version(client, name, "challenger")
     if version is None:
         raise PromotionRefused(f"{name} has no @challenger; run `ctxtag register` first")
     champion = _alias_version(client, name, "champion")
     if champion == version:
         return {"model": name, "version": version, "promoted": False, "reasons": ["already champion"]}
-    result = gate(params, version, champion)
+    result = gate(params, version, champion, family)
     event = {"version": version, "previous": champion, "why": why, "gate": asdict(result)}
     if not result.passed and not force:
         _record(client, name, {"action": "promotion_refused", **event})
@@ -159,10 +205,10 @@ def promote(params: Params, version: str | None = None, why: str = "", force: bo
     return {"model": name, "version": version, "previous": champion, "promoted": True, "gate": asdict(result)}
 
 
-def rollback(params: Params, to: str | None = None, why: str = "") -> dict:
+def rollback(params: Params, to: str | None = None, why: str = "", family: str = "tagger") -> dict:
     """Point @champion back at ``to`` (default: the champion before the current one)."""
     client = _client(params)
-    name = params.registry.model_name
+    name = _name(params, family)
     current = _alias_version(client, name, "champion")
     if to is None:
         moves = [e for e in audit_log(client, name)

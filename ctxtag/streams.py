@@ -35,7 +35,7 @@ def situation(events: pd.DataFrame) -> pd.DataFrame:
 def labelled(events: pd.DataFrame, contexts: Sequence[str]) -> pd.DataFrame:
     """Streams whose context the user gave, with the local hour and weekday as cyclic features."""
     ev = events[events["context"].isin(list(contexts))].reset_index(drop=True)
-    keep = ["user_id", "track_id", "event_timestamp", "device", "network", "age", "gender", "context"]
+    keep = ["user_id", "track_id", "event_timestamp", "utc_offset_min", "device", "network", "age", "gender", "context"]
     out = ev[[c for c in keep if c in ev.columns]].copy()
     for c in ("age", "gender"):
         if c not in out:

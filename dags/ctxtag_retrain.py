@@ -62,17 +62,23 @@ def ctxtag_retrain():
 
     @task
     def promote(registered: dict, dag_run=None) -> dict:
-        """The gate decides; a refusal is recorded in the audit trail and leaves @champion as is."""
+        """The gate decides, per family; a refusal is recorded in the audit trail and leaves
+        @champion as is."""
         from ctxtag.orchestration import in_project
         from ctxtag.registry import PromotionRefused, promote
 
         actor = f"airflow:{dag_run.dag_id}/{dag_run.run_id}"
+        decisions = {}
         with in_project(project_dir(), actor) as params:
-            try:
-                return promote(params, version=registered["version"], why="promotion gate after retraining")
-            except PromotionRefused as exc:
-                print(exc)
-                return {"promoted": False, "version": registered["version"], "reason": str(exc)}
+            for family, version in (("tagger", registered["version"]),
+                                    ("context", registered["context_model_version"])):
+                try:
+                    decisions[family] = promote(params, version=version, family=family,
+                                                why="promotion gate after retraining")
+                except PromotionRefused as exc:
+                    print(exc)
+                    decisions[family] = {"promoted": False, "version": version, "reason": str(exc)}
+        return decisions
 
     promote(register(train_user_models(train_tagger())))
 

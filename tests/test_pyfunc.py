@@ -13,7 +13,7 @@ import pytest
 from ctxtag.config import load_params
 from ctxtag.orchestration import in_project
 from ctxtag.predict import predict_files
-from ctxtag.registry import audit_log, register_context_model
+from ctxtag.registry import audit_log, promote, register_context_model
 
 
 @pytest.mark.slow
@@ -27,8 +27,11 @@ def test_context_model_routes_rows_by_what_they_carry(dvc_project):
         client = mlflow.MlflowClient()
         assert audit_log(client, name)[-1]["action"] == "register"
         again = register_context_model(params)                   # same models: no new version
+        promoted = promote(params, family="context", why="first context champion")
     assert got["version"] == "1" and got["new_version"]
     assert again["version"] == "1" and not again["new_version"]
+    # the gate scored the pyfunc on test streams (audio files + user features + device/time)
+    assert promoted["promoted"] and 0.5 < promoted["gate"]["challenger_macro_auc"] <= 1
     schema = {i.name: i.required for i in model.metadata.get_input_schema().inputs}
     assert {"mel", "audio_path", "n_streams", "device", "timestamp"} <= set(schema) and not any(schema.values())
 

@@ -104,7 +104,7 @@ def test_dags_run_end_to_end_and_reruns_are_idempotent(dvc_project, tmp_path):
     assert [e["action"] for e in events] == ["register", "promote"]
     assert all(e["who"].startswith("airflow:ctxtag_retrain/") for e in events)
 
-    context = client.get_model_version_by_alias("ctxtag-context-model", "challenger")
+    context = client.get_model_version_by_alias("ctxtag-context-model", "champion")   # gated too
     _airflow(home, project, "dags", "test", "ctxtag_retrain", "2026-01-12")    # rerun: no new version
     assert len(client.search_model_versions(f"name='{name}'")) == 1
     assert len(client.search_model_versions("name='ctxtag-context-model'")) == 1 and context.version
