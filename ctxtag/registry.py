@@ -142,8 +142,7 @@ def _context_auc(params: Params, uri: str) -> np.ndarray:
     split = assign(streams, params.serving.split, params.split, params.seed, track_split, tracks["artist_id"])
     test = streams[split == "test"]
     test = test.sample(n=min(len(test), params.registry.context_gate_streams), random_state=params.seed)
-    user_cols = [c for c in test.columns if c.startswith(("ctx_share_", "device_share_", "network_share_"))
-                 or c in ("n_streams", "hour_sin", "hour_cos", "weekday_sin", "weekday_cos")]
+    user_cols = [c for c in _user_columns(test) if c != "history_embedding"]
     frame = test[user_cols + ["device", "network", "age", "gender"]].reset_index(drop=True)
     frame["history_embedding"] = [None if e is None else [float(v) for v in e] for e in test["history_embedding"]]
     frame["audio_path"] = [str(p.audio_root / a) for a in tracks["audio_path"].reindex(test["track_id"])]
@@ -156,6 +155,13 @@ def _context_auc(params: Params, uri: str) -> np.ndarray:
 
 
 FAMILIES = ("tagger", "context")
+
+
+def _user_columns(streams) -> list[str]:
+    """The user features (as Feast serves them) among a stream frame's columns: the context
+    model's optional user inputs."""
+    return [c for c in streams.columns if c.startswith(("ctx_share_", "device_share_", "network_share_"))
+            or c in ("n_streams", "history_embedding", "hour_sin", "hour_cos", "weekday_sin", "weekday_cos")]
 
 
 def _name(params: Params, family: str) -> str:
@@ -249,8 +255,7 @@ def register_context_model(params: Params, why: str = "new training run") -> dic
         return {"model": name, "version": str(same[0].version), "run_id": same[0].run_id, "new_version": False}
     mels = np.load(p.features / "mels.npy", mmap_mode="r")
     streams = pd.read_parquet(p.streams / "streams.parquet")
-    user_cols = [c for c in streams.columns if c.startswith(("ctx_share_", "device_share_", "network_share_"))
-                 or c in ("n_streams", "history_embedding", "hour_sin", "hour_cos", "weekday_sin", "weekday_cos")]
+    user_cols = _user_columns(streams)
     row = streams[streams["has_history"]].iloc[0]
     # two rows, so the signature marks what is optional: a mel with user features, device and time;
     # an audio file alone
