@@ -84,12 +84,6 @@ class ContextModel(PythonModel):
                                "utc_offset_min": [t.utcoffset().total_seconds() / 60 if pd.notna(t) and t.tzinfo else 0
                                                   for t in stamps]})
             frame = pd.concat([frame, situation(ev).fillna(0.0)], axis=1)
-            for col in ("device", "network", "age", "gender", *[f"ctx_share_{c}" for c in p.contexts],
-                        "history_embedding", *[f"device_share_{d}" for d in p.logs.devices],
-                        *[f"network_share_{n}" for n in p.logs.networks],
-                        "hour_sin", "hour_cos", "weekday_sin", "weekday_cos"):
-                if col not in frame:
-                    frame[col] = None
             x = blocks(frame, p.contexts, p.logs.devices, p.logs.networks, p.logs.genders, p.user_models.history_dim)
             rows = np.nonzero(has_user & ~has_situation)[0]
             if len(rows):

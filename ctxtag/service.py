@@ -17,7 +17,7 @@ import torch
 
 from ctxtag.config import Params
 from ctxtag.stream_features import blocks
-from ctxtag.streams import USER_VIEWS, situation
+from ctxtag.streams import situation, user_feature_refs
 
 
 class UnknownUser(LookupError):
@@ -43,7 +43,7 @@ class Service:
         self.params, self.root = params, Path(root)
         p = params.paths
         self.store = open_store(self.root / p.feast, online, redis_url=redis_url)
-        self.user_refs = [f"{v}:{f.name}" for v in USER_VIEWS for f in self.store.get_feature_view(v).features]
+        self.user_refs = user_feature_refs(self.store)
         models = self.root / p.user_models / params.serving.split
         import joblib
 
@@ -96,9 +96,6 @@ class Service:
 
     def _blocks(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         p = self.params
-        for col in ("audio_embedding", "context_probs"):
-            if col not in frame:
-                frame[col] = None
         return blocks(frame, p.contexts, p.logs.devices, p.logs.networks, p.logs.genders, p.user_models.history_dim)
 
     def situation_contexts(self, user_id: str, device: str, network: str, when: pd.Timestamp,
@@ -117,9 +114,6 @@ class Service:
         frame = self._user_frame(user_id, n)
         frame["audio_embedding"] = self.tracks["audio_embedding"].to_numpy()
         frame["context_probs"] = self.tracks["context_probs"].to_numpy()
-        for col in ("device", "network", "age", "gender", "stream_hour_sin", "stream_hour_cos",
-                    "stream_weekday_sin", "stream_weekday_cos"):
-            frame[col] = None if col in ("device", "network", "gender") else 0.0
         probs = user_train.predict(self.user_aware, self._blocks(frame))
         j = self.params.contexts.index(context)
         return Ranked(self.tracks["track_id"].astype(str).tolist(), probs[:, j])

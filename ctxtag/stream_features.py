@@ -6,8 +6,8 @@ One place turns the Feast columns into matrices, for training, evaluation and se
 - user: listening-history embedding, per-context shares, log stream count
 - situation: the stream's device and network (one-hot) and its local hour and weekday as sin/cos,
   the user's device/network shares and circular hour/weekday means, age and gender
-Missing features (a user's first day, no snapshot yet; an unknown age) become 0 with an
-indicator column, so no stream is dropped.
+Missing features (a user's first day, no snapshot yet; an unknown age; a column a serving request
+does not carry) become 0 with an indicator column, so no stream is dropped.
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+
+STREAM_TIME = ("stream_hour_sin", "stream_hour_cos", "stream_weekday_sin", "stream_weekday_cos")
+PROFILE_TIME = ("hour_sin", "hour_cos", "weekday_sin", "weekday_cos")
 
 
 def _stack(col: pd.Series, dim: int) -> np.ndarray:
@@ -35,16 +38,22 @@ def _one_hot(values: pd.Series, categories: Sequence[str]) -> np.ndarray:
 def blocks(frame: pd.DataFrame, contexts: Sequence[str], devices: Sequence[str], networks: Sequence[str],
            genders: Sequence[str], history_dim: int, audio_dim: int = 256) -> dict[str, np.ndarray]:
     m = len(contexts)
+    needed = ["n_streams", "history_embedding", "audio_embedding", "context_probs", "device", "network", "age",
+              "gender", *STREAM_TIME, *[f"ctx_share_{c}" for c in contexts],
+              *[f"device_share_{d}" for d in devices], *[f"network_share_{n}" for n in networks], *PROFILE_TIME]
+    missing = [c for c in needed if c not in frame]
+    if missing:                       # a serving request carries only some inputs: the rest are missing
+        frame = frame.assign(**dict.fromkeys(missing, None))
     has_history = frame["n_streams"].notna().to_numpy()[:, None].astype(np.float32)
     shares = frame[[f"ctx_share_{c}" for c in contexts]].fillna(0).to_numpy(np.float32)
     user = np.hstack([_stack(frame["history_embedding"], history_dim), shares,
                       np.log1p(frame["n_streams"].fillna(0).to_numpy(np.float32))[:, None], has_history])
     profile = frame[[f"device_share_{d}" for d in devices] + [f"network_share_{n}" for n in networks]
-                    + ["hour_sin", "hour_cos", "weekday_sin", "weekday_cos"]].fillna(0).to_numpy(np.float32)
+                    + list(PROFILE_TIME)].astype("float64").fillna(0).to_numpy(np.float32)
     age = pd.to_numeric(frame["age"], errors="coerce")
     situation = np.hstack([
         _one_hot(frame["device"], devices), _one_hot(frame["network"], networks),
-        frame[["stream_hour_sin", "stream_hour_cos", "stream_weekday_sin", "stream_weekday_cos"]].to_numpy(np.float32),
+        frame[list(STREAM_TIME)].astype("float64").fillna(0).to_numpy(np.float32),
         profile,
         (age.fillna(0).to_numpy(np.float32) / 100.0)[:, None], age.isna().to_numpy()[:, None].astype(np.float32),
         _one_hot(frame["gender"], genders),

@@ -43,9 +43,14 @@ def labelled(events: pd.DataFrame, contexts: Sequence[str]) -> pd.DataFrame:
     return pd.concat([out, situation(ev)], axis=1)
 
 
+def user_feature_refs(store) -> list[str]:
+    """Every feature of the user views, as Feast references (training and serving read the same)."""
+    return [f"{view}:{f.name}" for view in USER_VIEWS for f in store.get_feature_view(view).features]
+
+
 def with_features(store, streams: pd.DataFrame, tracks: pd.DataFrame) -> pd.DataFrame:
     """Streams + point-in-time user features (Feast) + track audio features; no row is lost."""
-    refs = [f"{view}:{f.name}" for view in USER_VIEWS for f in store.get_feature_view(view).features]
+    refs = user_feature_refs(store)
     keys = streams[["user_id", "event_timestamp"]].drop_duplicates()
     users = historical(store, keys, refs)
     out = streams.merge(users, on=["user_id", "event_timestamp"], how="left")
