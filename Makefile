@@ -33,6 +33,8 @@ bench: setup  ## speed figures (see benchmarks/README.md)
 	python benchmarks/bench_online_lookup.py
 	python benchmarks/bench_dag_parse.py
 	python benchmarks/bench_api.py
+	python benchmarks/bench_embeddings.py
+	python benchmarks/bench_ann.py
 
 serve: setup  ## the HTTP API on http://127.0.0.1:8000 (OpenAPI at /docs), after `make demo`
 	ctxtag serve

@@ -5,7 +5,8 @@
     POST /predict/audio         contexts of an uploaded audio file (the @champion tagger)
     POST /contexts              contexts of a (user, device, network, time) (situational model)
     POST /recommend             tracks for a user in a chosen context, or in the one predicted
-                                from (device, network, time)
+                                from (device, network, time); or, with cold_start, new releases
+                                ranked by the cosine similarity of the listening embeddings
 
 Run it: `ctxtag serve` (uvicorn on 127.0.0.1:8000). Invalid input gets a 4xx naming the field
 and the reason; a model that is not loaded gets 503 from /ready and the model routes.
@@ -73,6 +74,9 @@ def create_app(params: Params, root: Path = Path("."), service=None, online: str
         context: str | None = Field(None, description=f"one of {contexts}; omit to predict it from the situation")
         situation: Situation | None = None
         k: int = Field(10, ge=1, le=500)
+        cold_start: bool = Field(False, description="rank new releases (tracks without listening data) by the "
+                                 "cosine similarity of the user's and the tracks' listening embeddings "
+                                 "(Chen et al.); no context applies")
 
         @field_validator("context")
         @classmethod
@@ -89,8 +93,10 @@ def create_app(params: Params, root: Path = Path("."), service=None, online: str
     @app.get("/ready")
     def ready() -> dict:
         s = svc()
+        listening = {name: {"tracks": len(index), "index": index.kind} for name, (_, index) in s.listening.items()} \
+            if s.listening else None
         return {"status": "ready", "champion": s.tagger_version, "tracks": len(s.tracks),
-                "user_models": params.serving.split}
+                "user_models": params.serving.split, "listening_embeddings": listening}
 
     @app.post("/predict/audio")
     def predict_audio(file: Annotated[UploadFile, File(description="wav, flac, ogg or mp3")], top: int = 5) -> dict:
@@ -127,6 +133,8 @@ def create_app(params: Params, root: Path = Path("."), service=None, online: str
     @app.post("/recommend")
     def recommend(body: Recommend) -> dict:
         s = svc()
+        if body.cold_start:
+            return _cold_start(s, body)
         context, predicted = body.context, False
         if context is None:
             if body.situation is None:
@@ -139,6 +147,20 @@ def create_app(params: Params, root: Path = Path("."), service=None, online: str
         except UnknownUser as exc:
             raise HTTPException(404, f"unknown user {body.user_id!r}: no features in the online store") from exc
         return {"user_id": body.user_id, "context": context, "context_predicted": predicted,
+                "tracks": [{"track_id": r["name"], "score": r["score"]} for r in ranked.top(body.k)]}
+
+    def _cold_start(s, body: Recommend) -> dict:
+        if body.context is not None or body.situation is not None:
+            raise HTTPException(422, "cold_start ranks new releases by listening embeddings: give no context or situation")
+        if s.listening is None:
+            raise HTTPException(503, "listening embeddings are not published: run `ctxtag embeddings` and "
+                                     "`ctxtag publish-features`")
+        try:
+            ranked = s.recommend_by_taste(body.user_id, body.k)
+        except UnknownUser as exc:
+            raise HTTPException(404, f"unknown user {body.user_id!r}: no listening embedding in the online store") from exc
+        return {"user_id": body.user_id, "context": None, "context_predicted": False, "cold_start": True,
+                "index": s.listening["new"][1].kind,
                 "tracks": [{"track_id": r["name"], "score": r["score"]} for r in ranked.top(body.k)]}
 
     return app

@@ -124,6 +124,18 @@ def _features(params: Params, args: argparse.Namespace) -> dict:
     return features.run(params)
 
 
+def _embedding_features(params: Params, args: argparse.Namespace) -> dict:
+    from ctxtag.stages import features
+
+    return features.run_embedding(params)
+
+
+def _embeddings(params: Params, args: argparse.Namespace) -> dict:
+    from ctxtag.stages import embeddings
+
+    return embeddings.run(params)
+
+
 def _train(params: Params, args: argparse.Namespace) -> dict:
     from ctxtag.stages import train
 
@@ -178,6 +190,8 @@ COMMANDS: dict[str, tuple[Callable[[Params, argparse.Namespace], dict], str]] = 
     "streams": (_streams, "labelled streams + point-in-time Feast user features + track audio features"),
     "user-models": (_user_models, "user-aware, situational and joint models per split type, user-centric eval"),
     "features": (_features, "96 x 646 log-mel of every labelled track, cached by audio content"),
+    "embedding-features": (_embedding_features, "128-bin hop-512 log-mel of the first 30 s of every track (Chen et al.)"),
+    "embeddings": (_embeddings, "user branch + Siamese audio branch (Chen et al.), Table 1, hit rate, transfer"),
     "train": (_train, "train the CNN with one loss configuration of Table 2 (MLflow-tracked)"),
     "evaluate": (_evaluate, "Table-2-style metrics of every trained configuration, ROC/PR plots"),
     "register": (_register, "register the train.loss tagger in MLflow as a new version, alias @challenger"),

@@ -48,6 +48,8 @@ class Paths:
     data_docs: Path = Path("data/gx")                        # GX file context: suites, results, data docs
     streams: Path = Path("data/streams")                     # ctxtag streams: labelled streams + features
     user_models: Path = Path("data/user_models")             # ctxtag user-models: <split>/<model>
+    embedding_features: Path = Path("data/embedding_features")  # ctxtag embedding-features: Chen et al. log-mels
+    embeddings: Path = Path("data/embeddings")               # ctxtag embeddings: branches, UE / AE tables
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,7 @@ class LogsConfig:
     min_age: int = 5
     max_age: int = 110
     max_future_s: float = 300.0     # clock skew tolerated before a timestamp counts as future
+    feedback: tuple[str, ...] = ("like", "dislike", "skip")   # optional per-event feedback (Chen et al.)
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,62 @@ class UserModelConfig:
             raise ConfigError(f"user_models.splits: unknown {sorted(unknown)}; use cold_user, cold_track, warm")
 
 
+EMBEDDING_MODELS: tuple[str, ...] = ("basic_binary", "dcue_1vs1", "multi_1vs1", "multi_1vs4",
+                                     "metric_1vs1", "metric_1vs4")     # the rows of Chen et al.'s Table 1
+
+
+def chen_audio() -> AudioConfig:
+    """Chen et al. §3.1: 128 log-mel bins at 22,050 Hz, hop 512, the first 30 s of the track."""
+    return AudioConfig(offset_s=0.0, duration_s=30.0, n_fft=2048, hop_length=512, n_mels=128)
+
+
+@dataclass(frozen=True)
+class EmbeddingConfig:
+    """Chen et al.: user branch (UE), Siamese audio branch (AE), their evaluation and serving."""
+
+    min_liked: int = 10                     # users need this many liked and disliked tracks (§3.1)
+    min_disliked: int = 10
+    split: SplitConfig = field(default_factory=lambda: SplitConfig(0.6, 0.2, 0.2))
+    dim: int = 40                           # UE and AE size
+    history_len: int = 50                   # the last plays the user branch averages
+    user_hidden: tuple[int, ...] = (128, 64)   # FC + leaky ReLU layers before the 40-d UE
+    user_negatives: int = 8                 # sampled negatives per liked track (user branch)
+    user_epochs: int = 60
+    user_patience: int = 6
+    user_lr: float = 1e-3                   # Adam (the paper gives no optimiser for the user branch)
+    models: tuple[str, ...] = ("basic_binary", "metric_1vs1", "metric_1vs4")
+    durations: tuple[float, ...] = (3.0, 10.0)   # context duration: the random crop of the first 30 s
+    best_model: str = "metric_1vs1"         # what the paper keeps (Metric-1vs1-10s): Feast, serving, transfer
+    best_duration: float = 10.0
+    margin: float = 0.2                     # Eq. 3
+    cnn_channels: tuple[int, ...] = (8, 16, 32, 64, 64)
+    eval_segments: int = 3                  # a track's AE: the mean over this many evenly spaced crops
+    epochs: int = 2                         # CPU demo cap; raise on a GPU worker
+    patience: int = 3                       # early stopping on validation AUC
+    batch_size: int = 64                    # liked tracks per batch (plus their disliked ones)
+    lr: float = 0.1                         # SGD, Nesterov momentum 0.9, lr / (1 + decay * iteration)
+    momentum: float = 0.9
+    lr_decay: float = 1e-6
+    hit_k: tuple[int, ...] = (5, 10, 20)    # hit rate @K of new tracks
+    ann_min_tracks: int = 50_000            # catalogues at least this large are searched with HNSW
+    ann_m: int = 32                         # HNSW graph degree
+    ann_ef_search: int = 128
+    transfer_pca: int = 128                 # §3.3: PCA to 128, RBF SVM (gamma 1/128, C 1)
+    device: str = "auto"
+    log_mlflow: bool = True
+    experiment: str = "ctxtag-embeddings"
+
+    def __post_init__(self) -> None:
+        unknown = set(self.models) - set(EMBEDDING_MODELS)
+        if unknown or not self.models:
+            raise ConfigError(f"embeddings.models: unknown {sorted(unknown)}; use {list(EMBEDDING_MODELS)}")
+        if self.best_model not in self.models or self.best_duration not in self.durations:
+            raise ConfigError(f"embeddings.best_model/best_duration ({self.best_model}, {self.best_duration}) "
+                              f"must be among models {list(self.models)} and durations {list(self.durations)}")
+        if any(d <= 0 or d > 30 for d in self.durations):
+            raise ConfigError(f"embeddings.durations: each in (0, 30] s (a crop of the first 30 s), got {self.durations}")
+
+
 @dataclass(frozen=True)
 class RegistryConfig:
     """MLflow registry and the promotion gate (challenger vs champion on the same test split)."""
@@ -234,6 +293,8 @@ class Params:
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
     user_models: UserModelConfig = field(default_factory=UserModelConfig)
+    embedding_audio: AudioConfig = field(default_factory=chen_audio)
+    embeddings: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)

@@ -11,9 +11,12 @@ from datetime import timedelta
 from pathlib import Path
 
 
-def definitions(data_dir: Path, contexts: Sequence[str], devices: Sequence[str], networks: Sequence[str]) -> list:
+def definitions(data_dir: Path, contexts: Sequence[str], devices: Sequence[str], networks: Sequence[str],
+                embeddings: bool = True) -> list:
+    """``embeddings``: include the listening-embedding views (Chen et al.), whose sources exist
+    once `ctxtag embeddings` has run."""
     from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
-    from feast.types import Array, Float32, Int64, String
+    from feast.types import Array, Bool, Float32, Int64, String
 
     user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.STRING,
                   description="a listener")
@@ -60,4 +63,31 @@ def definitions(data_dir: Path, contexts: Sequence[str], devices: Sequence[str],
     user_aware = FeatureService(name="user_aware_tagger", features=[history, track_audio])
     situational = FeatureService(name="situational_model", features=[history, device_time])
     joint = FeatureService(name="joint_model", features=[history, device_time, track_audio])
-    return [user, track, history, device_time, track_audio, user_aware, situational, joint]
+    objects = [user, track, history, device_time, track_audio, user_aware, situational, joint]
+    if not embeddings:
+        return objects
+    track_embedding = FeatureView(
+        name="track_listening_embedding",
+        entities=[track],
+        ttl=timedelta(days=3650),
+        schema=[Field(name="listening_embedding", dtype=Array(Float32)),
+                Field(name="cold_start", dtype=Bool),
+                Field(name="embedding_model", dtype=String)],
+        source=FileSource(name="track_embedding_snapshots", path=str(data_dir / "track_embeddings.parquet"),
+                          timestamp_field="event_timestamp"),
+        online=True,
+        description="40-d audio embedding (AE) of each track, learnt from listening data; cold_start: "
+                    "the track had no listening data when the model was trained",
+    )
+    user_embedding = FeatureView(
+        name="user_listening_embedding",
+        entities=[user],
+        ttl=timedelta(days=365),
+        schema=[Field(name="listening_embedding", dtype=Array(Float32))],
+        source=FileSource(name="user_embedding_snapshots", path=str(data_dir / "user_embeddings.parquet"),
+                          timestamp_field="event_timestamp"),
+        online=True,
+        description="40-d user embedding (UE) from listening history and demographics (user branch)",
+    )
+    cold_start = FeatureService(name="cold_start_recommender", features=[user_embedding, track_embedding])
+    return [*objects, track_embedding, user_embedding, cold_start]

@@ -32,13 +32,22 @@ def open_store(feast_dir: Path, online: str = "sqlite", redis_url: str = "localh
 
 
 def publish(store, params: Params, feast_dir: Path, history: pd.DataFrame, device_time: pd.DataFrame,
-            tracks: pd.DataFrame, chunk_days: int = 7) -> dict:
-    """Write the offline parquet, apply the definitions, materialise in time chunks (bounded memory)."""
+            tracks: pd.DataFrame, embeddings: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+            chunk_days: int = 7) -> dict:
+    """Write the offline parquet, apply the definitions, materialise in time chunks (bounded memory).
+
+    ``embeddings``: (track, user) listening-embedding tables of `ctxtag embeddings`, if trained."""
+    frames = [history, device_time, tracks]
     history.to_parquet(feast_dir / "user_history.parquet", index=False)
     device_time.to_parquet(feast_dir / "user_device_time.parquet", index=False)
     tracks.to_parquet(feast_dir / "track_features.parquet", index=False)
-    store.apply(definitions(feast_dir.resolve(), params.contexts, params.logs.devices, params.logs.networks))
-    stamps = pd.concat([f["event_timestamp"] for f in (history, device_time, tracks)])
+    if embeddings is not None:
+        embeddings[0].to_parquet(feast_dir / "track_embeddings.parquet", index=False)
+        embeddings[1].to_parquet(feast_dir / "user_embeddings.parquet", index=False)
+        frames += list(embeddings)
+    store.apply(definitions(feast_dir.resolve(), params.contexts, params.logs.devices, params.logs.networks,
+                            embeddings=embeddings is not None))
+    stamps = pd.concat([f["event_timestamp"] for f in frames])
     start = stamps.min().to_pydatetime() - timedelta(seconds=1)
     end = stamps.max().to_pydatetime() + timedelta(seconds=1)
     width = timedelta(days=chunk_days)
@@ -49,6 +58,7 @@ def publish(store, params: Params, feast_dir: Path, history: pd.DataFrame, devic
         store.materialize(start_date=start + w * width, end_date=min(start + (w + 1) * width, end))
     chunks = len(windows)
     return {"users": int(history["user_id"].nunique()), "snapshots": len(history), "tracks": len(tracks),
+            "listening_embeddings": {"tracks": len(embeddings[0]), "users": len(embeddings[1])} if embeddings else None,
             "materialize_chunks": chunks}
 
 

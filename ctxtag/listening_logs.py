@@ -1,7 +1,7 @@
 """Listening-log ingestion: validated, deduplicated, date-partitioned, immutable.
 
 Rows of (user_id, track_id, timestamp with time zone, device, network, [location, age, gender,
-context]) arrive as CSV or parquet drops. Every rule is vectorised; a row that breaks one goes to
+context, feedback]) arrive as CSV or parquet drops. Every rule is vectorised; a row that breaks one goes to
 the quarantine with its file, row and reason, and the others go on. Valid events are stored by
 UTC date as ``date=YYYY-MM-DD/part-<content hash>.parquet``: a partition file is never rewritten,
 late or out-of-order events for a date land in a new part, and an event already in the lake
@@ -23,7 +23,7 @@ from ctxtag.io import collect_files, undecodable
 from ctxtag.quarantine import InputError, Rejection
 
 REQUIRED = ("user_id", "track_id", "timestamp", "device", "network")
-OPTIONAL = ("location", "age", "gender", "context")
+OPTIONAL = ("location", "age", "gender", "context", "feedback")
 KEY = ("user_id", "track_id", "event_timestamp")
 # ISO 8601 with an explicit offset: the local time of day is part of the signal
 _OFFSET = r"(?:Z|[+-]\d\d:?\d\d)$"
@@ -73,17 +73,17 @@ def validate(raw: pd.DataFrame, cfg: LogsConfig, contexts: Sequence[str], now: p
              known_tracks: set[str] | None = None) -> tuple[pd.DataFrame, list[Rejection]]:
     """Apply every rule; the first failing rule of a row is its reason. Returns valid events."""
     df = raw.copy()
-    for col in ("user_id", "track_id", "timestamp", "device", "network", "location", "gender", "context"):
+    for col in ("user_id", "track_id", "timestamp", "device", "network", "location", "gender", "context", "feedback"):
         s = df[col].astype("string").str.strip()
         df[col] = s.mask(s == "")
-    for col in ("device", "network", "gender", "context"):
+    for col in ("device", "network", "gender", "context", "feedback"):
         df[col] = df[col].str.lower()
     reason = pd.Series(pd.NA, index=df.index, dtype="object")
 
     def mark(mask: pd.Series, text: str) -> None:
         reason[mask.fillna(False).astype(bool) & reason.isna()] = text
 
-    text = df[["user_id", "track_id", "timestamp", "device", "network", "location", "context"]]
+    text = df[["user_id", "track_id", "timestamp", "device", "network", "location", "context", "feedback"]]
     mark(text.apply(undecodable).any(axis=1), "not valid UTF-8: undecodable bytes")
     for col in ("user_id", "track_id", "timestamp", "device", "network"):
         mark(df[col].isna(), f"missing {col}")
@@ -96,6 +96,8 @@ def validate(raw: pd.DataFrame, cfg: LogsConfig, contexts: Sequence[str], now: p
     mark(~df["network"].isin(cfg.networks), f"unknown network (allowed: {', '.join(cfg.networks)})")
     mark(df["gender"].notna() & ~df["gender"].isin(cfg.genders), "unknown gender")
     mark(df["context"].notna() & ~df["context"].isin(contexts), "unknown context label")
+    mark(df["feedback"].notna() & ~df["feedback"].isin(cfg.feedback),
+         f"unknown feedback (allowed: {', '.join(cfg.feedback)}, or empty)")
     age = pd.to_numeric(df["age"], errors="coerce")
     mark(df["age"].notna() & (age.isna() | (age < cfg.min_age) | (age > cfg.max_age)),
          f"age not a number in [{cfg.min_age}, {cfg.max_age}]")
@@ -115,7 +117,7 @@ def validate(raw: pd.DataFrame, cfg: LogsConfig, contexts: Sequence[str], now: p
                   raw=str(r.timestamp) + " | " + " | ".join(str(getattr(r, c)) for c in ("user_id", "track_id", "device", "network")))
         for i, r in zip(df.index[bad], df.loc[bad].itertuples(index=False), strict=True)
     ]
-    valid = df.loc[~bad, [*KEY, "utc_offset_min", "device", "network", "location", "age", "gender", "context"]]
+    valid = df.loc[~bad, [*KEY, "utc_offset_min", "device", "network", "location", "age", "gender", "context", "feedback"]]
     return valid.sort_values(["event_timestamp", "user_id", "track_id"]).reset_index(drop=True), rejections
 
 

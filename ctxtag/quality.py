@@ -50,6 +50,8 @@ def _x(name: str, **kw):
 def logs_suite(events: pd.DataFrame, params: Params, now: pd.Timestamp) -> tuple[pd.DataFrame, list]:
     lg = params.logs
     frame = events.assign(event_epoch_s=events["event_timestamp"].astype("int64") // 10**9)
+    if "feedback" not in frame:                      # partitions written before feedback was logged
+        frame["feedback"] = None
     latest = int((now + pd.Timedelta(seconds=lg.max_future_s)).timestamp())
     return frame, [
         *[_x("ExpectColumnValuesToNotBeNull", column=c) for c in ("user_id", "track_id", "event_timestamp")],
@@ -57,6 +59,7 @@ def logs_suite(events: pd.DataFrame, params: Params, now: pd.Timestamp) -> tuple
         _x("ExpectColumnValuesToBeInSet", column="network", value_set=list(lg.networks)),
         _x("ExpectColumnValuesToBeInSet", column="context", value_set=list(params.contexts)),
         _x("ExpectColumnValuesToBeInSet", column="gender", value_set=list(lg.genders)),
+        _x("ExpectColumnValuesToBeInSet", column="feedback", value_set=list(lg.feedback)),
         _x("ExpectColumnValuesToBeBetween", column="age", min_value=lg.min_age, max_value=lg.max_age),
         _x("ExpectColumnValuesToBeBetween", column="utc_offset_min", min_value=-14 * 60, max_value=14 * 60),
         _x("ExpectColumnValuesToBeBetween", column="event_epoch_s", max_value=latest),   # not in the future

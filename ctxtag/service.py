@@ -1,6 +1,8 @@
 """What the serving API answers, without HTTP: contexts for audio (the registry's @champion tagger),
-contexts for a (user, device, time) (the situational GBT on Feast online user features), and
-track recommendations for a user in a context (the user-aware tagger over the catalogue).
+contexts for a (user, device, time) (the situational GBT on Feast online user features),
+track recommendations for a user in a context (the user-aware tagger over the catalogue), and new
+releases for a user by the cosine similarity of the listening embeddings (Chen et al.; exact or
+HNSW search, ctxtag.ann).
 
 Features are assembled by the same functions as training (ctxtag.streams.situation,
 ctxtag.stream_features.blocks), so a served request sees exactly what a training row saw.
@@ -55,6 +57,27 @@ class Service:
             features=["track_audio_features:audio_embedding", "track_audio_features:context_probs"],
             entity_rows=[{"track_id": t} for t in self._catalogue()]).to_dict()
         self.tracks = pd.DataFrame(tracks).dropna(subset=["audio_embedding"]).reset_index(drop=True)
+        self.listening = self._listening_indexes()
+
+    def _listening_indexes(self) -> dict[str, tuple[list[str], object]] | None:
+        """Track listening embeddings from the online store, indexed for cosine search: over the
+        new releases (cold_start) and over the whole catalogue. None when not published."""
+        from ctxtag import ann
+
+        path = self.root / self.params.paths.feast / "track_embeddings.parquet"
+        if not path.exists():
+            return None
+        ids = pd.read_parquet(path, columns=["track_id"])["track_id"].astype(str).tolist()
+        got = pd.DataFrame(self.store.get_online_features(
+            features=["track_listening_embedding:listening_embedding", "track_listening_embedding:cold_start"],
+            entity_rows=[{"track_id": t} for t in ids]).to_dict()).dropna(subset=["listening_embedding"])
+        cfg = self.params.embeddings
+        out = {}
+        for name, part in (("all", got), ("new", got[got["cold_start"].fillna(False).astype(bool)])):
+            vectors = np.stack(part["listening_embedding"].to_numpy()) if len(part) else np.zeros((0, cfg.dim))
+            out[name] = (part["track_id"].astype(str).tolist(),
+                         ann.build(vectors, cfg.ann_min_tracks, cfg.ann_m, cfg.ann_ef_search))
+        return out
 
     def _catalogue(self) -> list[str]:
         frame = pd.read_parquet(self.root / self.params.paths.feast / "track_features.parquet", columns=["track_id"])
@@ -117,3 +140,15 @@ class Service:
         probs = user_train.predict(self.user_aware, self._blocks(frame))
         j = self.params.contexts.index(context)
         return Ranked(self.tracks["track_id"].astype(str).tolist(), probs[:, j])
+
+    # --- user -> new releases (listening embeddings, cosine) ---------------------------------------
+    def recommend_by_taste(self, user_id: str, k: int, new_only: bool = True) -> Ranked:
+        """The k tracks whose AE is closest (cosine) to the user's UE, among new releases by default."""
+        got = self.store.get_online_features(features=["user_listening_embedding:listening_embedding"],
+                                             entity_rows=[{"user_id": user_id}]).to_dict()
+        ue = got["listening_embedding"][0]
+        if ue is None:
+            raise UnknownUser(user_id)
+        ids, index = self.listening["new" if new_only else "all"]
+        scores, idx = index.search(np.asarray(ue, dtype=np.float32)[None], k)
+        return Ranked([ids[i] for i in idx[0]], scores[0])

@@ -271,6 +271,39 @@ def _events(cfg: SynthConfig, contexts: Sequence[str], tracks: pd.DataFrame, tru
     return ev
 
 
+def _feedback(tracks: pd.DataFrame, users: pd.DataFrame, events: pd.DataFrame, contexts: Sequence[str],
+              rng: np.random.Generator) -> tuple[np.ndarray, pd.DataFrame]:
+    """Per-event feedback (like / skip / dislike / none) from a per-user taste in the audio plane.
+
+    A user's ideal point in (energy, valence) is the mix of the centres of the contexts they
+    prefer, moved by noise and slightly by age; their opinion of a track falls with its distance
+    from that point, plus a fixed per (user, track) noise, so repeated plays agree. Liked and
+    disliked tracks therefore differ in how they sound (what Chen et al.'s audio branch learns)
+    and a user's history and age tell where their taste lies (what the user branch learns).
+    """
+    centres = np.array([CONTEXT_PROFILES[c][:2] for c in contexts])
+    prefs = np.stack(users["_prefs"].to_numpy())
+    age = users["age"].to_numpy()
+    ideal = prefs @ centres + rng.normal(0, 0.12, size=(len(users), 2))
+    ideal[:, 0] -= np.nan_to_num((age - 40.0) * 0.004)           # older listeners: calmer taste
+    ideal = np.clip(ideal, 0, 1)
+    u = pd.Index(users["user_id"]).get_indexer(events["user_id"])
+    t = pd.Index(tracks["track_id"]).get_indexer(events["track_id"])
+    latent = tracks[["energy", "valence"]].to_numpy()
+    d2 = ((latent[t] - ideal[u]) ** 2).sum(axis=1)
+    pair, inverse = np.unique(u.astype(np.int64) * len(tracks) + t, return_inverse=True)
+    opinion = 2 * np.exp(-d2 / (2 * 0.22**2)) - 1 + rng.normal(0, 0.35, size=len(pair))[inverse]
+    r = rng.random(len(events))
+    p_like = 0.6 * _sigmoid(6 * (opinion + 0.1))
+    p_skip = 0.6 * _sigmoid(6 * (-opinion - 0.4))
+    feedback = np.full(len(events), None, dtype=object)
+    feedback[r < p_like] = "like"
+    skipped = (r >= p_like) & (r < p_like + p_skip)
+    feedback[skipped] = np.where(rng.random(len(events)) < 0.1, "dislike", "skip")[skipped]
+    taste = pd.DataFrame({"user_id": users["user_id"], "ideal_energy": ideal[:, 0], "ideal_valence": ideal[:, 1]})
+    return feedback, taste
+
+
 def _render_one(args: tuple[float, float, int, float, int, str]) -> dict:
     import soundfile as sf
 
@@ -294,6 +327,8 @@ def generate(cfg: SynthConfig, contexts: Sequence[str], seed: int, out: Path, wo
     users = _users(cfg, contexts, rng)
     playlists = _playlists(cfg, contexts, tracks, truth, users, rng)
     events = _events(cfg, contexts, tracks, truth, users, rng)
+    # feedback draws from its own stream so adding it left every other draw of the world unchanged
+    events["feedback"], taste = _feedback(tracks, users, events, contexts, np.random.default_rng([seed, 6]))
 
     tracks["audio_path"] = [f"audio/{t}.{cfg.audio_format}" for t in tracks["track_id"]]
     tracks["duration_s"] = cfg.clip_seconds
@@ -314,6 +349,7 @@ def generate(cfg: SynthConfig, contexts: Sequence[str], seed: int, out: Path, wo
     users.drop(columns=["_prefs", "activity"]).to_csv(out / "users.csv", index=False)
     pd.DataFrame(np.stack(users["_prefs"].to_numpy()), columns=list(contexts)).assign(
         user_id=users["user_id"]).to_csv(out / "truth/user_preferences.csv", index=False)
+    taste.to_csv(out / "truth/user_taste.csv", index=False)
     with (out / "playlists.jsonl").open("w", encoding="utf-8") as fh:
         for p in playlists:
             fh.write(json.dumps(p, ensure_ascii=False) + "\n")

@@ -62,9 +62,11 @@ def ctxtag_ingest():
 
     @task(outlets=[FEATURES])
     def publish_features(_validated: str) -> str:
+        """Today's user snapshots to Feast, beside the current listening embeddings: --single-item,
+        so a daily ingest never retrains the embeddings (ctxtag_retrain does, then republishes)."""
         from ctxtag.orchestration import repro
 
-        return repro(project_dir(), "publish_features")[-2000:]
+        return repro(project_dir(), "--single-item", "publish_features")[-2000:]
 
     publish_features(validate(ingest_logs(fetch_drops())))
 

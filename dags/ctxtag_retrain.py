@@ -1,5 +1,6 @@
 """ctxtag_retrain — weekly (Monday 03:00 UTC) and whenever new features land (`ctxtag_features`):
-retrain and evaluate the audio tagger (all Table-2 loss configurations) and the user models, then
+retrain and evaluate the audio tagger (all Table-2 loss configurations), the listening embeddings
+(Chen et al.: user branch + Siamese audio branch; republished to Feast) and the user models, then
 register the tagger as @challenger and promote it to @champion only if the gate passes.
 
 Training tasks go to the `gpu` queue and pool: with CeleryExecutor they run on GPU workers; the
@@ -42,8 +43,16 @@ def ctxtag_retrain():
         return repro(project_dir(), "evaluate")[-2000:]
 
     @task(**GPU)
-    def train_user_models(_tagger: str) -> str:
-        """track features -> Feast -> streams -> user-aware, situational and joint models."""
+    def train_embeddings(_tagger: str) -> str:
+        """liked / disliked tracks -> user branch (UE) + Siamese CNN (AE), Table 1, hit rate, transfer."""
+        from ctxtag.orchestration import repro
+
+        return repro(project_dir(), "embeddings")[-2000:]
+
+    @task(**GPU)
+    def train_user_models(_embeddings: str) -> str:
+        """track features + listening embeddings -> Feast -> streams -> user-aware, situational and
+        joint models."""
         from ctxtag.orchestration import repro
 
         return repro(project_dir(), "user_models")[-2000:]
@@ -80,7 +89,7 @@ def ctxtag_retrain():
                     decisions[family] = {"promoted": False, "version": version, "reason": str(exc)}
         return decisions
 
-    promote(register(train_user_models(train_tagger())))
+    promote(register(train_user_models(train_embeddings(train_tagger()))))
 
 
 ctxtag_retrain()

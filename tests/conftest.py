@@ -36,6 +36,10 @@ SMALL = {
     # 3 s clips (65 frames) keep the CNN cheap; 4 s tracks are shorter than 30 + 3 s: cropped from 0
     "audio": {"duration_s": 3.0},
     "train": {"configs": ["none", "neg_ignore_zeros"], "max_epochs": 2},
+    # Chen et al. on 4 s clips: 1 s and 2 s context durations, one epoch, a narrow CNN
+    "embedding_audio": {"duration_s": 4.0},
+    "embeddings": {"min_liked": 3, "min_disliked": 3, "durations": [1.0, 2.0], "best_duration": 2.0,
+                   "epochs": 1, "eval_segments": 2, "user_epochs": 5, "cnn_channels": [4, 8, 8, 8, 8]},
 }
 
 

@@ -126,3 +126,28 @@ def test_not_ready_without_a_pipeline(tmp_path):
     assert c.get("/health").status_code == 200
     r = c.get("/ready")
     assert r.status_code == 503 and r.json()["detail"].startswith("not ready: ")
+
+
+@pytest.mark.slow
+def test_cold_start_recommendations_rank_new_releases_by_cosine_similarity(client):
+    import numpy as np
+
+    c, _, project = client
+    ready = c.get("/ready").json()
+    assert ready["listening_embeddings"]["new"]["index"] == "exact"        # a small catalogue
+    tracks = pd.read_parquet(project / "data/embeddings/track_embeddings.parquet")
+    users = pd.read_parquet(project / "data/embeddings/user_embeddings.parquet").set_index("user_id")
+    user = _a_user(project)
+    r = c.post("/recommend", json={"user_id": user, "cold_start": True, "k": 5})
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert got["cold_start"] and got["context"] is None and len(got["tracks"]) == 5
+    new = tracks[tracks["cold_start"]]
+    ae = np.stack(new["listening_embedding"].to_numpy())
+    ue = np.asarray(users.loc[user, "listening_embedding"])
+    cos = ae @ ue / (np.linalg.norm(ae, axis=1) * np.linalg.norm(ue))
+    expect = new["track_id"].to_numpy()[np.argsort(-cos)[:5]]
+    assert [t["track_id"] for t in got["tracks"]] == list(expect)
+    assert [t["score"] for t in got["tracks"]] == pytest.approx(np.sort(cos)[::-1][:5], abs=1e-4)
+    assert c.post("/recommend", json={"user_id": user, "cold_start": True, "context": "gym"}).status_code == 422
+    assert c.post("/recommend", json={"user_id": "nobody", "cold_start": True}).status_code == 404

@@ -98,3 +98,16 @@ def test_non_utf8_row_is_quarantined(tmp_path):
     write_quarantine(result.rejections, out)
     (record,) = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert "u\\xe9" in record["raw"]                                  # the bad byte is kept, readably
+
+
+def test_feedback_is_optional_case_folded_and_unknown_values_are_quarantined(tmp_path):
+    path = tmp_path / "fb.csv"
+    path.write_text(HEADER.strip() + ",feedback\n"
+                    "u1,t1,2026-01-05T09:00:00+01:00,phone,wifi,,,,,LIKE\n"
+                    "u1,t2,2026-01-05T09:01:00+01:00,phone,wifi,,,,,skip\n"
+                    "u1,t3,2026-01-05T09:02:00+01:00,phone,wifi,,,,,\n"
+                    "u1,t4,2026-01-05T09:03:00+01:00,phone,wifi,,,,,meh\n", encoding="utf-8")
+    result = _ingest([path], tmp_path / "lake")
+    assert [(r.row, r.reason.split(" (")[0]) for r in result.rejections] == [(5, "unknown feedback")]
+    lake = read_lake(tmp_path / "lake").sort_values("track_id")
+    assert lake["feedback"].tolist()[:2] == ["like", "skip"] and pd.isna(lake["feedback"].iloc[2])

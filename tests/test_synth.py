@@ -73,3 +73,18 @@ def test_playlists_name_contexts_and_include_noise_and_filter_bait(world):
     assert len(titles) == SMALL.n_context_playlists + SMALL.n_noise_playlists + SMALL.n_filtered_playlists
     assert sum(len(p["tracks"]) > 100 for p in w.playlists) >= SMALL.n_filtered_playlists // 2 - 1
     assert any(t == "homework" for t in titles) or any("chillout" in t for t in titles)
+
+
+def test_feedback_follows_each_users_taste_in_the_audio_plane(world):
+    """Liked tracks lie nearer the user's ideal (energy, valence) than skipped ones, and the
+    feedback draws left the rest of the world as it was (its own random stream)."""
+    w, out = world
+    ev = w.events
+    assert set(ev["feedback"].dropna()) == {"like", "skip", "dislike"}
+    taste = pd.read_csv(out / "truth/user_taste.csv").set_index("user_id")
+    latent = w.tracks.set_index("track_id")[["energy", "valence"]]
+    d = np.hypot(latent.loc[ev["track_id"], "energy"].to_numpy() - taste.loc[ev["user_id"], "ideal_energy"].to_numpy(),
+                 latent.loc[ev["track_id"], "valence"].to_numpy() - taste.loc[ev["user_id"], "ideal_valence"].to_numpy())
+    assert d[(ev["feedback"] == "like").to_numpy()].mean() < 0.7 * d[(ev["feedback"] == "skip").to_numpy()].mean()
+    logs = pd.concat(pd.read_csv(p) for p in sorted((out / "listening_logs").glob("*.csv")))
+    assert "feedback" in logs.columns

@@ -1,4 +1,6 @@
-"""`ctxtag publish-features`: user snapshots from the lake -> Feast offline parquet + online store."""
+"""`ctxtag publish-features`: user snapshots from the lake, the tagger's track features and (once
+`ctxtag embeddings` has run) the listening embeddings of tracks and users -> Feast offline parquet
++ online store."""
 
 from __future__ import annotations
 
@@ -24,7 +26,9 @@ def run(params: Params, online: str = "sqlite", redis_url: str = "localhost:6379
     history, device_time = daily_snapshots(events, labels, artists, params.contexts,
                                            params.logs.devices, params.logs.networks, projection)
     tracks = pd.read_parquet(p.track_features / "track_features.parquet")
+    emb = [p.embeddings / "track_embeddings.parquet", p.embeddings / "user_embeddings.parquet"]
+    embeddings = tuple(pd.read_parquet(f) for f in emb) if all(f.exists() for f in emb) else None
     store = open_store(feast_dir, online, redis_url=redis_url)
-    stats = {"online_store": online, **publish(store, params, feast_dir, history, device_time, tracks)}
+    stats = {"online_store": online, **publish(store, params, feast_dir, history, device_time, tracks, embeddings)}
     write_json(stats, p.reports / "publish_features.json")
     return stats

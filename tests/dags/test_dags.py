@@ -40,11 +40,11 @@ def test_dagbag_loads_the_dags_with_schedules_queues_and_assets():
     assert isinstance(retrain.timetable, AssetOrTimeSchedule)            # weekly, or when features land
     assert retrain.timetable.timetable.expression == "0 3 * * 1"
     gpu = {t.task_id for t in retrain.tasks if t.queue == "gpu" and t.pool == "gpu"}
-    assert gpu == {"train_tagger", "train_user_models"}
+    assert gpu == {"train_tagger", "train_embeddings", "train_user_models"}
     outlets = {t.task_id: [o.name for o in t.outlets] for t in ingest.tasks}
     assert outlets["publish_features"] == ["ctxtag_features"]
-    assert [t.task_id for t in retrain.topological_sort()] == ["train_tagger", "train_user_models", "register",
-                                                                 "promote"]
+    assert [t.task_id for t in retrain.topological_sort()] == ["train_tagger", "train_embeddings",
+                                                                 "train_user_models", "register", "promote"]
 
 
 def _airflow(home: Path, project: Path, *args: str) -> str:

@@ -136,3 +136,59 @@ def test_repro_is_incremental(dvc_project):
         (project / "params.yaml").write_text(original)
         _dvc(project, "repro", "split")
     assert "Data and pipelines are up to date" in _dvc(project, "status")
+
+
+@pytest.mark.slow
+def test_repro_learns_listening_embeddings_and_publishes_them_to_feast(dvc_project):
+    """Chen et al. stage: Table 1 for every model and duration, the by-user protocol, hit rate of
+    new tracks, transfer; the AE / UE tables; and Feast serving exactly those vectors."""
+    import numpy as np
+
+    from ctxtag.feature_store import open_store
+
+    project = dvc_project
+    params = yaml.safe_load((project / "params.yaml").read_text())["embeddings"]
+    report = json.loads((project / "reports/embeddings.json").read_text())
+    assert set(report["table1"]) == {"1s", "2s"}
+    for models in report["table1"].values():
+        assert set(models) == set(params["models"])
+        for r in models.values():
+            assert 0 <= r["test"]["auc"] <= 1 and r["test"]["pairs"] > 0 and r["cold"]["pairs"] > 0
+    assert report["by_user"]["test"]["pairs"] > 0
+    assert all(0 <= v["hit_rate@5"] <= 1 for v in report["hit_rate"].values())
+    assert set(report["transfer"]) == {"cnn", "ae", "cnn+ae"} and report["transfer"]["ae"]["dims"] == 40
+    assert "Table 1" in (project / "reports/embeddings.md").read_text()
+    for plot in ("embeddings_auc", "embeddings_hit_rate", "embeddings_roc_pr"):
+        assert (project / f"reports/plots/{plot}.png").stat().st_size > 5_000
+
+    tracks = pd.read_parquet(project / "data/embeddings/track_embeddings.parquet")
+    users = pd.read_parquet(project / "data/embeddings/user_embeddings.parquet")
+    ae = np.stack(tracks["listening_embedding"].to_numpy())
+    assert ae.shape == (len(pd.read_csv(project / "data/raw/tracks.csv")), 40)
+    np.testing.assert_allclose(np.linalg.norm(ae, axis=1), 1, rtol=1e-5)
+    split = pd.read_csv(project / "data/splits/split.csv", dtype=str)
+    new = set(split.loc[split["split"] == "test", "track_id"])
+    assert tracks.loc[tracks["track_id"].isin(new), "cold_start"].all()          # new releases: no data used
+    assert not tracks["cold_start"].all()
+    lake_users = set(pd.concat(pd.read_parquet(f, columns=["user_id"]) for f in
+                               (project / "data/lake/listening_logs").rglob("*.parquet"))["user_id"])
+    assert set(users["user_id"]) == lake_users
+
+    store = open_store(project / "data/feast")
+    some_user, some_track = users.iloc[3], tracks.iloc[5]
+    got = store.get_online_features(
+        features=["user_listening_embedding:listening_embedding"], entity_rows=[{"user_id": some_user["user_id"]}]).to_dict()
+    np.testing.assert_allclose(got["listening_embedding"][0], some_user["listening_embedding"], rtol=1e-6)
+    got = store.get_online_features(
+        features=["track_listening_embedding:listening_embedding", "track_listening_embedding:cold_start"],
+        entity_rows=[{"track_id": some_track["track_id"]}]).to_dict()
+    np.testing.assert_allclose(got["listening_embedding"][0], some_track["listening_embedding"], rtol=1e-6)
+    assert got["cold_start"][0] == bool(some_track["cold_start"])
+
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlruns.db'}")
+    runs = mlflow.search_runs(experiment_names=["ctxtag-embeddings"])
+    expected = {f"per_user-{m}-{d}s" for m in params["models"] for d in (1, 2)} | {"by_user-metric_1vs1-2s"}
+    assert set(runs["tags.mlflow.runName"]) == expected
+    assert runs["metrics.test.auc"].between(0, 1).all()

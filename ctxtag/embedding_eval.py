@@ -1,0 +1,120 @@
+"""Evaluation of Chen et al.'s embeddings: liked vs disliked (AUC, precision, Table 1), hit rate @K
+of new tracks retrieved for users by cosine similarity, and the side-by-side tables.
+
+Precision needs a decision threshold on the similarity, which the paper does not give: it is the
+one that maximises Youden's J (TPR - FPR) on the validation pairs, applied unchanged to the test
+pairs — the same rule for every model, so the column compares models, not thresholds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.special import gammaln
+
+
+def youden_threshold(liked: np.ndarray, score: np.ndarray) -> float:
+    from sklearn.metrics import roc_curve
+
+    if not 0 < liked.sum() < len(liked):
+        return 0.0
+    fpr, tpr, thr = roc_curve(liked, score)
+    j = int(np.argmax(tpr - fpr))
+    return float(min(thr[j], np.max(score)))
+
+
+def liked_vs_disliked(liked: np.ndarray, score: np.ndarray, users: np.ndarray, threshold: float) -> dict:
+    """Pooled ROC-AUC (the paper's), mean per-user AUC, precision / recall at ``threshold``."""
+    from sklearn.metrics import roc_auc_score
+
+    out = {"pairs": int(len(liked)), "liked_share": float(liked.mean()) if len(liked) else float("nan")}
+    both = 0 < liked.sum() < len(liked)
+    out["auc"] = float(roc_auc_score(liked, score)) if both else float("nan")
+    pred = score >= threshold
+    out["precision"] = float(liked[pred].mean()) if pred.any() else float("nan")
+    out["recall"] = float(pred[liked == 1].mean()) if liked.any() else float("nan")
+    out["threshold"] = float(threshold)
+    out["user_auc"] = per_user_auc(liked, score, users)
+    return out
+
+
+def per_user_auc(liked: np.ndarray, score: np.ndarray, users: np.ndarray) -> float:
+    """Mean over users of their own ROC-AUC (users with both kinds), by ranks: no loop over users.
+
+    AUC_u = (sum of the ranks of u's liked pairs among u's pairs - n+(n+ + 1)/2) / (n+ n-)."""
+    import pandas as pd
+
+    if len(liked) == 0:
+        return float("nan")
+    frame = pd.DataFrame({"u": users, "y": liked.astype(np.int64), "s": score})
+    frame["r"] = frame.groupby("u")["s"].rank(method="average")
+    g = frame.groupby("u")
+    pos = g["y"].sum()
+    neg = g["y"].count() - pos
+    rank_pos = frame[frame["y"] == 1].groupby("u")["r"].sum().reindex(pos.index, fill_value=0.0)
+    ok = (pos > 0) & (neg > 0)
+    auc = (rank_pos[ok] - pos[ok] * (pos[ok] + 1) / 2) / (pos[ok] * neg[ok])
+    return float(auc.mean()) if ok.any() else float("nan")
+
+
+def hit_rate(ue: np.ndarray, ae: np.ndarray, liked: np.ndarray, ks: Sequence[int]) -> dict:
+    """Retrieval of new tracks for users by cosine similarity (the serving path).
+
+    ue (n_users, d); ae (n_tracks, d) of the new tracks; liked (n_users, n_tracks) bool, the users'
+    liked new tracks. Over users with at least one: hit rate @K (a liked track in the top K),
+    recall @K, and the hit rate a random ranking would get, 1 - C(N - L, K) / C(N, K)."""
+    keep = liked.any(axis=1)
+    ue, liked = ue[keep], liked[keep]
+    n_users, n = liked.shape
+    out: dict = {"users": int(n_users), "new_tracks": int(n)}
+    if n_users == 0 or n == 0:
+        return out
+    u = ue / np.maximum(np.linalg.norm(ue, axis=1, keepdims=True), 1e-12)
+    a = ae / np.maximum(np.linalg.norm(ae, axis=1, keepdims=True), 1e-12)
+    order = np.argsort(-(u @ a.T), axis=1, kind="stable")
+    hits_sorted = np.take_along_axis(liked, order, axis=1)
+    n_liked = liked.sum(axis=1)
+    for k in ks:
+        k_eff = min(k, n)
+        found = hits_sorted[:, :k_eff].sum(axis=1)
+        # log C(N - L, K) - log C(N, K); zero ways when N - L < K
+        log_miss = np.where(n - n_liked >= k_eff,
+                            gammaln(n - n_liked + 1) - gammaln(n - n_liked - k_eff + 1)
+                            - gammaln(n + 1) + gammaln(n - k_eff + 1), -np.inf)
+        out[f"hit_rate@{k}"] = float((found > 0).mean())
+        out[f"recall@{k}"] = float((found / n_liked).mean())
+        out[f"random_hit_rate@{k}"] = float((1 - np.exp(log_miss)).mean())
+    return out
+
+
+LABELS = {"basic_binary": "Basic-Binary", "dcue_1vs1": "DCUE-1vs1", "multi_1vs1": "Multi-1vs1",
+          "multi_1vs4": "Multi-1vs4", "metric_1vs1": "Metric-1vs1", "metric_1vs4": "Metric-1vs4"}
+
+
+def table1(results: dict[float, dict[str, dict]], order: Sequence[str]) -> str:
+    """Chen et al. Table 1: precision and AUC per model, one block per context duration; plus the
+    per-user AUC and the same figures on new (cold-start) tracks."""
+    lines = []
+    for duration, models in results.items():
+        lines += [f"**Context duration {duration:g} s**", "",
+                  "| Model | Precision | AUC | per-user AUC | new tracks: Precision | new tracks: AUC |",
+                  "|---|---|---|---|---|---|"]
+        for m in order:
+            if m in models:
+                t, c = models[m]["test"], models[m]["cold"]
+                lines.append(f"| {LABELS[m]} | {t['precision']:.3f} | {t['auc']:.3f} | {t['user_auc']:.3f} | "
+                             f"{c['precision']:.3f} | {c['auc']:.3f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def hit_rate_table(rows: dict[str, dict], ks: Sequence[int]) -> str:
+    cols = [f"HR@{k}" for k in ks] + [f"recall@{k}" for k in ks] + [f"random HR@{k}" for k in ks]
+    lines = ["| Model | users | new tracks | " + " | ".join(cols) + " |", "|---" * (3 + len(cols)) + "|"]
+    for name, r in rows.items():
+        vals = [r.get(f"hit_rate@{k}") for k in ks] + [r.get(f"recall@{k}") for k in ks] + \
+               [r.get(f"random_hit_rate@{k}") for k in ks]
+        lines.append(f"| {name} | {r['users']} | {r['new_tracks']} | " +
+                     " | ".join("–" if v is None else f"{v:.3f}" for v in vals) + " |")
+    return "\n".join(lines)

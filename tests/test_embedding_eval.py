@@ -1,0 +1,50 @@
+from math import comb
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from ctxtag.embedding_eval import hit_rate, liked_vs_disliked, per_user_auc, youden_threshold
+
+
+def test_per_user_auc_is_the_mean_of_each_users_auc():
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, 6, 400)
+    liked = rng.integers(0, 2, 400).astype(np.int8)
+    score = rng.random(400) + 0.4 * liked
+    users[users == 5] = 5
+    liked[users == 5] = 1                                    # a user with one kind only: skipped
+    expect = np.mean([roc_auc_score(liked[users == u], score[users == u]) for u in range(5)])
+    assert per_user_auc(liked, score, users) == pytest.approx(expect)
+
+
+def test_precision_at_the_validation_threshold():
+    liked = np.array([1, 1, 0, 0, 1, 0])
+    score = np.array([0.9, 0.8, 0.7, 0.1, 0.2, 0.3])
+    thr = youden_threshold(liked, score)
+    r = liked_vs_disliked(liked, score, np.zeros(6, dtype=int), thr)
+    pred = score >= thr
+    assert r["precision"] == pytest.approx(liked[pred].mean())
+    assert r["auc"] == pytest.approx(roc_auc_score(liked, score))
+
+
+def test_hit_rate_matches_brute_force_and_the_random_baseline_is_combinatorial():
+    rng = np.random.default_rng(1)
+    ue, ae = rng.normal(size=(20, 8)), rng.normal(size=(30, 8))
+    liked = rng.random((20, 30)) < 0.1
+    liked[0] = False                                          # no liked new track: not counted
+    got = hit_rate(ue, ae, liked, [5, 10])
+    sims = (ue / np.linalg.norm(ue, axis=1, keepdims=True)) @ (ae / np.linalg.norm(ae, axis=1, keepdims=True)).T
+    users = [u for u in range(20) if liked[u].any()]
+    for k in (5, 10):
+        hits = [liked[u][np.argsort(-sims[u])[:k]].any() for u in users]
+        rand = [1 - comb(30 - liked[u].sum(), k) / comb(30, k) for u in users]
+        assert got[f"hit_rate@{k}"] == pytest.approx(np.mean(hits))
+        assert got[f"random_hit_rate@{k}"] == pytest.approx(np.mean(rand))
+    assert got["users"] == len(users)
+
+
+def test_a_perfect_ranking_hits_everyone():
+    ue = np.eye(4)
+    liked = np.eye(4, dtype=bool)
+    assert hit_rate(ue, np.eye(4), liked, [1])["hit_rate@1"] == 1.0
