@@ -156,7 +156,7 @@ def create_app(params: Params, root: Path = Path("."), service=None, online: str
             raise HTTPException(503, "listening embeddings are not published: run `ctxtag embeddings` and "
                                      "`ctxtag publish-features`")
         try:
-            ranked = s.recommend_by_taste(body.user_id, body.k)
+            ranked = s.recommend_new_releases(body.user_id, body.k)
         except UnknownUser as exc:
             raise HTTPException(404, f"unknown user {body.user_id!r}: no listening embedding in the online store") from exc
         return {"user_id": body.user_id, "context": None, "context_predicted": False, "cold_start": True,

@@ -60,8 +60,8 @@ class Service:
         self.listening = self._listening_indexes()
 
     def _listening_indexes(self) -> dict[str, tuple[list[str], object]] | None:
-        """Track listening embeddings from the online store, indexed for cosine search: over the
-        new releases (cold_start) and over the whole catalogue. None when not published."""
+        """The new releases' (cold_start) listening embeddings from the online store, indexed for
+        cosine search. None when not published."""
         from ctxtag import ann
 
         path = self.root / self.params.paths.feast / "track_embeddings.parquet"
@@ -72,12 +72,10 @@ class Service:
             features=["track_listening_embedding:listening_embedding", "track_listening_embedding:cold_start"],
             entity_rows=[{"track_id": t} for t in ids]).to_dict()).dropna(subset=["listening_embedding"])
         cfg = self.params.embeddings
-        out = {}
-        for name, part in (("all", got), ("new", got[got["cold_start"].fillna(False).astype(bool)])):
-            vectors = np.stack(part["listening_embedding"].to_numpy()) if len(part) else np.zeros((0, cfg.dim))
-            out[name] = (part["track_id"].astype(str).tolist(),
-                         ann.build(vectors, cfg.ann_min_tracks, cfg.ann_m, cfg.ann_ef_search))
-        return out
+        new = got[got["cold_start"].fillna(False).astype(bool)]
+        vectors = np.stack(new["listening_embedding"].to_numpy()) if len(new) else np.zeros((0, cfg.dim))
+        return {"new": (new["track_id"].astype(str).tolist(),
+                        ann.build(vectors, cfg.ann_min_tracks, cfg.ann_m, cfg.ann_ef_search))}
 
     def _catalogue(self) -> list[str]:
         frame = pd.read_parquet(self.root / self.params.paths.feast / "track_features.parquet", columns=["track_id"])
@@ -142,13 +140,13 @@ class Service:
         return Ranked(self.tracks["track_id"].astype(str).tolist(), probs[:, j])
 
     # --- user -> new releases (listening embeddings, cosine) ---------------------------------------
-    def recommend_by_taste(self, user_id: str, k: int, new_only: bool = True) -> Ranked:
-        """The k tracks whose AE is closest (cosine) to the user's UE, among new releases by default."""
+    def recommend_new_releases(self, user_id: str, k: int) -> Ranked:
+        """The k new releases whose AE is closest (cosine) to the user's UE."""
         got = self.store.get_online_features(features=["user_listening_embedding:listening_embedding"],
                                              entity_rows=[{"user_id": user_id}]).to_dict()
         ue = got["listening_embedding"][0]
         if ue is None:
             raise UnknownUser(user_id)
-        ids, index = self.listening["new" if new_only else "all"]
+        ids, index = self.listening["new"]
         scores, idx = index.search(np.asarray(ue, dtype=np.float32)[None], k)
         return Ranked([ids[i] for i in idx[0]], scores[0])
