@@ -10,7 +10,6 @@ context duration per track and batch, early stopping on the validation AUC.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ctxtag.config import EmbeddingConfig
+from ctxtag.early_stopping import EarlyStopping
 from ctxtag.embedding_data import Histories, Ragged, random_crops, segments
 from ctxtag.embedding_model import AudioCNN, SiameseRecommender, UserBranch
 from ctxtag.losses import basic_binary, max_margin_hinge, multi_softmax
@@ -77,7 +77,7 @@ def fit_user_branch(train: Examples, val: Examples, disliked: Ragged, n_vocab: t
     opt = torch.optim.Adam(model.parameters(), lr=cfg.user_lr)
     demo = torch.from_numpy(demographics).to(device)
     val_cand = _candidates(val, disliked, n_vocab[0], cfg.user_negatives, np.random.default_rng(seed + 1))
-    best, best_state, waited, history = float("inf"), copy.deepcopy(model.state_dict()), 0, []
+    stopper, history = EarlyStopping(model, cfg.user_patience), []
     for epoch in range(1, cfg.user_epochs + 1):
         model.train()
         cand = _candidates(train, disliked, n_vocab[0], cfg.user_negatives, rng)
@@ -93,14 +93,9 @@ def fit_user_branch(train: Examples, val: Examples, disliked: Ragged, n_vocab: t
             val_loss = float(_user_loss(model, val, val_cand, demo, np.arange(len(val.user)), device)) \
                 if len(val.user) else total / max(len(train.user), 1)
         history.append({"epoch": epoch, "train_loss": total / max(len(train.user), 1), "val_loss": val_loss})
-        if val_loss < best - 1e-4:
-            best, best_state, waited = val_loss, copy.deepcopy(model.state_dict()), 0
-        else:
-            waited += 1
-            if waited >= cfg.user_patience:
-                break
-    model.load_state_dict(best_state)
-    return model.eval(), history
+        if stopper.step(val_loss):
+            break
+    return stopper.restore().eval(), history
 
 
 @torch.no_grad()
@@ -198,7 +193,7 @@ def fit_audio(model_name: str, frames: int, mels: np.ndarray, train: Pairs, val:
     val_rows = np.unique(val.row)
     val_map = np.full(mels.shape[0], -1)
     val_map[val_rows] = np.arange(len(val_rows))
-    best, best_state, waited, history = -1.0, copy.deepcopy(model.state_dict()), 0, []
+    stopper, history = EarlyStopping(model, cfg.patience, higher=True), []
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         total, n = 0.0, 0
@@ -222,11 +217,6 @@ def fit_audio(model_name: str, frames: int, mels: np.ndarray, train: Pairs, val:
         history.append(row)
         if on_epoch:
             on_epoch(row)
-        if val_auc > best + 1e-4:
-            best, best_state, waited = val_auc, copy.deepcopy(model.state_dict()), 0
-        else:
-            waited += 1
-            if waited >= cfg.patience:
-                break
-    model.load_state_dict(best_state)
-    return model.eval(), history
+        if stopper.step(val_auc):
+            break
+    return stopper.restore().eval(), history

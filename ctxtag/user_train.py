@@ -3,7 +3,6 @@ stopping on the validation loss, the best epoch's weights kept."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 
 import numpy as np
@@ -11,6 +10,7 @@ import torch
 from torch import nn
 
 from ctxtag.config import UserModelConfig
+from ctxtag.early_stopping import EarlyStopping
 from ctxtag.user_model import ContextTagger
 
 
@@ -31,7 +31,7 @@ def fit(x_train: dict[str, np.ndarray], y_train: np.ndarray, x_val: dict[str, np
     xt, yt = _tensors(x_train, inputs), torch.from_numpy(y_train)
     xv, yv = _tensors(x_val, inputs), torch.from_numpy(y_val)
     gen = torch.Generator().manual_seed(seed)
-    best, best_state, waited, history = float("inf"), copy.deepcopy(model.state_dict()), 0, []
+    stopper, history = EarlyStopping(model, cfg.patience), []
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         total = 0.0
@@ -45,15 +45,9 @@ def fit(x_train: dict[str, np.ndarray], y_train: np.ndarray, x_val: dict[str, np
         with torch.no_grad():
             val = float(loss_fn(model(xv), yv)) if len(yv) else total / max(len(yt), 1)
         history.append({"epoch": epoch, "train_loss": total / max(len(yt), 1), "val_loss": val})
-        if val < best - 1e-4:
-            best, best_state, waited = val, copy.deepcopy(model.state_dict()), 0
-        else:
-            waited += 1
-            if waited >= cfg.patience:
-                break
-    model.load_state_dict(best_state)
-    model.eval()
-    return model, history
+        if stopper.step(val):
+            break
+    return stopper.restore().eval(), history
 
 
 def predict(model: ContextTagger, x: dict[str, np.ndarray]) -> np.ndarray:
