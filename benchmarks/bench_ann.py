@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ctxtag.ann import ExactIndex, HNSWIndex, unit
 from ctxtag.config import load_params
+from ctxtag.serving.ann import ExactIndex, HNSWIndex, unit
 
 
 def _anchors(path: Path, column: str, n: int, rng: np.random.Generator) -> np.ndarray:

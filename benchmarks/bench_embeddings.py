@@ -1,4 +1,4 @@
-"""Training throughput of Chen et al.'s audio branch (ctxtag.embedding_model.AudioCNN), side by side:
+"""Training throughput of Chen et al.'s audio branch (ctxtag.embeddings.model.AudioCNN), side by side:
 
     python benchmarks/bench_embeddings.py [--duration 3 10] [--steps 6] [--device cpu|cuda]
 
@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from ctxtag.config import load_params
-from ctxtag.embedding_model import AudioCNN, similarity
-from ctxtag.losses import max_margin_hinge
+from ctxtag.embeddings.model import AudioCNN, similarity
+from ctxtag.tagger.losses import max_margin_hinge
 
 
 def _step(cnn, opt, mels, slots, anchors, channels_last: bool) -> None:

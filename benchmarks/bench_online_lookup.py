@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ctxtag.config import load_params
-from ctxtag.feature_store import open_store, publish
+from ctxtag.platform.feature_store import open_store, publish
 
 
 def main() -> int:

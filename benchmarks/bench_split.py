@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ctxtag.splits import SPLITS, group_ids, iterative_stratification, split_report
+from ctxtag.labelling.splits import group_ids, iterative_stratification, split_report
+from ctxtag.vocabulary import SPLITS
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared/data/deezer_context"
 

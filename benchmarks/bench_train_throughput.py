@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from ctxtag.config import TrainConfig
-from ctxtag.dataset import MelDataset
-from ctxtag.model import ChoiCNN
-from ctxtag.train import _loader, _to_device, train_step
+from ctxtag.tagger.dataset import MelDataset
+from ctxtag.tagger.model import ChoiCNN
+from ctxtag.tagger.train import _loader, _to_device, train_step
 
 
 def main() -> int:

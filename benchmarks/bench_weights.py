@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ctxtag.weights import (
+from ctxtag.labelling.weights import (
     compute_weights,
     negative_exact,
     negative_ignore_zeros,

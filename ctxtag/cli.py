@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from ctxtag.common.quarantine import InputError
 from ctxtag.config import ConfigError, Params, load_params
-from ctxtag.quarantine import InputError
 
 
 def _synth(params: Params, args: argparse.Namespace) -> dict:
@@ -70,7 +70,7 @@ def _user_models(params: Params, args: argparse.Namespace) -> dict:
 
 
 def _register(params: Params, args: argparse.Namespace) -> dict:
-    from ctxtag.registry import register, register_context_model
+    from ctxtag.platform.registry import register, register_context_model
 
     if args.family == "context":
         return register_context_model(params, why=args.why or "new training run")
@@ -78,19 +78,19 @@ def _register(params: Params, args: argparse.Namespace) -> dict:
 
 
 def _promote(params: Params, args: argparse.Namespace) -> dict:
-    from ctxtag.registry import promote
+    from ctxtag.platform.registry import promote
 
     return promote(params, version=args.version, why=args.why, force=args.force, family=args.family)
 
 
 def _rollback(params: Params, args: argparse.Namespace) -> dict:
-    from ctxtag.registry import rollback
+    from ctxtag.platform.registry import rollback
 
     return rollback(params, to=args.to, why=args.why, family=args.family)
 
 
 def _audit(params: Params, args: argparse.Namespace) -> dict:
-    from ctxtag.registry import _client, _name, audit_log
+    from ctxtag.platform.registry import _client, _name, audit_log
 
     name = _name(params, args.family)
     return {"model": name, "events": audit_log(_client(params), name)}
@@ -99,7 +99,7 @@ def _audit(params: Params, args: argparse.Namespace) -> dict:
 def _serve(params: Params, args: argparse.Namespace) -> dict:
     import uvicorn
 
-    from ctxtag.api import create_app
+    from ctxtag.serving.api import create_app
 
     app = create_app(params, online=os.environ.get("CTXTAG_ONLINE_STORE", "sqlite"),
                      redis_url=os.environ.get("CTXTAG_REDIS_URL", "localhost:6379"))
@@ -110,8 +110,8 @@ def _serve(params: Params, args: argparse.Namespace) -> dict:
 def _validate(params: Params, args: argparse.Namespace) -> dict:
     import dataclasses
 
-    from ctxtag.io import write_json
-    from ctxtag.quality import validate_all
+    from ctxtag.common.io import write_json
+    from ctxtag.platform.gates import validate_all
 
     reports = {k: dataclasses.asdict(r) for k, r in validate_all(params).items()}
     write_json(reports, params.paths.reports / "quality.json")
@@ -149,7 +149,7 @@ def _evaluate(params: Params, args: argparse.Namespace) -> dict:
 
 
 def _predict(params: Params, args: argparse.Namespace) -> dict:
-    from ctxtag.predict import predict_files
+    from ctxtag.tagger.predict import predict_files
 
     model = Path(args.model) if args.model else params.paths.models / params.train.loss / "best.pt"
     if not model.exists():
@@ -167,11 +167,11 @@ def _predict(params: Params, args: argparse.Namespace) -> dict:
 
 
 def _title_agreement(params: Params, args: argparse.Namespace) -> dict:
-    from ctxtag.title_agreement import agreement
+    from ctxtag.labelling.title_agreement import agreement
 
     result = agreement(Path(args.titles), params.contexts)
     if args.out:
-        from ctxtag.io import write_json
+        from ctxtag.common.io import write_json
 
         write_json(result, Path(args.out))
     shown = dict(result)
@@ -255,8 +255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ctxtag {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except RuntimeError as exc:
-        from ctxtag.quality import GateFailed
-        from ctxtag.registry import PromotionRefused
+        from ctxtag.platform.gates import GateFailed
+        from ctxtag.platform.registry import PromotionRefused
 
         if isinstance(exc, GateFailed):
             print(f"ctxtag {args.command}: {exc}", file=sys.stderr)

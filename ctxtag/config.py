@@ -7,49 +7,24 @@ values.
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-DEFAULT_CONTEXTS: tuple[str, ...] = (
-    "car", "chill", "club", "dance", "gym", "happy", "night", "party",
-    "relax", "running", "sad", "sleep", "summer", "work", "workout",
+from ctxtag.common.paths import Paths
+from ctxtag.common.typed_yaml import ConfigError, build
+from ctxtag.vocabulary import (
+    CONTEXTS,
+    DEVICES,
+    EMBEDDING_MODELS,
+    FEEDBACK,
+    GENDERS,
+    LOSS_CONFIGS,
+    NETWORKS,
+    SPLIT_KINDS,
 )
-
-
-class ConfigError(ValueError):
-    """params.yaml is malformed: names the key and what was wrong."""
-
-
-@dataclass(frozen=True)
-class Paths:
-    raw: Path = Path("data/raw")
-    playlists: Path = Path("data/raw/playlists.jsonl")
-    tracks: Path | None = Path("data/raw/tracks.csv")
-    labelled: Path = Path("data/labelled")
-    weights: Path = Path("data/weights")
-    splits: Path = Path("data/splits")
-    quarantine: Path = Path("data/quarantine")
-    reports: Path = Path("reports")
-    audio_root: Path = Path("data/raw")       # tracks.csv audio_path values are relative to this
-    features: Path = Path("data/features")
-    mel_cache: Path = Path("data/cache/mel")
-    models: Path = Path("data/models")
-    listening_logs: Path = Path("data/raw/listening_logs")   # incoming CSV / parquet drops
-    incoming_logs: Path = Path("data/incoming/listening_logs")   # drops fetched by the Airflow DAG
-    lake: Path = Path("data/lake/listening_logs")            # date=YYYY-MM-DD/part-*.parquet
-    track_features: Path = Path("data/track_features")       # ctxtag track-features
-    feast: Path = Path("data/feast")                         # Feast offline parquet, registry, online db
-    data_docs: Path = Path("data/gx")                        # GX file context: suites, results, data docs
-    streams: Path = Path("data/streams")                     # ctxtag streams: labelled streams + features
-    user_models: Path = Path("data/user_models")             # ctxtag user-models: <split>/<model>
-    embedding_features: Path = Path("data/embedding_features")  # ctxtag embedding-features: Chen et al. log-mels
-    embeddings: Path = Path("data/embeddings")               # ctxtag embeddings: branches, UE / AE tables
 
 
 @dataclass(frozen=True)
@@ -101,13 +76,13 @@ class SplitConfig:
 class LogsConfig:
     """Rules for listening-log rows (ISMIR 2022 signals); a row breaking one is quarantined."""
 
-    devices: tuple[str, ...] = ("phone", "computer", "tablet", "speaker", "car", "tv")
-    networks: tuple[str, ...] = ("wifi", "cellular", "offline")
-    genders: tuple[str, ...] = ("f", "m", "x")
+    devices: tuple[str, ...] = DEVICES
+    networks: tuple[str, ...] = NETWORKS
+    genders: tuple[str, ...] = GENDERS
     min_age: int = 5
     max_age: int = 110
     max_future_s: float = 300.0     # clock skew tolerated before a timestamp counts as future
-    feedback: tuple[str, ...] = ("like", "dislike", "skip")   # optional per-event feedback (Chen et al.)
+    feedback: tuple[str, ...] = FEEDBACK   # optional per-event feedback (Chen et al.)
 
 
 @dataclass(frozen=True)
@@ -131,9 +106,6 @@ class AudioConfig:
     @property
     def n_frames(self) -> int:
         return 1 + self.n_samples // self.hop_length
-
-
-LOSS_CONFIGS: tuple[str, ...] = ("none", "neg_exact", "neg_ignore_zeros", "both_exact", "both_ignore_zeros")
 
 
 @dataclass(frozen=True)
@@ -169,7 +141,7 @@ class UserModelConfig:
     """User-aware (ISMIR 2020) and situational/joint (ISMIR 2022) models and their evaluation."""
 
     history_dim: int = 32                   # user history embedding (SVD fold-in) size
-    splits: tuple[str, ...] = ("cold_user", "cold_track", "warm")
+    splits: tuple[str, ...] = SPLIT_KINDS
     audio_hidden: int = 128                 # user-aware tagger: audio branch width
     user_hidden: int = 64                   # ... user branch width
     fused_hidden: int = 128
@@ -188,13 +160,9 @@ class UserModelConfig:
     experiment: str = "ctxtag-user-models"
 
     def __post_init__(self) -> None:
-        unknown = set(self.splits) - {"cold_user", "cold_track", "warm"}
+        unknown = set(self.splits) - set(SPLIT_KINDS)
         if unknown or not self.splits:
-            raise ConfigError(f"user_models.splits: unknown {sorted(unknown)}; use cold_user, cold_track, warm")
-
-
-EMBEDDING_MODELS: tuple[str, ...] = ("basic_binary", "dcue_1vs1", "multi_1vs1", "multi_1vs4",
-                                     "metric_1vs1", "metric_1vs4")     # the rows of Chen et al.'s Table 1
+            raise ConfigError(f"user_models.splits: unknown {sorted(unknown)}; use {list(SPLIT_KINDS)}")
 
 
 def chen_audio() -> AudioConfig:
@@ -282,7 +250,7 @@ class ServingConfig:
 @dataclass(frozen=True)
 class Params:
     seed: int = 42
-    contexts: tuple[str, ...] = DEFAULT_CONTEXTS
+    contexts: tuple[str, ...] = CONTEXTS
     paths: Paths = field(default_factory=Paths)
     synth: SynthConfig = field(default_factory=SynthConfig)
     labels: LabelConfig = field(default_factory=LabelConfig)
@@ -310,55 +278,8 @@ class Params:
                               f"{list(self.user_models.splits)}")
 
 
-def _coerce(tp: Any, value: Any, key: str) -> Any:
-    """Convert a YAML value to the annotated type, failing with the offending key."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(inner, value, key)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        return _build(tp, value, key)
-    if origin is tuple:
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        inner = args[0]
-        return tuple(_coerce(inner, v, f"{key}[{i}]") for i, v in enumerate(value))
-    if tp is Path:
-        return Path(value)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true/false, got {value!r}")
-        return value
-    if tp in (int, float, str):
-        if isinstance(value, bool) or (tp is int and isinstance(value, float)):
-            raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}")
-        try:
-            return tp(value)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}") from exc
-    return value
-
-
-def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(data) - names
-    if unknown:
-        raise ConfigError(f"unknown key(s) in {prefix or 'params'}: {sorted(unknown)}")
-    kwargs = {
-        name: _coerce(hints[name], value, f"{prefix}.{name}" if prefix else name)
-        for name, value in data.items()
-    }
-    return cls(**kwargs)
-
-
 def params_from_dict(data: dict[str, Any]) -> Params:
-    return _build(Params, data)
+    return build(Params, data)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

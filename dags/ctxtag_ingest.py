@@ -39,7 +39,7 @@ def ctxtag_ingest():
     @task
     def fetch_drops(params=None, ds=None) -> int:
         """Copy the logical date's drops into data/incoming (skips files already there)."""
-        from ctxtag.orchestration import fetch, in_project
+        from ctxtag.platform.orchestration import fetch, in_project
 
         if not params.get("source"):
             return 0
@@ -49,14 +49,14 @@ def ctxtag_ingest():
     @task
     def ingest_logs(_copied: int) -> str:
         """Validate and append to the lake (bad rows quarantined with file, row, reason)."""
-        from ctxtag.orchestration import repro
+        from ctxtag.platform.orchestration import repro
 
         return repro(project_dir(), "--force", "ingest_logs")[-2000:]
 
     @task
     def validate(_ingested: str) -> str:
         """Great Expectations gates; a failure stops the run before Feast (report: data docs)."""
-        from ctxtag.orchestration import repro
+        from ctxtag.platform.orchestration import repro
 
         return repro(project_dir(), "validate")[-2000:]
 
@@ -64,7 +64,7 @@ def ctxtag_ingest():
     def publish_features(_validated: str) -> str:
         """Today's user snapshots to Feast, beside the current listening embeddings: --single-item,
         so a daily ingest never retrains the embeddings (ctxtag_retrain does, then republishes)."""
-        from ctxtag.orchestration import repro
+        from ctxtag.platform.orchestration import repro
 
         return repro(project_dir(), "--single-item", "publish_features")[-2000:]
 

@@ -38,14 +38,14 @@ def ctxtag_retrain():
     @task(**GPU)
     def train_tagger() -> str:
         """features -> train@{loss configurations} -> evaluate."""
-        from ctxtag.orchestration import repro
+        from ctxtag.platform.orchestration import repro
 
         return repro(project_dir(), "evaluate")[-2000:]
 
     @task(**GPU)
     def train_embeddings(_tagger: str) -> str:
         """liked / disliked tracks -> user branch (UE) + Siamese CNN (AE), Table 1, hit rate, transfer."""
-        from ctxtag.orchestration import repro
+        from ctxtag.platform.orchestration import repro
 
         return repro(project_dir(), "embeddings")[-2000:]
 
@@ -53,15 +53,15 @@ def ctxtag_retrain():
     def train_user_models(_embeddings: str) -> str:
         """track features + listening embeddings -> Feast -> streams -> user-aware, situational and
         joint models."""
-        from ctxtag.orchestration import repro
+        from ctxtag.platform.orchestration import repro
 
         return repro(project_dir(), "user_models")[-2000:]
 
     @task
     def register(_users: str, dag_run=None) -> dict:
         """The tagger as @challenger, and the pyfunc context model (audio + user/device/time)."""
-        from ctxtag.orchestration import in_project
-        from ctxtag.registry import register, register_context_model
+        from ctxtag.platform.orchestration import in_project
+        from ctxtag.platform.registry import register, register_context_model
 
         actor = f"airflow:{dag_run.dag_id}/{dag_run.run_id}"
         with in_project(project_dir(), actor) as params:
@@ -73,8 +73,8 @@ def ctxtag_retrain():
     def promote(registered: dict, dag_run=None) -> dict:
         """The gate decides, per family; a refusal is recorded in the audit trail and leaves
         @champion as is."""
-        from ctxtag.orchestration import in_project
-        from ctxtag.registry import PromotionRefused, promote
+        from ctxtag.platform.orchestration import in_project
+        from ctxtag.platform.registry import PromotionRefused, promote
 
         actor = f"airflow:{dag_run.dag_id}/{dag_run.run_id}"
         decisions = {}

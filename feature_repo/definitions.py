@@ -1,9 +1,9 @@
-"""Feast definitions for the `feast` CLI; the objects come from ctxtag.feast_defs (one source)."""
+"""Feast definitions for the `feast` CLI; the objects come from ctxtag.platform.feast_definitions (one source)."""
 
 from pathlib import Path
 
 from ctxtag.config import load_params
-from ctxtag.feast_defs import definitions
+from ctxtag.platform.feast_definitions import definitions
 
 _root = Path(__file__).resolve().parents[1]
 _params = load_params(_root / "params.yaml")

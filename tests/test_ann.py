@@ -1,6 +1,6 @@
 import numpy as np
 
-from ctxtag.ann import ExactIndex, HNSWIndex, build
+from ctxtag.serving.ann import ExactIndex, HNSWIndex, build
 
 
 def test_exact_index_is_brute_force_cosine():

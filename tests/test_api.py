@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from ctxtag.api import create_app
 from ctxtag.config import Params, load_params
-from ctxtag.orchestration import in_project
-from ctxtag.registry import promote, register
+from ctxtag.platform.orchestration import in_project
+from ctxtag.platform.registry import promote, register
+from ctxtag.serving.api import create_app
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ctxtag.audio import AudioError, crop, decode, load_clip
+from ctxtag.audio.decode import AudioError, crop, decode, load_clip
 from ctxtag.config import AudioConfig
 from tests.conftest import SHARED
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ctxtag.balance import balance
+from ctxtag.labelling.balance import balance
 
 
 @pytest.fixture

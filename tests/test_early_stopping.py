@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from ctxtag.early_stopping import EarlyStopping
+from ctxtag.common.early_stopping import EarlyStopping
 
 
 def _model(value: float) -> torch.nn.Linear:

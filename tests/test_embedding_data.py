@@ -1,7 +1,7 @@
 import numpy as np
 import pandas as pd
 
-from ctxtag.embedding_data import (
+from ctxtag.embeddings.data import (
     Histories,
     Ragged,
     Vocab,

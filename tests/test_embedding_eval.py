@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from ctxtag.embedding_eval import hit_rate, liked_vs_disliked, per_user_auc, youden_threshold
+from ctxtag.embeddings.evaluation import hit_rate, liked_vs_disliked, per_user_auc, youden_threshold
 
 
 def test_per_user_auc_is_the_mean_of_each_users_auc():

@@ -1,6 +1,6 @@
 import torch
 
-from ctxtag.embedding_model import (
+from ctxtag.embeddings.model import (
     N_DEMOGRAPHICS,
     AudioCNN,
     SiameseRecommender,

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from ctxtag.config import EmbeddingConfig
-from ctxtag.embedding_data import Histories, Ragged, Vocab, epoch_seconds
-from ctxtag.embedding_train import (
+from ctxtag.embeddings.data import Histories, Ragged, Vocab, epoch_seconds
+from ctxtag.embeddings.train import (
     Examples,
     Pairs,
     fit_audio,

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from ctxtag.config import Params
-from ctxtag.feature_store import historical, open_store, publish
-from ctxtag.history_embedding import fit_item_projection
-from ctxtag.track_features import track_frame
-from ctxtag.user_features import daily_snapshots
+from ctxtag.listening.history_embedding import fit_item_projection
+from ctxtag.listening.snapshots import daily_snapshots
+from ctxtag.platform.feature_store import historical, open_store, publish
+from ctxtag.tagger.track_features import track_frame
 
 PARAMS = Params()
 

@@ -1,8 +1,8 @@
 import numpy as np
 import soundfile as sf
 
+from ctxtag.audio.mel_cache import extract
 from ctxtag.config import AudioConfig
-from ctxtag.features import extract
 
 CFG = AudioConfig(duration_s=2.0, offset_s=0.0)
 

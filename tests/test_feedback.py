@@ -1,6 +1,6 @@
 import pandas as pd
 
-from ctxtag.feedback import eligible, interactions, listening_history
+from ctxtag.embeddings.feedback import eligible, interactions, listening_history
 
 
 def _events(rows):

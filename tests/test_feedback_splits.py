@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 
 from ctxtag.config import SplitConfig
-from ctxtag.feedback_splits import by_user, per_user
+from ctxtag.embeddings.splits import by_user, per_user
 
 RATIOS = SplitConfig(0.6, 0.2, 0.2)
 

@@ -1,7 +1,7 @@
 import pandas as pd
 
 from ctxtag.config import LabelConfig
-from ctxtag.filters import apply_filters
+from ctxtag.labelling.filters import apply_filters
 
 
 def _playlist(pid: str, artists: list[str], albums: list[str] | None = None) -> pd.DataFrame:

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ctxtag.labels import context_matrix, labels_from_counts, playlist_counts
+from ctxtag.labelling.labels import context_matrix, labels_from_counts, playlist_counts
 from tests.conftest import shared_file
 
 

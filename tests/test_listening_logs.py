@@ -3,9 +3,9 @@ import json
 import pandas as pd
 import pytest
 
+from ctxtag.common.quarantine import InputError, write_quarantine
 from ctxtag.config import LogsConfig
-from ctxtag.listening_logs import ingest, read_lake
-from ctxtag.quarantine import InputError, write_quarantine
+from ctxtag.listening.lake import ingest, read_lake
 from tests.conftest import CONTEXTS
 
 NOW = pd.Timestamp("2026-03-01T00:00:00Z")

@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ctxtag.config import LOSS_CONFIGS
-from ctxtag.losses import weight_arrays, weighted_bce
+from ctxtag.tagger.losses import weight_arrays, weighted_bce
+from ctxtag.vocabulary import LOSS_CONFIGS
 
 
 def test_equation_2_by_hand():
@@ -46,7 +46,7 @@ def test_configurations_pick_the_right_weights():
 
 
 def test_max_margin_hinge_is_eq_3_summed_over_negatives():
-    from ctxtag.losses import max_margin_hinge
+    from ctxtag.tagger.losses import max_margin_hinge
 
     sim = torch.tensor([[0.9, 0.1, 0.8, 0.95], [0.5, 0.2, 0.1, 0.0]])
     # row 1: max(0, .2 - .9 + .1) + max(0, .2 - .9 + .8) + max(0, .2 - .9 + .95) = 0 + .1 + .25
@@ -57,7 +57,7 @@ def test_max_margin_hinge_is_eq_3_summed_over_negatives():
 
 
 def test_multi_softmax_and_basic_binary_prefer_the_right_ordering():
-    from ctxtag.losses import basic_binary, multi_softmax
+    from ctxtag.tagger.losses import basic_binary, multi_softmax
 
     scale, bias = torch.tensor(5.0), torch.tensor(0.0)
     good, bad = torch.tensor([[0.9, -0.5]]), torch.tensor([[-0.5, 0.9]])

@@ -1,8 +1,8 @@
 import pytest
 
-from ctxtag.labels import match_contexts
-from ctxtag.matcher import match_many, normalise
-from ctxtag.title_agreement import agreement
+from ctxtag.labelling.labels import match_contexts
+from ctxtag.labelling.matcher import match_many, normalise
+from ctxtag.labelling.title_agreement import agreement
 from tests.conftest import CONTEXTS, shared_file
 
 

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from ctxtag.audio import load_clip
+from ctxtag.audio.decode import load_clip
+from ctxtag.audio.melspec import LogMel
 from ctxtag.config import AudioConfig
-from ctxtag.melspec import LogMel
 from tests.conftest import SHARED
 
 CFG = AudioConfig()

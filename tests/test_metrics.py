@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from ctxtag.metrics import per_context, report
+from ctxtag.tagger.metrics import per_context, report
 
 
 def test_threshold_metrics_by_hand():

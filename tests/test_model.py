@@ -2,7 +2,7 @@ import torch
 from torch import nn
 
 from ctxtag.config import AudioConfig
-from ctxtag.model import AudioTagger, ChoiCNN
+from ctxtag.tagger.model import AudioTagger, ChoiCNN
 
 
 def test_architecture_matches_the_paper():

@@ -3,8 +3,8 @@ import json
 import pandas as pd
 import pytest
 
-from ctxtag.playlists import read_playlists
-from ctxtag.quarantine import InputError, to_frame, write_quarantine
+from ctxtag.common.quarantine import InputError, to_frame, write_quarantine
+from ctxtag.labelling.playlists import read_playlists
 
 
 def _pl(pid, title, tracks):

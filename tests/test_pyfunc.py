@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from ctxtag.config import load_params
-from ctxtag.orchestration import in_project
-from ctxtag.predict import predict_files
-from ctxtag.registry import audit_log, promote, register_context_model
+from ctxtag.platform.orchestration import in_project
+from ctxtag.platform.registry import audit_log, promote, register_context_model
+from ctxtag.tagger.predict import predict_files
 
 
 @pytest.mark.slow

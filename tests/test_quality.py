@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from ctxtag.config import Params
-from ctxtag.quality import GateFailed, features_suite, labels_suite, logs_suite, run_gate
+from ctxtag.platform.gates import GateFailed, features_suite, labels_suite, logs_suite, run_gate
 
 NOW = pd.Timestamp("2026-02-01T00:00:00Z")
 

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ctxtag.splits import group_ids, iterative_stratification, split_report
+from ctxtag.labelling.splits import group_ids, iterative_stratification, split_report
 from tests.conftest import shared_file
 
 

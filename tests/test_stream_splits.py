@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from ctxtag.config import SplitConfig
-from ctxtag.stream_splits import assign
+from ctxtag.context.splits import assign
 
 RATIOS = SplitConfig()
 

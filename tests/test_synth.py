@@ -6,7 +6,7 @@ import pytest
 import soundfile as sf
 
 from ctxtag.config import SynthConfig
-from ctxtag.synth import generate
+from ctxtag.world.synth import generate
 from tests.conftest import CONTEXTS
 
 SMALL = dataclasses.replace(SynthConfig(), n_artists=40, n_users=30, n_context_playlists=300,

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from ctxtag.config import TrainConfig
-from ctxtag.dataset import MelDataset
-from ctxtag.model import ChoiCNN
-from ctxtag.train import fingerprint, predict, train
+from ctxtag.tagger.dataset import MelDataset
+from ctxtag.tagger.model import ChoiCNN
+from ctxtag.tagger.train import fingerprint, predict, train
 
 N_MELS, N_FRAMES = 16, 32
 CFG = dataclasses.replace(TrainConfig(), batch_size=8, max_epochs=6, patience=10, log_mlflow=False, device="cpu")

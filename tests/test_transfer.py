@@ -1,6 +1,6 @@
 import numpy as np
 
-from ctxtag.transfer import evaluate, table
+from ctxtag.embeddings.transfer import evaluate, table
 
 
 def test_informative_features_transfer_and_noise_does_not():

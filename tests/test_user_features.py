@@ -1,8 +1,8 @@
 import numpy as np
 import pandas as pd
 
-from ctxtag.history_embedding import fit_item_projection
-from ctxtag.user_features import daily_snapshots
+from ctxtag.listening.history_embedding import fit_item_projection
+from ctxtag.listening.snapshots import daily_snapshots
 
 CONTEXTS, DEVICES, NETWORKS = ("party", "sleep"), ("phone", "car"), ("wifi", "cellular")
 

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ctxtag import user_metrics as um
+from ctxtag.context import metrics as um
 
 CONTEXTS = ("a", "b", "c", "d")
 

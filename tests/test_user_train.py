@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from ctxtag import situational, user_train
 from ctxtag.config import UserModelConfig
-from ctxtag.user_model import ContextTagger
+from ctxtag.context import situational
+from ctxtag.context import train as user_train
+from ctxtag.context.model import ContextTagger
 
 CFG = UserModelConfig(epochs=40, patience=5, batch_size=64)
 

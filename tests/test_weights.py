@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ctxtag.weights import (
+from ctxtag.labelling.weights import (
     compute_weights,
     negative_exact,
     negative_ignore_zeros,
@@ -108,7 +108,7 @@ def test_sparse_path_equals_dense_path(monkeypatch):
     rng = np.random.default_rng(1)
     y = (rng.random((200, 7)) < 0.5).astype(np.uint8)
     dense = negative_exact(y), negative_ignore_zeros(y)
-    monkeypatch.setattr("ctxtag.weights.DENSE_MAX_LABELS", 3)
+    monkeypatch.setattr("ctxtag.labelling.weights.DENSE_MAX_LABELS", 3)
     np.testing.assert_allclose(negative_exact(y), dense[0])
     np.testing.assert_allclose(negative_ignore_zeros(y), dense[1])
 

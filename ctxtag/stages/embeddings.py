@@ -26,10 +26,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ctxtag import transfer
+from ctxtag.common.io import read_matrix, write_json
+from ctxtag.common.plots import bar_chart, line_chart, roc_pr_curves
+from ctxtag.common.progress import progress
 from ctxtag.config import Params
-from ctxtag.embedding_data import Histories, Ragged, Vocab, demographics, epoch_seconds
-from ctxtag.embedding_eval import (
+from ctxtag.embeddings import transfer
+from ctxtag.embeddings.data import Histories, Ragged, Vocab, demographics, epoch_seconds
+from ctxtag.embeddings.evaluation import (
     LABELS,
     hit_rate,
     hit_rate_table,
@@ -37,8 +40,10 @@ from ctxtag.embedding_eval import (
     table1,
     youden_threshold,
 )
-from ctxtag.embedding_model import SiameseRecommender, UserBranch
-from ctxtag.embedding_train import (
+from ctxtag.embeddings.feedback import eligible, interactions, listening_history
+from ctxtag.embeddings.model import SiameseRecommender, UserBranch
+from ctxtag.embeddings.splits import by_user, per_user
+from ctxtag.embeddings.train import (
     Examples,
     Pairs,
     fit_audio,
@@ -48,12 +53,7 @@ from ctxtag.embedding_train import (
     track_embeddings,
     user_embeddings,
 )
-from ctxtag.feedback import eligible, interactions, listening_history
-from ctxtag.feedback_splits import by_user, per_user
-from ctxtag.io import read_matrix, write_json
-from ctxtag.listening_logs import read_lake
-from ctxtag.plots import bar_chart, line_chart, roc_pr_curves
-from ctxtag.progress import progress
+from ctxtag.listening.lake import read_lake
 
 
 @dataclass
@@ -143,7 +143,7 @@ def _save_model(model: SiameseRecommender, name: str, duration: float, history: 
 def _log_mlflow(params: Params, runs: list[dict], artifacts: list[Path]) -> None:
     import mlflow
 
-    from ctxtag.tracking import setup_mlflow
+    from ctxtag.common.tracking import setup_mlflow
 
     cfg = params.embeddings
     setup_mlflow(cfg.experiment)

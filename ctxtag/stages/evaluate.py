@@ -10,13 +10,13 @@ import json
 
 import numpy as np
 
-from ctxtag import metrics
-from ctxtag.checkpoints import load_cnn
+from ctxtag.common.io import read_matrix, write_json
+from ctxtag.common.plots import bar_chart, roc_pr_curves
 from ctxtag.config import Params
-from ctxtag.dataset import load_splits
-from ctxtag.io import read_matrix, write_json
-from ctxtag.plots import bar_chart, roc_pr_curves
-from ctxtag.train import pick_device, predict
+from ctxtag.tagger import metrics
+from ctxtag.tagger.checkpoints import load_cnn
+from ctxtag.tagger.dataset import load_splits
+from ctxtag.tagger.train import pick_device, predict
 
 COLUMNS = (("hamming_loss", "HL↓"), ("roc_auc", "AUC"), ("pr_auc", "PR-AUC"), ("recall", "Recall"),
            ("precision", "Precision"), ("f1", "F1"), ("tn_rate", "TN rate"))
@@ -82,7 +82,7 @@ def _log_to_mlflow(params: Params, results: dict) -> None:
         return
     import mlflow
 
-    from ctxtag.tracking import setup_mlflow
+    from ctxtag.common.tracking import setup_mlflow
 
     setup_mlflow(params.train.experiment)
     for cfg, res in results.items():

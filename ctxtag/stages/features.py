@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ctxtag.audio.mel_cache import extract
+from ctxtag.common.io import audio_paths, write_json
 from ctxtag.config import AudioConfig, Params
-from ctxtag.features import extract
-from ctxtag.io import audio_paths, write_json
 
 
 def write_features(wanted: list[str], params: Params, audio: AudioConfig, out: Path, report: str) -> dict:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ctxtag.common.io import known_track_ids, write_json
+from ctxtag.common.quarantine import write_quarantine
 from ctxtag.config import Params
-from ctxtag.io import known_track_ids, write_json
-from ctxtag.listening_logs import ingest
-from ctxtag.quarantine import write_quarantine
+from ctxtag.listening.lake import ingest
 
 
 def run(params: Params, now: pd.Timestamp | None = None) -> dict:

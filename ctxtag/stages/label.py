@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ctxtag import balance, cooccurrence, filters, labels
+from ctxtag.common.io import known_track_ids, read_matrix, write_json, write_matrix
+from ctxtag.common.plots import heatmap
+from ctxtag.common.quarantine import reason_counts, to_frame, write_quarantine
 from ctxtag.config import Params
-from ctxtag.io import known_track_ids, read_matrix, write_json, write_matrix
-from ctxtag.playlists import read_playlists
-from ctxtag.plots import heatmap
-from ctxtag.quarantine import reason_counts, to_frame, write_quarantine
+from ctxtag.labelling import balance, cooccurrence, filters, labels
+from ctxtag.labelling.playlists import read_playlists
 
 
 def build(params: Params, playlist_paths: list[Path] | None = None) -> tuple[labels.LabelledSet, dict, pd.DataFrame]:

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ctxtag.common.io import read_matrix, write_json
 from ctxtag.config import Params
-from ctxtag.feature_store import open_store, publish
-from ctxtag.history_embedding import fit_item_projection
-from ctxtag.io import read_matrix, write_json
-from ctxtag.listening_logs import read_lake
-from ctxtag.user_features import daily_snapshots
+from ctxtag.listening.history_embedding import fit_item_projection
+from ctxtag.listening.lake import read_lake
+from ctxtag.listening.snapshots import daily_snapshots
+from ctxtag.platform.feature_store import open_store, publish
 
 
 def run(params: Params, online: str = "sqlite", redis_url: str = "localhost:6379") -> dict:

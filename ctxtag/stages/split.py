@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ctxtag.common.io import read_matrix, write_json
+from ctxtag.common.plots import bar_chart
 from ctxtag.config import Params
-from ctxtag.io import read_matrix, write_json
-from ctxtag.plots import bar_chart
-from ctxtag.splits import SPLITS, group_ids, iterative_stratification, split_report
+from ctxtag.labelling.splits import group_ids, iterative_stratification, split_report
+from ctxtag.vocabulary import SPLITS
 
 
 def run(params: Params) -> dict:

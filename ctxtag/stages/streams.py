@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ctxtag.common.io import write_json
 from ctxtag.config import Params
-from ctxtag.feature_store import open_store
-from ctxtag.io import write_json
-from ctxtag.listening_logs import read_lake
-from ctxtag.streams import labelled, with_features
+from ctxtag.context.streams import labelled, with_features
+from ctxtag.listening.lake import read_lake
+from ctxtag.platform.feature_store import open_store
 
 
 def run(params: Params) -> dict:

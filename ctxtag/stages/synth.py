@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 
 from ctxtag.config import Params
-from ctxtag.synth import generate
+from ctxtag.world.synth import generate
 
 
 def run(params: Params, audio: bool = True) -> dict:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ctxtag.checkpoints import load_cnn
+from ctxtag.audio.mel_cache import extract
+from ctxtag.common.io import audio_paths, write_json
 from ctxtag.config import Params
-from ctxtag.features import extract
-from ctxtag.io import audio_paths, write_json
-from ctxtag.track_features import infer, track_frame
+from ctxtag.tagger.checkpoints import load_cnn
+from ctxtag.tagger.track_features import infer, track_frame
 
 
 def run(params: Params) -> dict:

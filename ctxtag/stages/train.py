@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ctxtag.checkpoints import load_cnn, model_meta
+from ctxtag.common.io import write_json
+from ctxtag.common.plots import line_chart
 from ctxtag.config import Params
-from ctxtag.dataset import load_splits
-from ctxtag.io import write_json
-from ctxtag.model import ChoiCNN
-from ctxtag.plots import line_chart
-from ctxtag.train import fingerprint, pick_device, train
+from ctxtag.tagger.checkpoints import load_cnn, model_meta
+from ctxtag.tagger.dataset import load_splits
+from ctxtag.tagger.model import ChoiCNN
+from ctxtag.tagger.train import fingerprint, pick_device, train
 
 
 def _file_hash(path: Path) -> str:
@@ -44,7 +44,7 @@ def run(params: Params, loss: str | None = None) -> dict:
     if cfg.log_mlflow:
         import mlflow
 
-        from ctxtag.tracking import setup_mlflow
+        from ctxtag.common.tracking import setup_mlflow
 
         setup_mlflow(cfg.experiment)
         previous = json.loads(run_file.read_text()) if run_file.exists() else {}

@@ -11,14 +11,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ctxtag import situational, user_train
+from ctxtag.common.io import write_json
+from ctxtag.common.plots import bar_chart
+from ctxtag.common.progress import progress
 from ctxtag.config import Params
-from ctxtag.io import write_json
-from ctxtag.plots import bar_chart
-from ctxtag.progress import progress
-from ctxtag.stream_features import blocks, targets
-from ctxtag.stream_splits import assign
-from ctxtag.user_eval import MODELS, report, table
+from ctxtag.context import situational
+from ctxtag.context import train as user_train
+from ctxtag.context.evaluation import MODELS, report, table
+from ctxtag.context.features import blocks, targets
+from ctxtag.context.splits import assign
 
 # the neural models and the inputs they see (the audio-only model is the tagger's own output)
 NEURAL = {"audio_user": ("audio", "user"), "audio_user_situation": ("audio", "user", "situation")}
@@ -70,7 +71,7 @@ def _save(models: dict, kind: str, params: Params) -> None:
 def _log_mlflow(kind: str, reports: dict, params: Params, artifacts: list) -> None:
     import mlflow
 
-    from ctxtag.tracking import setup_mlflow
+    from ctxtag.common.tracking import setup_mlflow
 
     setup_mlflow(params.user_models.experiment)
     with mlflow.start_run(run_name=f"user-models-{kind}"):

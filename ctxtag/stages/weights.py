@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ctxtag.common.io import read_matrix, write_json
+from ctxtag.common.plots import bar_chart
 from ctxtag.config import Params
-from ctxtag.io import read_matrix, write_json
-from ctxtag.plots import bar_chart
-from ctxtag.weights import compute_weights
+from ctxtag.labelling.weights import compute_weights
 
 
 def run(params: Params) -> dict:

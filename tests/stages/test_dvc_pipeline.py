@@ -144,7 +144,7 @@ def test_repro_learns_listening_embeddings_and_publishes_them_to_feast(dvc_proje
     new tracks, transfer; the AE / UE tables; and Feast serving exactly those vectors."""
     import numpy as np
 
-    from ctxtag.feature_store import open_store
+    from ctxtag.platform.feature_store import open_store
 
     project = dvc_project
     params = yaml.safe_load((project / "params.yaml").read_text())["embeddings"]

@@ -1,0 +1,73 @@
+"""Batch log-mel extraction with a content-addressed cache.
+
+Each clip's mel is cached under the hash of the audio file's bytes and the front-end settings,
+so re-running after adding tracks (or re-running a DVC stage) only computes what is new. A
+corrupt or silent file is reported with its reason and skipped; the rest go on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ctxtag.audio.decode import AudioError, load_clip
+from ctxtag.audio.melspec import LogMel
+from ctxtag.common.progress import progress
+from ctxtag.config import AudioConfig
+
+
+def config_key(cfg: AudioConfig) -> str:
+    return hashlib.sha256(json.dumps(dataclasses.asdict(cfg), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def content_key(path: Path, cfg_key: str) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return f"{h.hexdigest()[:32]}-{cfg_key}"
+
+
+@dataclass
+class Extraction:
+    track_ids: list[str]
+    mels: np.ndarray                  # (n, n_mels, n_frames) float16
+    skipped: list[dict]               # track_id, path, reason
+    cache_hits: int
+
+
+def extract(track_ids: list[str], paths: list[Path], cfg: AudioConfig, cache_dir: Path) -> Extraction:
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    frontend = LogMel(cfg).eval()
+    ckey = config_key(cfg)
+    ok_ids, mels, skipped, hits = [], [], [], 0
+    for tid, path in progress(list(zip(track_ids, paths, strict=True)), total=len(track_ids),
+                              description="log-mel features"):
+        try:
+            if not path.exists():
+                raise AudioError(path, "file not found")
+            key = content_key(path, ckey)
+            cached = cache_dir / f"{key}.npy"
+            if cached.exists():
+                mel = np.load(cached)
+                hits += 1
+            else:
+                clip = load_clip(path, cfg)
+                with torch.no_grad():
+                    mel = frontend(torch.from_numpy(clip)[None])[0].numpy().astype(np.float16)
+                tmp = cached.with_suffix(".tmp.npy")
+                np.save(tmp, mel)
+                tmp.replace(cached)                     # atomic: no half-written cache entries
+        except AudioError as exc:
+            skipped.append({"track_id": tid, "path": str(path), "reason": exc.reason})
+            continue
+        ok_ids.append(tid)
+        mels.append(mel)
+    arr = np.stack(mels) if mels else np.zeros((0, cfg.n_mels, cfg.n_frames), dtype=np.float16)
+    return Extraction(ok_ids, arr, skipped, hits)

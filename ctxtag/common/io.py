@@ -1,0 +1,88 @@
+"""Reading and writing the tables that pass between stages."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ctxtag.common.quarantine import InputError
+
+
+def write_json(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_jsonable) + "\n", encoding="utf-8")
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, Path):
+        return str(v)
+    raise TypeError(f"not JSON serialisable: {type(v)}")
+
+
+def read_matrix(path: Path, contexts: Sequence[str], id_column: str = "track_id") -> tuple[np.ndarray, np.ndarray]:
+    """A (track_id + one column per context) CSV -> (ids, int matrix), checking the columns."""
+    frame = pd.read_csv(path, dtype={id_column: str})
+    missing = [c for c in [id_column, *contexts] if c not in frame.columns]
+    if missing:
+        raise InputError(path, f"missing column(s) {missing}")
+    values = frame[list(contexts)]
+    bad = values.isna().any(axis=1) | (values < 0).any(axis=1)
+    if bad.any():
+        raise InputError(path, "missing or negative value", int(np.argmax(bad.to_numpy())) + 2)
+    if frame[id_column].duplicated().any():
+        row = int(np.argmax(frame[id_column].duplicated().to_numpy())) + 2
+        raise InputError(path, f"duplicate {id_column}", row)
+    return frame[id_column].to_numpy(dtype=object), values.to_numpy(dtype=np.int64)
+
+
+def write_matrix(ids: np.ndarray, values: np.ndarray, contexts: Sequence[str], path: Path,
+                 id_column: str = "track_id") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame(values, columns=list(contexts))
+    frame.insert(0, id_column, ids)
+    frame.to_csv(path, index=False)
+
+
+def collect_files(paths: Iterable[str | Path], accept: Callable[[Path], bool], what: str) -> list[Path]:
+    """Files named in ``paths``, directories expanded to the accepted files below them."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files.extend(sorted(f for f in p.rglob("*") if f.is_file() and accept(f)))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise InputError(p, f"{what} file not found")
+    return files
+
+
+def undecodable(series: pd.Series) -> pd.Series:
+    """Rows whose text holds bytes that were not UTF-8 (read with errors='surrogateescape')."""
+    return series.astype("string").str.contains("[\udc80-\udcff]", regex=True).fillna(False).astype(bool)
+
+
+def known_track_ids(catalogue: Path | None) -> set[str] | None:
+    """Track ids of the catalogue, or None (no check) when there is none."""
+    if catalogue is None or not Path(catalogue).exists():
+        return None
+    return set(pd.read_csv(catalogue, usecols=["track_id"], dtype=str)["track_id"])
+
+
+def audio_paths(catalogue: Path | None) -> pd.Series:
+    """track_id -> audio_path (relative to paths.audio_root) for catalogue tracks with audio."""
+    if catalogue is None or not Path(catalogue).exists():
+        raise InputError(catalogue or "paths.tracks", "a track catalogue with audio_path is needed")
+    frame = pd.read_csv(catalogue, dtype={"track_id": str})
+    if "audio_path" not in frame.columns:
+        raise InputError(catalogue, "missing required column 'audio_path'")
+    audio = frame.drop_duplicates("track_id").set_index("track_id")["audio_path"]
+    return audio[audio.notna()]

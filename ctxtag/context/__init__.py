@@ -1,0 +1,1 @@
+"""ISMIR 2020/2022: labelled streams, their features and splits, user-aware / situational / joint models, user-centric evaluation."""

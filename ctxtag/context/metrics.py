@@ -1,0 +1,103 @@
+"""User-centric evaluation: the protocols of ISMIR 2020 and the stream metrics of ISMIR 2022.
+
+ISMIR 2020 (poster) compares a multi-label audio tagger with single-label user-aware models:
+- MO-MG: multi-label output vs multi-label ground truth per track (classic, ignores the user);
+  a track's ground truth is every context any test user gave it.
+- MO-SG: multi-label output (thresholded) vs the single context of each (user, track) sample.
+- SO-SG: single-label output (argmax) vs the single context of each sample ("restricted case").
+- user satisfaction: per user u, G_u and P_u in {0,1}^(n_u x m_u) over the tracks and contexts
+  present for u; S_u = f(G_u, P_u) for f in accuracy, recall, precision, F1; averaged over users.
+  The poster gives no formula for f: we take accuracy as the share of the user's tracks whose
+  row is exactly right (subset accuracy) and recall/precision/F1 over the cells of the matrix.
+  P_u has only the user's contexts as columns: a single-label model's row is its argmax among
+  them, united over the user's streams of that track (it varies with device and time); a
+  multi-label model's row is its thresholded output on those columns.
+ISMIR 2022: accuracy (top 1), accuracy@k (true context within the k most probable) and weighted
+accuracy@k. The summary we implement from gives no weighting; we weight a hit at rank r by 1/r
+(reciprocal rank cut at k), which credits a rank-1 hit fully and keeps the score in [0, 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ctxtag.tagger.metrics import per_context
+
+
+def rank_of_truth(prob: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """1-based rank of the true class among the probabilities (ties broken against the truth)."""
+    true_p = prob[np.arange(len(y)), y]
+    return 1 + (prob > true_p[:, None]).sum(axis=1) + ((prob == true_p[:, None]).sum(axis=1) - 1)
+
+
+def stream_accuracy(prob: np.ndarray, y: np.ndarray, k: int = 3) -> dict[str, float]:
+    r = rank_of_truth(prob, y)
+    return {"accuracy": float((r == 1).mean()), f"accuracy@{k}": float((r <= k).mean()),
+            f"weighted_accuracy@{k}": float(np.where(r <= k, 1.0 / r, 0.0).mean())}
+
+
+def _one_hot(y: np.ndarray, m: int) -> np.ndarray:
+    return np.eye(m, dtype=np.uint8)[y]
+
+
+def _summary(y_true: np.ndarray, prob: np.ndarray, pred: np.ndarray, contexts: Sequence[str]) -> dict:
+    """Per-context and macro AUC (from prob), recall, precision, F1 (from the binary pred)."""
+    pc = per_context(y_true, prob)                       # AUC from probabilities
+    binary = per_context(y_true, pred.astype(float), threshold=0.5)
+    table = {"roc_auc": pc["roc_auc"], "recall": binary["recall"], "precision": binary["precision"],
+             "f1": binary["f1"]}
+    as_py = lambda v: None if not np.isfinite(v) else float(v)  # noqa: E731
+    return {"macro": {k: as_py(np.nanmean(v)) if np.isfinite(v).any() else None for k, v in table.items()},
+            "per_context": {c: {k: as_py(v[j]) for k, v in table.items()} for j, c in enumerate(contexts)}}
+
+
+def mo_mg(track_ids: np.ndarray, y: np.ndarray, prob: np.ndarray, contexts: Sequence[str], threshold: float) -> dict:
+    """Track-level: one row per track, ground truth = union of the contexts of its test streams."""
+    m = len(contexts)
+    frame = pd.DataFrame(_one_hot(y, m)).groupby(track_ids).max()
+    p = pd.DataFrame(prob).groupby(track_ids).first().loc[frame.index].to_numpy()
+    return _summary(frame.to_numpy(), p, p >= threshold, contexts)
+
+
+def mo_sg(y: np.ndarray, prob: np.ndarray, contexts: Sequence[str], threshold: float) -> dict:
+    return _summary(_one_hot(y, len(contexts)), prob, prob >= threshold, contexts)
+
+
+def so_sg(y: np.ndarray, prob: np.ndarray, contexts: Sequence[str]) -> dict:
+    m = len(contexts)
+    return _summary(_one_hot(y, m), prob, _one_hot(prob.argmax(axis=1), m), contexts)
+
+
+def user_satisfaction(user_ids: np.ndarray, track_ids: np.ndarray, y: np.ndarray, prob: np.ndarray,
+                      single: bool, threshold: float = 0.5) -> dict:
+    """Mean over users of accuracy/recall/precision/F1 of P_u against G_u (see the module doc).
+
+    The matrices only have the user's contexts as columns, so a single-label model picks its
+    argmax among those, and a multi-label model's other outputs are not part of P_u."""
+    m = prob.shape[1]
+    g = pd.DataFrame(_one_hot(y, m)).groupby([user_ids, track_ids]).max()
+    present_of_user = g.groupby(level=0).max().astype(bool)
+    present = present_of_user.reindex(user_ids).to_numpy()                 # per stream
+    if single:
+        pred = _one_hot(np.where(present, prob, -np.inf).argmax(axis=1), m).astype(bool)
+    else:
+        pred = (prob >= threshold) & present
+    p = pd.DataFrame(pred.astype(np.uint8)).groupby([user_ids, track_ids]).max().loc[g.index]
+    gv, pv = g.to_numpy().astype(bool), p.to_numpy().astype(bool)
+    users = g.index.get_level_values(0)
+    cells = pd.DataFrame({
+        "exact": (gv == pv).all(axis=1),
+        "tp": (gv & pv).sum(axis=1), "fp": (~gv & pv).sum(axis=1), "fn": (gv & ~pv).sum(axis=1),
+    }, index=users)
+    per_user = cells.groupby(level=0).agg(exact=("exact", "mean"), tp=("tp", "sum"), fp=("fp", "sum"),
+                                          fn=("fn", "sum"))
+    tp, fp, fn = (per_user[c].to_numpy(dtype=float) for c in ("tp", "fp", "fn"))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
+        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    return {"accuracy": float(per_user["exact"].mean()), "recall": float(recall.mean()),
+            "precision": float(precision.mean()), "f1": float(f1.mean()), "users": int(len(per_user))}

@@ -1,0 +1,259 @@
+"""Read playlists from JSON lines, parquet, CSV or Spotify Million Playlist Dataset slices.
+
+Every format is flattened into one long table (one row per playlist entry) and validated by
+the same vectorised rules, so a bad row is treated alike whatever file it came in. Invalid rows
+go to the quarantine with their reason; the raw files are only ever read.
+
+Row numbers in reasons: JSON lines and CSV give the 1-based line number in the file (CSV
+assumes no quoted newlines), parquet the 1-based record, MPD slices the 1-based position in
+the slice's "playlists" array.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ctxtag.common.io import collect_files, undecodable
+from ctxtag.common.quarantine import InputError, Rejection
+
+ENTRY_COLUMNS = ["playlist_id", "title", "track_id", "artist_id", "album_id"]
+_TRACK_KEYS = ["track_id", "artist_id", "album_id"]
+_MPD_KEYS = {"track_uri": "track_id", "artist_uri": "artist_id", "album_uri": "album_id"}
+
+
+@dataclass
+class PlaylistTable:
+    """Valid playlists and their entries, plus everything that was rejected."""
+
+    playlists: pd.DataFrame   # playlist_id, title, source, row
+    entries: pd.DataFrame     # playlist_id, track_id, artist_id, album_id
+    rejections: list[Rejection]
+
+
+def detect_format(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith((".jsonl", ".ndjson")):
+        return "jsonl"
+    if name.endswith(".parquet"):
+        return "parquet"
+    if name.endswith((".csv", ".csv.gz", ".tsv")):
+        return "csv"
+    if name.endswith(".json"):
+        return "mpd"
+    raise InputError(path, "unknown playlist format (expected .jsonl, .parquet, .csv or MPD .json)")
+
+
+def _records_to_flat(records: list[dict], rows: list[int], path: Path) -> pd.DataFrame:
+    """Nested playlist records -> one row per entry; a record without tracks keeps one row."""
+    frame = pd.DataFrame(
+        {
+            "playlist_id": [r.get("playlist_id") for r in records],
+            "title": [r.get("title") for r in records],
+            "tracks": [r.get("tracks") for r in records],
+            "row": rows,
+        }
+    )
+    bad_tracks = ~frame["tracks"].map(lambda t: t is None or isinstance(t, list | np.ndarray))
+    if bad_tracks.any():
+        first = int(frame.loc[bad_tracks, "row"].iloc[0])
+        raise InputError(path, "'tracks' must be a list of {track_id, artist_id, album_id}", first)
+    frame["tracks"] = frame["tracks"].map(lambda t: list(t) if t is not None and len(t) else [None])
+    flat = frame.explode("tracks", ignore_index=True)
+    tracks = flat.pop("tracks")
+    is_dict = tracks.map(lambda t: isinstance(t, dict))
+    for key in _TRACK_KEYS:
+        flat[key] = [t.get(key) if d else None for t, d in zip(tracks, is_dict, strict=True)]
+    flat["_empty"] = tracks.isna().to_numpy()
+    flat["_malformed"] = (~is_dict & tracks.notna()).to_numpy()
+    return flat
+
+
+def _read_jsonl(path: Path, rejections: list[Rejection]) -> pd.DataFrame:
+    records, rows = [], []
+    with path.open(encoding="utf-8", errors="surrogateescape") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                rejections.append(Rejection(str(path), lineno, f"invalid JSON: {exc.msg}", raw=line.rstrip("\n")))
+                continue
+            if not isinstance(rec, dict):
+                rejections.append(Rejection(str(path), lineno, "invalid JSON: not an object", raw=line.rstrip("\n")))
+                continue
+            records.append(rec)
+            rows.append(lineno)
+    if records and not any("tracks" in r for r in records):
+        raise InputError(path, "missing required field 'tracks' in every record", rows[0])
+    return _records_to_flat(records, rows, path)
+
+
+def _read_mpd(path: Path, rejections: list[Rejection]) -> pd.DataFrame:
+    with path.open(encoding="utf-8", errors="surrogateescape") as fh:
+        try:
+            doc = json.load(fh)
+        except json.JSONDecodeError as exc:
+            raise InputError(path, f"invalid JSON: {exc.msg}", exc.lineno) from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("playlists"), list):
+        raise InputError(path, "not a Million Playlist Dataset slice: no 'playlists' array")
+    records = [
+        {
+            "playlist_id": None if p.get("pid") is None else str(p.get("pid")),
+            "title": p.get("name"),
+            "tracks": [{_MPD_KEYS[k]: t.get(k) for k in _MPD_KEYS} for t in p.get("tracks") or []],
+        }
+        for p in doc["playlists"]
+    ]
+    return _records_to_flat(records, list(range(1, len(records) + 1)), path)
+
+
+def _read_flat_or_nested_frame(frame: pd.DataFrame, path: Path, first_row: int) -> pd.DataFrame:
+    if "tracks" in frame.columns:
+        records = frame.to_dict(orient="records")
+        flat = _records_to_flat(records, list(range(first_row, first_row + len(records))), path)
+        flat.attrs["_nested"] = True
+        return flat
+    missing = [c for c in ENTRY_COLUMNS if c not in frame.columns]
+    if missing:
+        raise InputError(path, f"missing required column(s) {missing}; found {list(frame.columns)}")
+    flat = frame[ENTRY_COLUMNS].copy()
+    flat["row"] = np.arange(first_row, first_row + len(flat))
+    flat["_empty"] = flat["track_id"].isna() & flat["artist_id"].isna() & flat["album_id"].isna()
+    flat["_malformed"] = False
+    return flat
+
+
+def _read_csv(path: Path, rejections: list[Rejection]) -> pd.DataFrame:
+    sep = "\t" if path.name.lower().endswith(".tsv") else ","
+    try:
+        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""],
+                            encoding="utf-8", encoding_errors="surrogateescape")
+    except pd.errors.ParserError as exc:
+        raise InputError(path, f"unparseable CSV: {exc}") from exc
+    return _read_flat_or_nested_frame(frame, path, first_row=2)
+
+
+def _read_parquet(path: Path, rejections: list[Rejection]) -> pd.DataFrame:
+    return _read_flat_or_nested_frame(pd.read_parquet(path), path, first_row=1)
+
+
+def _as_id(series: pd.Series) -> pd.Series:
+    """Ids as strings ("12" and 12 are the same id); missing and blank stay missing."""
+    if pd.api.types.is_float_dtype(series):
+        present = series.dropna()
+        if (present == present.round()).all():
+            series = series.astype("Int64")              # 12.0 from a column with NaN -> "12"
+    out = series.astype("string").str.strip()
+    out = out.mask(out == "")
+    return out.astype(object).where(out.notna(), None)
+
+
+def validate_entries(
+    flat: pd.DataFrame, source: Path, nested: bool, known_tracks: set[str] | None = None
+) -> PlaylistTable:
+    """Apply every row rule; the first failing rule of a row is its quarantine reason."""
+    flat = flat.copy()
+    for col in ["playlist_id", *_TRACK_KEYS]:
+        flat[col] = _as_id(flat[col])
+    flat["title"] = flat["title"].astype("object").where(flat["title"].notna(), None)
+    reason = pd.Series(None, index=flat.index, dtype="object")
+
+    def mark(mask: pd.Series, text: str | pd.Series) -> None:
+        new = mask & reason.isna()
+        reason.loc[new] = text if isinstance(text, str) else text[new]
+
+    for col in ENTRY_COLUMNS:
+        mark(undecodable(flat[col]), f"not valid UTF-8: {col} contains undecodable bytes")
+    mark(flat["playlist_id"].isna(), "missing playlist_id")
+    mark(flat["title"].isna() | (flat["title"].astype(str).str.strip() == ""), "missing title")
+    mark(flat["_malformed"], "malformed track entry: expected an object with track_id, artist_id, album_id")
+    mark(flat["_empty"], "empty playlist: no tracks")
+    for col in _TRACK_KEYS:
+        mark(flat[col].isna(), f"missing {col}")
+
+    # One playlist id per record: in nested files a later record reusing an id is a duplicate;
+    # in flat files (one row per entry) a row giving the same id another title is. First wins.
+    first_row = flat.groupby("playlist_id", dropna=True)["row"].transform("min")
+    if nested:
+        dup_id = flat["playlist_id"].notna() & (flat["row"] != first_row)
+    else:
+        first_title = flat.sort_values("row").groupby("playlist_id")["title"].transform("first")
+        dup_id = flat["playlist_id"].notna() & (flat["title"] != first_title.reindex(flat.index))
+    mark(dup_id, "duplicate playlist_id: first seen at row " + first_row.astype("Int64").astype(str))
+
+    ok = reason.isna()
+    dup_track = ok & flat[ok].duplicated(["playlist_id", "track_id"], keep="first").reindex(flat.index, fill_value=False)
+    mark(dup_track, "duplicate track_id within the playlist")
+    if known_tracks is not None:
+        mark(reason.isna() & ~flat["track_id"].isin(known_tracks), "unknown track_id: not in the track catalogue")
+
+    bad = reason.notna()
+    rejections = [
+        Rejection(str(source), int(r.row), str(r.reason),
+                  playlist_id=r.playlist_id, track_id=r.track_id,
+                  raw=json.dumps({c: getattr(r, c) for c in ENTRY_COLUMNS}, ensure_ascii=False))
+        for r in flat.loc[bad, ["row", *ENTRY_COLUMNS]].assign(reason=reason[bad]).itertuples(index=False)
+    ]
+    good = flat.loc[~bad]
+    playlists = (
+        good.sort_values("row").groupby("playlist_id", sort=False)
+        .agg(title=("title", "first"), row=("row", "min")).reset_index()
+    )
+    playlists["source"] = str(source)
+    entries = good[["playlist_id", *_TRACK_KEYS]].reset_index(drop=True)
+    return PlaylistTable(playlists[["playlist_id", "title", "source", "row"]], entries, rejections)
+
+
+# each reader flattens one file; row-level parse failures go to ``rejections``
+_READERS = {"jsonl": _read_jsonl, "mpd": _read_mpd, "csv": _read_csv, "parquet": _read_parquet}
+
+
+def read_playlists(paths: Iterable[str | Path], known_tracks: set[str] | None = None) -> PlaylistTable:
+    """Read and validate playlist files of any supported format (a directory reads all of them)."""
+    files = collect_files(paths, _known, "playlist")
+    tables = []
+    for f in files:
+        rejections: list[Rejection] = []
+        fmt = detect_format(f)
+        flat = _READERS[fmt](f, rejections)
+        table = validate_entries(flat, f, nested=fmt in ("jsonl", "mpd") or "_nested" in flat.attrs,
+                                 known_tracks=known_tracks)
+        table.rejections[:0] = rejections
+        tables.append(table)
+    return _concat(tables)
+
+
+def _known(path: Path) -> bool:
+    try:
+        detect_format(path)
+    except InputError:
+        return False
+    return True
+
+
+def _concat(tables: list[PlaylistTable]) -> PlaylistTable:
+    """Merge per-file tables; a playlist id already read from an earlier file is a duplicate."""
+    if not tables:
+        return PlaylistTable(pd.DataFrame(columns=["playlist_id", "title", "source", "row"]),
+                             pd.DataFrame(columns=["playlist_id", *_TRACK_KEYS]), [])
+    playlists = pd.concat([t.playlists for t in tables], ignore_index=True)
+    entries = pd.concat([t.entries.assign(source=t.playlists["source"].iloc[0] if len(t.playlists) else "")
+                         for t in tables], ignore_index=True)
+    rejections = [r for t in tables for r in t.rejections]
+    dup = playlists.duplicated("playlist_id", keep="first")
+    first = playlists[~dup].set_index("playlist_id")
+    for r in playlists[dup].itertuples(index=False):
+        src = first.loc[r.playlist_id]
+        rejections.append(Rejection(r.source, int(r.row),
+                                    f"duplicate playlist_id: first seen in {src.source} row {src.row}",
+                                    playlist_id=r.playlist_id, raw=str(r.title)))
+    kept = entries.merge(playlists[~dup][["playlist_id", "source"]], on=["playlist_id", "source"])
+    return PlaylistTable(playlists[~dup].reset_index(drop=True),
+                         kept.drop(columns="source").reset_index(drop=True), rejections)

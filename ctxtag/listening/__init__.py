@@ -1,0 +1,1 @@
+"""The listening-data plane: the date-partitioned event lake, daily user snapshots, the history embedding."""

@@ -1,0 +1,1 @@
+"""Platform services: Feast definitions and store, Great Expectations gates, the MLflow registry and promotion gate, orchestration."""

@@ -1,0 +1,93 @@
+"""Feast objects of the feature repository: entities, feature views, one service per model.
+
+Built by a function of the data folder so the same definitions serve `feast apply` in
+feature_repo/ and `ctxtag.platform.feature_store` (the pipeline and tests) alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+
+
+def definitions(data_dir: Path, contexts: Sequence[str], devices: Sequence[str], networks: Sequence[str],
+                embeddings: bool = True) -> list:
+    """``embeddings``: include the listening-embedding views (Chen et al.), whose sources exist
+    once `ctxtag embeddings` has run."""
+    from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+    from feast.types import Array, Bool, Float32, Int64, String
+
+    user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.STRING,
+                  description="a listener")
+    history = FeatureView(
+        name="user_listening_history",
+        entities=[user],
+        ttl=timedelta(days=365),
+        schema=[Field(name="n_streams", dtype=Int64),
+                *[Field(name=f"ctx_count_{c}", dtype=Int64) for c in contexts],
+                *[Field(name=f"ctx_share_{c}", dtype=Float32) for c in contexts],
+                Field(name="top_artists", dtype=Array(String)),
+                Field(name="history_embedding", dtype=Array(Float32))],
+        source=FileSource(name="user_history_snapshots", path=str(data_dir / "user_history.parquet"),
+                          timestamp_field="event_timestamp"),
+        online=True,
+        description="streams, per-context counts/shares, top artists, history embedding per daily snapshot",
+    )
+    device_time = FeatureView(
+        name="user_device_time_profile",
+        entities=[user],
+        ttl=timedelta(days=365),
+        schema=[*[Field(name=f"device_share_{d}", dtype=Float32) for d in devices],
+                *[Field(name=f"network_share_{n}", dtype=Float32) for n in networks],
+                Field(name="hour_dist", dtype=Array(Float32)), Field(name="weekday_dist", dtype=Array(Float32)),
+                *[Field(name=n, dtype=Float32) for n in ("hour_sin", "hour_cos", "weekday_sin", "weekday_cos")]],
+        source=FileSource(name="user_device_time_snapshots", path=str(data_dir / "user_device_time.parquet"),
+                          timestamp_field="event_timestamp"),
+        online=True,
+        description="device/network shares, local hour and weekday distributions, cyclic encodings",
+    )
+    track = Entity(name="track", join_keys=["track_id"], value_type=ValueType.STRING, description="a track")
+    track_audio = FeatureView(
+        name="track_audio_features",
+        entities=[track],
+        ttl=timedelta(days=3650),
+        schema=[Field(name="context_probs", dtype=Array(Float32)),
+                Field(name="audio_embedding", dtype=Array(Float32)),
+                Field(name="tagger", dtype=String)],
+        source=FileSource(name="track_audio_snapshots", path=str(data_dir / "track_features.parquet"),
+                          timestamp_field="event_timestamp"),
+        online=True,
+        description="the audio tagger's context probabilities and 256-d embedding of each track",
+    )
+    user_aware = FeatureService(name="user_aware_tagger", features=[history, track_audio])
+    situational = FeatureService(name="situational_model", features=[history, device_time])
+    joint = FeatureService(name="joint_model", features=[history, device_time, track_audio])
+    objects = [user, track, history, device_time, track_audio, user_aware, situational, joint]
+    if not embeddings:
+        return objects
+    track_embedding = FeatureView(
+        name="track_listening_embedding",
+        entities=[track],
+        ttl=timedelta(days=3650),
+        schema=[Field(name="listening_embedding", dtype=Array(Float32)),
+                Field(name="cold_start", dtype=Bool),
+                Field(name="embedding_model", dtype=String)],
+        source=FileSource(name="track_embedding_snapshots", path=str(data_dir / "track_embeddings.parquet"),
+                          timestamp_field="event_timestamp"),
+        online=True,
+        description="40-d audio embedding (AE) of each track, learnt from listening data; cold_start: "
+                    "the track had no listening data when the model was trained",
+    )
+    user_embedding = FeatureView(
+        name="user_listening_embedding",
+        entities=[user],
+        ttl=timedelta(days=365),
+        schema=[Field(name="listening_embedding", dtype=Array(Float32))],
+        source=FileSource(name="user_embedding_snapshots", path=str(data_dir / "user_embeddings.parquet"),
+                          timestamp_field="event_timestamp"),
+        online=True,
+        description="40-d user embedding (UE) from listening history and demographics (user branch)",
+    )
+    cold_start = FeatureService(name="cold_start_recommender", features=[user_embedding, track_embedding])
+    return [*objects, track_embedding, user_embedding, cold_start]

@@ -1,0 +1,73 @@
+"""The Feast store: SQLite online store by default, Redis in production (chosen by the caller,
+from the CLI's --online or CTXTAG_ONLINE_STORE); file offline store over the snapshot parquet."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from ctxtag.config import Params
+from ctxtag.platform.feast_definitions import definitions
+
+
+def open_store(feast_dir: Path, online: str = "sqlite", redis_url: str = "localhost:6379",
+               project: str = "ctxtag"):
+    from feast import FeatureStore
+    from feast.repo_config import RepoConfig
+
+    feast_dir = feast_dir.resolve()          # Feast resolves relative paths against the repo path
+    feast_dir.mkdir(parents=True, exist_ok=True)
+    if online == "sqlite":
+        online_store = {"type": "sqlite", "path": str(feast_dir / "online.db")}
+    elif online == "redis":
+        online_store = {"type": "redis", "connection_string": redis_url}
+    else:
+        raise ValueError(f"online store must be sqlite or redis, not {online!r}")
+    config = RepoConfig(project=project, registry=str(feast_dir / f"registry-{online}.db"), provider="local",
+                        online_store=online_store, offline_store={"type": "file"},
+                        entity_key_serialization_version=3)
+    return FeatureStore(repo_path=str(feast_dir), config=config)
+
+
+def publish(store, params: Params, feast_dir: Path, history: pd.DataFrame, device_time: pd.DataFrame,
+            tracks: pd.DataFrame, embeddings: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+            chunk_days: int = 7) -> dict:
+    """Write the offline parquet, apply the definitions, materialise in time chunks (bounded memory).
+
+    ``embeddings``: (track, user) listening-embedding tables of `ctxtag embeddings`, if trained."""
+    frames = [history, device_time, tracks]
+    history.to_parquet(feast_dir / "user_history.parquet", index=False)
+    device_time.to_parquet(feast_dir / "user_device_time.parquet", index=False)
+    tracks.to_parquet(feast_dir / "track_features.parquet", index=False)
+    if embeddings is not None:
+        embeddings[0].to_parquet(feast_dir / "track_embeddings.parquet", index=False)
+        embeddings[1].to_parquet(feast_dir / "user_embeddings.parquet", index=False)
+        frames += list(embeddings)
+    store.apply(definitions(feast_dir.resolve(), params.contexts, params.logs.devices, params.logs.networks,
+                            embeddings=embeddings is not None))
+    stamps = pd.concat([f["event_timestamp"] for f in frames])
+    start = stamps.min().to_pydatetime() - timedelta(seconds=1)
+    end = stamps.max().to_pydatetime() + timedelta(seconds=1)
+    width = timedelta(days=chunk_days)
+    # only the windows that hold rows: track features stamped months after the last snapshot
+    # must not cost one empty materialisation per week in between
+    windows = sorted({int((t.to_pydatetime() - start) / width) for t in stamps.drop_duplicates()})
+    for w in windows:
+        store.materialize(start_date=start + w * width, end_date=min(start + (w + 1) * width, end))
+    chunks = len(windows)
+    return {"users": int(history["user_id"].nunique()), "snapshots": len(history), "tracks": len(tracks),
+            "listening_embeddings": {"tracks": len(embeddings[0]), "users": len(embeddings[1])} if embeddings else None,
+            "materialize_chunks": chunks}
+
+
+def historical(store, entity_df: pd.DataFrame, features) -> pd.DataFrame:
+    """Point-in-time training rows: every entity row comes back, with NaN where no snapshot <= its
+    time exists. (Feast's file offline store drops such rows of entities it knows; a training set
+    must not lose rows silently, so the result is joined back onto ``entity_df``.)"""
+    got = store.get_historical_features(entity_df=entity_df, features=features).to_df()
+    keys = list(entity_df.columns)
+    feature_cols = [c for c in got.columns if c not in keys]
+    # one feature row per key, so repeated entity rows are not multiplied by the join
+    return entity_df.merge(got[keys + feature_cols].drop_duplicates(keys), on=keys, how="left")

@@ -1,0 +1,48 @@
+"""`python -m ctxtag.platform.summary`: the headline figures of the last `dvc repro`, for people."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ctxtag.config import load_params
+
+
+def main(params_path: str = "params.yaml") -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    params = load_params(params_path)
+    rep = params.paths.reports
+    console = Console()
+    labels = json.loads((rep / "labels.json").read_text())
+    table = Table(title="ctxtag: labelled dataset")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key in ("playlists_valid", "rows_quarantined", "playlists_with_context_keyword",
+                "dropped_too_many_tracks", "dropped_artist_dominated", "dropped_album_dominated",
+                "playlists_kept", "tracks_labelled", "tracks_after_balancing", "labels_per_track"):
+        value = labels[key]
+        table.add_row(key, f"{value:.2f}" if isinstance(value, float) else str(value))
+    for key, value in labels.get("vs_truth", {}).items():
+        table.add_row(f"vs truth: {key}", f"{value:.3f}")
+    split_path = rep / "split.json"
+    if split_path.exists():
+        split = json.loads(split_path.read_text())
+        for name, s in split["splits"].items():
+            table.add_row(f"split {name}", f"{s['tracks']} ({s['share']:.1%})")
+        table.add_row("artist / album overlap", f"{split['overlap'].get('artists')} / {split['overlap'].get('albums')}")
+    console.print(table)
+    from rich.markdown import Markdown
+
+    for name in ("table2.md", "user_models.md"):
+        if (rep / name).exists():
+            console.print(Markdown((rep / name).read_text(encoding="utf-8")))
+    plots = sorted(Path(rep / "plots").glob("*.png"))
+    console.print("plots: " + ", ".join(str(p) for p in plots))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:]))

@@ -1,0 +1,120 @@
+"""The MLflow pyfunc of the whole context model: audio (or a mel) plus, optionally, the user's
+features and the stream's device and time -> context probabilities.
+
+    input rows:  mel (96 x frames, nested lists) or audio_path;
+                 optional user features as Feast serves them (n_streams, ctx_share_*, history_embedding,
+                 device_share_*, network_share_*, hour_sin, ...), optional device, network,
+                 timestamp (ISO 8601 with offset), age, gender
+    output:      one probability column per context
+
+A row with user features and a device/time goes through the joint audio+user+device/time model,
+one with user features only through the user-aware tagger, one with neither through the audio CNN
+itself (its sigmoid outputs). Any serving stack that loads pyfuncs gets the same answer as
+`ctxtag serve`, because the feature assembly is the training code (ctxtag.context.features).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+try:
+    from mlflow.pyfunc import PythonModel
+except ImportError:                                  # keeps `import ctxtag.serving.pyfunc` cheap in docs builds
+    PythonModel = object
+
+
+class ContextModel(PythonModel):
+    def load_context(self, context) -> None:
+        from ctxtag.audio.melspec import LogMel
+        from ctxtag.config import params_from_dict
+        from ctxtag.context import train as user_train
+        from ctxtag.tagger.checkpoints import load_cnn
+
+        self.params = params_from_dict(json.loads(Path(context.artifacts["params"]).read_text()))
+        self.cnn, _ = load_cnn(Path(context.artifacts["tagger"]))
+        self.user_aware = user_train.load(context.artifacts["audio_user"])
+        self.joint = user_train.load(context.artifacts["audio_user_situation"])
+        self.frontend = LogMel(self.params.audio).eval()
+
+    def _mels(self, frame: pd.DataFrame):
+        import torch
+
+        from ctxtag.audio.decode import load_clip
+
+        mels, decoded = [], {}                        # a file repeated across rows is decoded once
+        for i in range(len(frame)):
+            mel = frame["mel"].iat[i] if "mel" in frame else None
+            if mel is not None and not (isinstance(mel, float) and np.isnan(mel)):
+                mels.append(torch.as_tensor(np.asarray(mel, dtype=np.float32)))
+                continue
+            path = frame["audio_path"].iat[i]
+            if path not in decoded:
+                clip = load_clip(path, self.params.audio)
+                decoded[path] = self.frontend(torch.from_numpy(clip)[None])[0]
+            mels.append(decoded[path])
+        return torch.stack(mels)
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        import torch
+
+        from ctxtag.context import train as user_train
+        from ctxtag.context.features import blocks
+        from ctxtag.context.streams import situation
+
+        p, frame = self.params, model_input.reset_index(drop=True).copy()
+        with torch.no_grad():
+            mel = self._mels(frame)
+            emb = self.cnn.embed(mel)
+            audio_probs = torch.sigmoid(self.cnn.head(emb)).numpy()
+        out = audio_probs.copy()
+        has_user = frame["n_streams"].notna().to_numpy() if "n_streams" in frame else np.zeros(len(frame), bool)
+        has_situation = has_user & (frame["device"].notna().to_numpy() if "device" in frame else False)
+        if has_user.any():
+            frame["audio_embedding"] = list(emb.numpy())
+            frame["context_probs"] = list(audio_probs)
+            # each row keeps its own UTC offset (time of day is local), so parse one by one
+            raw = frame["timestamp"] if "timestamp" in frame else pd.Series([None] * len(frame))
+            stamps = [pd.Timestamp(t) if isinstance(t, str) and t else pd.NaT for t in raw]
+            ev = pd.DataFrame({"event_timestamp": pd.to_datetime([t.tz_convert("UTC") if pd.notna(t) and t.tzinfo
+                                                                 else t for t in stamps], utc=True),
+                               "utc_offset_min": [t.utcoffset().total_seconds() / 60 if pd.notna(t) and t.tzinfo else 0
+                                                  for t in stamps]})
+            frame = pd.concat([frame, situation(ev).fillna(0.0)], axis=1)
+            x = blocks(frame, p.contexts, p.logs.devices, p.logs.networks, p.logs.genders, p.user_models.history_dim)
+            rows = np.nonzero(has_user & ~has_situation)[0]
+            if len(rows):
+                out[rows] = user_train.predict(self.user_aware, {k: v[rows] for k, v in x.items()})
+            rows = np.nonzero(has_situation)[0]
+            if len(rows):
+                out[rows] = user_train.predict(self.joint, {k: v[rows] for k, v in x.items()})
+        return pd.DataFrame(out, columns=list(p.contexts))
+
+
+def log_context_model(params, root: Path, split: str, example: pd.DataFrame):
+    """Log the pyfunc (with its signature and an input example) in the active MLflow run."""
+    import dataclasses
+
+    import mlflow
+    from mlflow.models import infer_signature
+
+    params_file = root / params.paths.user_models / "pyfunc_params.json"
+    params_file.write_text(json.dumps(dataclasses.asdict(params), default=str))
+    artifacts = {"params": str(params_file),
+                 "tagger": str(root / params.paths.models / params.train.loss / "best.pt"),
+                 "audio_user": str(root / params.paths.user_models / split / "audio_user.pt"),
+                 "audio_user_situation": str(root / params.paths.user_models / split / "audio_user_situation.pt")}
+    model = ContextModel()
+
+    class _Ctx:                                        # predict once to infer the output schema
+        pass
+    ctx = _Ctx()
+    ctx.artifacts = artifacts
+    model.load_context(ctx)
+    signature = infer_signature(example, model.predict(ctx, example))
+    return mlflow.pyfunc.log_model(name="context_model", python_model=model, artifacts=artifacts,
+                                   signature=signature, input_example=example,
+                                   code_paths=[str(Path(__file__).parent)])
