@@ -17,7 +17,7 @@ demo: setup  ## run the whole pipeline (dvc repro) on the generated world, embed
 	ctxtag register --family context --why "make demo"
 	ctxtag promote --why "make demo" || [ $$? -eq 3 ]   # 3: the gate refused; the champion stays
 	ctxtag promote --family context --why "make demo" || [ $$? -eq 3 ]
-	python -m ctxtag.platform.summary
+	ctxtag summary
 
 test: setup  ## lint, then the test suite (services it needs are started by the tests)
 	ruff check .

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from ctxtag.config import load_params
+from ctxtag.embeddings.losses import max_margin_hinge
 from ctxtag.embeddings.model import AudioCNN, similarity
-from ctxtag.tagger.losses import max_margin_hinge
 
 
 def _step(cnn, opt, mels, slots, anchors, channels_last: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -13,60 +14,32 @@ from pathlib import Path
 from ctxtag.common.quarantine import InputError
 from ctxtag.config import ConfigError, Params, load_params
 
-
-def _synth(params: Params, args: argparse.Namespace) -> dict:
-    from ctxtag.stages import synth
-
-    return synth.run(params, audio=not args.no_audio)
-
-
-def _label(params: Params, args: argparse.Namespace) -> dict:
-    from ctxtag.stages import label
-
-    return label.run(params)
-
-
-def _weights(params: Params, args: argparse.Namespace) -> dict:
-    from ctxtag.stages import weights
-
-    return weights.run(params)
-
-
-def _split(params: Params, args: argparse.Namespace) -> dict:
-    from ctxtag.stages import split
-
-    report = split.run(params)
-    return {"overlap": report["overlap"], **{k: v["tracks"] for k, v in report["splits"].items()}}
+# subcommand -> (stage module in ctxtag.stages, its keyword arguments from the command line)
+STAGES: dict[str, tuple[str, Callable[[argparse.Namespace], dict]]] = {
+    "synth": ("synth", lambda a: {"audio": not a.no_audio}),
+    "label": ("label", lambda a: {}),
+    "weights": ("weights", lambda a: {}),
+    "split": ("split", lambda a: {}),
+    "ingest-logs": ("ingest_logs", lambda a: {}),
+    "track-features": ("track_features", lambda a: {}),
+    "publish-features": ("publish_features", lambda a: {"online": a.online, "redis_url": a.redis_url}),
+    "streams": ("streams", lambda a: {}),
+    "user-models": ("user_models", lambda a: {}),
+    "features": ("features", lambda a: {}),
+    "embedding-features": ("embedding_features", lambda a: {}),
+    "embeddings": ("embeddings", lambda a: {}),
+    "train": ("train", lambda a: {"loss": a.loss}),
+    "evaluate": ("evaluate", lambda a: {}),
+    "validate": ("validate", lambda a: {}),
+}
 
 
-def _ingest_logs(params: Params, args: argparse.Namespace) -> dict:
-    from ctxtag.stages import ingest_logs
-
-    return ingest_logs.run(params)
-
-
-def _publish_features(params: Params, args: argparse.Namespace) -> dict:
-    from ctxtag.stages import publish_features
-
-    return publish_features.run(params, online=args.online, redis_url=args.redis_url)
-
-
-def _track_features(params: Params, args: argparse.Namespace) -> dict:
-    from ctxtag.stages import track_features
-
-    return track_features.run(params)
-
-
-def _streams(params: Params, args: argparse.Namespace) -> dict:
-    from ctxtag.stages import streams
-
-    return streams.run(params)
-
-
-def _user_models(params: Params, args: argparse.Namespace) -> dict:
-    from ctxtag.stages import user_models
-
-    return user_models.run(params)
+def _run_stage(params: Params, args: argparse.Namespace) -> dict:
+    module, kwargs = STAGES[args.command]
+    result = importlib.import_module(f"ctxtag.stages.{module}").run(params, **kwargs(args))
+    if args.command == "split":       # the full report is in reports/split.json
+        return {"overlap": result["overlap"], **{k: v["tracks"] for k, v in result["splits"].items()}}
+    return result
 
 
 def _register(params: Params, args: argparse.Namespace) -> dict:
@@ -78,22 +51,27 @@ def _register(params: Params, args: argparse.Namespace) -> dict:
 
 
 def _promote(params: Params, args: argparse.Namespace) -> dict:
-    from ctxtag.platform.registry import promote
+    from ctxtag.platform.promotion import promote
 
     return promote(params, version=args.version, why=args.why, force=args.force, family=args.family)
 
 
 def _rollback(params: Params, args: argparse.Namespace) -> dict:
-    from ctxtag.platform.registry import rollback
+    from ctxtag.platform.promotion import rollback
 
     return rollback(params, to=args.to, why=args.why, family=args.family)
 
 
 def _audit(params: Params, args: argparse.Namespace) -> dict:
-    from ctxtag.platform.registry import _client, _name, audit_log
+    from ctxtag.platform.registry import audit
 
-    name = _name(params, args.family)
-    return {"model": name, "events": audit_log(_client(params), name)}
+    return audit(params, args.family)
+
+
+def _summary(params: Params, args: argparse.Namespace) -> dict:
+    from ctxtag.platform.summary import print_summary
+
+    return print_summary(params)
 
 
 def _serve(params: Params, args: argparse.Namespace) -> dict:
@@ -107,51 +85,10 @@ def _serve(params: Params, args: argparse.Namespace) -> dict:
     return {"stopped": True}
 
 
-def _validate(params: Params, args: argparse.Namespace) -> dict:
-    import dataclasses
-
-    from ctxtag.common.io import write_json
-    from ctxtag.platform.gates import validate_all
-
-    reports = {k: dataclasses.asdict(r) for k, r in validate_all(params).items()}
-    write_json(reports, params.paths.reports / "quality.json")
-    return reports
-
-
-def _features(params: Params, args: argparse.Namespace) -> dict:
-    from ctxtag.stages import features
-
-    return features.run(params)
-
-
-def _embedding_features(params: Params, args: argparse.Namespace) -> dict:
-    from ctxtag.stages import features
-
-    return features.run_embedding(params)
-
-
-def _embeddings(params: Params, args: argparse.Namespace) -> dict:
-    from ctxtag.stages import embeddings
-
-    return embeddings.run(params)
-
-
-def _train(params: Params, args: argparse.Namespace) -> dict:
-    from ctxtag.stages import train
-
-    return train.run(params, loss=args.loss)
-
-
-def _evaluate(params: Params, args: argparse.Namespace) -> dict:
-    from ctxtag.stages import evaluate
-
-    return evaluate.run(params)
-
-
 def _predict(params: Params, args: argparse.Namespace) -> dict:
-    from ctxtag.tagger.predict import predict_files
+    from ctxtag.tagger.inference import predict_files
 
-    model = Path(args.model) if args.model else params.paths.models / params.train.loss / "best.pt"
+    model = Path(args.model) if args.model else params.paths.checkpoint(params.train.loss)
     if not model.exists():
         raise FileNotFoundError(f"{model}: no trained model; run `dvc repro` or `ctxtag train` first")
     predictions, errors = predict_files(model, [Path(f) for f in args.audio], top=args.top)
@@ -180,28 +117,29 @@ def _title_agreement(params: Params, args: argparse.Namespace) -> dict:
 
 
 COMMANDS: dict[str, tuple[Callable[[Params, argparse.Namespace], dict], str]] = {
-    "synth": (_synth, "generate the demo world (tracks, audio, users, playlists, listening logs, truth)"),
-    "label": (_label, "playlists -> context labels, counts, co-occurrence, stats (ICASSP 2020 §3)"),
-    "weights": (_weights, "negative (exact / ignore-zeros / pairwise) and positive TF-IDF loss weights"),
-    "split": (_split, "65/10/25 stratified split, no artist or album across splits"),
-    "ingest-logs": (_ingest_logs, "listening logs -> validated, immutable date-partitioned event lake"),
-    "track-features": (_track_features, "tagger context probabilities and audio embedding of every track"),
-    "publish-features": (_publish_features, "user history and device/time snapshots -> Feast (apply + materialize)"),
-    "streams": (_streams, "labelled streams + point-in-time Feast user features + track audio features"),
-    "user-models": (_user_models, "user-aware, situational and joint models per split type, user-centric eval"),
-    "features": (_features, "96 x 646 log-mel of every labelled track, cached by audio content"),
-    "embedding-features": (_embedding_features, "128-bin hop-512 log-mel of the first 30 s of every track (Chen et al.)"),
-    "embeddings": (_embeddings, "user branch + Siamese audio branch (Chen et al.), Table 1, hit rate, transfer"),
-    "train": (_train, "train the CNN with one loss configuration of Table 2 (MLflow-tracked)"),
-    "evaluate": (_evaluate, "Table-2-style metrics of every trained configuration, ROC/PR plots"),
+    "synth": (_run_stage, "generate the demo world (tracks, audio, users, playlists, listening logs, truth)"),
+    "label": (_run_stage, "playlists -> context labels, counts, co-occurrence, stats (ICASSP 2020 §3)"),
+    "weights": (_run_stage, "negative (exact / ignore-zeros / pairwise) and positive TF-IDF loss weights"),
+    "split": (_run_stage, "65/10/25 stratified split, no artist or album across splits"),
+    "ingest-logs": (_run_stage, "listening logs -> validated, immutable date-partitioned event lake"),
+    "track-features": (_run_stage, "tagger context probabilities and audio embedding of every track"),
+    "publish-features": (_run_stage, "user history and device/time snapshots -> Feast (apply + materialize)"),
+    "streams": (_run_stage, "labelled streams + point-in-time Feast user features + track audio features"),
+    "user-models": (_run_stage, "user-aware, situational and joint models per split type, user-centric eval"),
+    "features": (_run_stage, "96 x 646 log-mel of every labelled track, cached by audio content"),
+    "embedding-features": (_run_stage, "128-bin hop-512 log-mel of the first 30 s of every track (Chen et al.)"),
+    "embeddings": (_run_stage, "user branch + Siamese audio branch (Chen et al.), Table 1, hit rate, transfer"),
+    "train": (_run_stage, "train the CNN with one loss configuration of Table 2 (MLflow-tracked)"),
+    "evaluate": (_run_stage, "Table-2-style metrics of every trained configuration, ROC/PR plots"),
     "register": (_register, "register the train.loss tagger in MLflow as a new version, alias @challenger"),
     "promote": (_promote, "promotion gate: move @champion to @challenger if it is not worse (audited)"),
     "rollback": (_rollback, "move @champion back to the previous (or a named) version (audited)"),
     "audit": (_audit, "who promoted or rolled back which version, when and why"),
-    "validate": (_validate, "Great Expectations gates: playlists, listening logs, labels, track features"),
+    "validate": (_run_stage, "Great Expectations gates: playlists, listening logs, labels, track features"),
     "serve": (_serve, "the HTTP API (FastAPI): contexts for audio / user+device+time, recommendations"),
     "predict": (_predict, "top contexts with probabilities for audio files"),
     "title-agreement": (_title_agreement, "agreement of the title matcher with a reference TSV"),
+    "summary": (_summary, "headline figures, tables and plots of the last `dvc repro`"),
 }
 
 
@@ -256,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except RuntimeError as exc:
         from ctxtag.platform.gates import GateFailed
-        from ctxtag.platform.registry import PromotionRefused
+        from ctxtag.platform.promotion import PromotionRefused
 
         if isinstance(exc, GateFailed):
             print(f"ctxtag {args.command}: {exc}", file=sys.stderr)
@@ -265,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"ctxtag {args.command}: refused: {exc}", file=sys.stderr)
         return 3
-    if args.command != "predict":
+    if args.command not in ("predict", "summary"):
         print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
     print(f"ctxtag {args.command}: done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return 0

@@ -74,7 +74,7 @@ def ctxtag_retrain():
         """The gate decides, per family; a refusal is recorded in the audit trail and leaves
         @champion as is."""
         from ctxtag.platform.orchestration import in_project
-        from ctxtag.platform.registry import PromotionRefused, promote
+        from ctxtag.platform.promotion import PromotionRefused, promote
 
         actor = f"airflow:{dag_run.dag_id}/{dag_run.run_id}"
         decisions = {}

@@ -1,8 +1,9 @@
 """Batch log-mel extraction with a content-addressed cache.
 
-Each clip's mel is cached under the hash of the audio file's bytes and the front-end settings,
-so re-running after adding tracks (or re-running a DVC stage) only computes what is new. A
-corrupt or silent file is reported with its reason and skipped; the rest go on.
+Each clip's mel is cached under the hash of the audio file's bytes, the front-end settings and the
+front-end code (the source of ``decode`` and ``melspec``, so a changed front-end never serves stale
+mels from the cache). Re-running after adding tracks (or re-running a DVC stage) only computes what
+is new. A corrupt or silent file is reported with its reason and skipped; the rest go on.
 """
 
 from __future__ import annotations
@@ -11,19 +12,34 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ctxtag.audio import decode, melspec
 from ctxtag.audio.decode import AudioError, load_clip
 from ctxtag.audio.melspec import LogMel
 from ctxtag.common.progress import progress
 from ctxtag.config import AudioConfig
 
+FRONTEND_MODULES = (decode, melspec)       # the code between the audio bytes and a cached mel
+
+
+@cache
+def frontend_version() -> str:
+    """A hash of the front-end's source: editing decode.py or melspec.py changes every cache key."""
+    h = hashlib.sha256()
+    for module in FRONTEND_MODULES:
+        h.update(module.__name__.encode() + b"\0" + Path(module.__file__).read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
 
 def config_key(cfg: AudioConfig) -> str:
-    return hashlib.sha256(json.dumps(dataclasses.asdict(cfg), sort_keys=True).encode()).hexdigest()[:12]
+    """The front-end settings and code version: one cache namespace per (settings, code)."""
+    key = {"config": dataclasses.asdict(cfg), "frontend": frontend_version()}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def content_key(path: Path, cfg_key: str) -> str:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +15,27 @@ import pandas as pd
 from ctxtag.common.quarantine import InputError
 
 
-def write_json(obj: Any, path: Path) -> None:
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary name beside ``path`` to write to; renamed over ``path`` only when the block
+    succeeds, so a killed writer leaves the old file or the new one, never a partial one."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_jsonable) + "\n", encoding="utf-8")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(text: str, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(obj: Any, path: Path) -> None:
+    write_text(json.dumps(obj, indent=2, sort_keys=False, default=_jsonable) + "\n", path)
 
 
 def _jsonable(v: Any) -> Any:
@@ -46,10 +66,10 @@ def read_matrix(path: Path, contexts: Sequence[str], id_column: str = "track_id"
 
 def write_matrix(ids: np.ndarray, values: np.ndarray, contexts: Sequence[str], path: Path,
                  id_column: str = "track_id") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame(values, columns=list(contexts))
     frame.insert(0, id_column, ids)
-    frame.to_csv(path, index=False)
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
 
 
 def collect_files(paths: Iterable[str | Path], accept: Callable[[Path], bool], what: str) -> list[Path]:

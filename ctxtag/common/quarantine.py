@@ -50,9 +50,9 @@ def printable(text: str) -> str:
 def write_quarantine(rejections: Iterable[Rejection] | pd.DataFrame, path: str | Path) -> int:
     """Write the quarantine as JSON lines (always written, empty when all rows were valid)."""
     frame = rejections if isinstance(rejections, pd.DataFrame) else to_frame(rejections)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as fh:
+    from ctxtag.common.io import atomic_path  # io imports this module: import late
+
+    with atomic_path(Path(path)) as tmp, tmp.open("w", encoding="utf-8") as fh:
         for rec in frame.to_dict(orient="records"):
             rec = {k: printable(v) if isinstance(v, str) else v for k, v in rec.items()}
             fh.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")

@@ -21,6 +21,13 @@ STREAM_TIME = ("stream_hour_sin", "stream_hour_cos", "stream_weekday_sin", "stre
 PROFILE_TIME = ("hour_sin", "hour_cos", "weekday_sin", "weekday_cos")
 
 
+def user_feature_columns(frame: pd.DataFrame) -> list[str]:
+    """The user features (as Feast serves them) among a frame's columns: the context model's
+    optional user inputs."""
+    return [c for c in frame.columns if c.startswith(("ctx_share_", "device_share_", "network_share_"))
+            or c in ("n_streams", "history_embedding", *PROFILE_TIME)]
+
+
 def _stack(col: pd.Series, dim: int) -> np.ndarray:
     """A column of arrays -> (n, dim) float32; missing entries are zeros."""
     out = np.zeros((len(col), dim), dtype=np.float32)

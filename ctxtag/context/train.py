@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ctxtag.common.early_stopping import EarlyStopping
+from ctxtag.common.training import EarlyStopping, run_epochs
 from ctxtag.config import UserModelConfig
 from ctxtag.context.model import ContextTagger
 
@@ -31,8 +31,8 @@ def fit(x_train: dict[str, np.ndarray], y_train: np.ndarray, x_val: dict[str, np
     xt, yt = _tensors(x_train, inputs), torch.from_numpy(y_train)
     xv, yv = _tensors(x_val, inputs), torch.from_numpy(y_val)
     gen = torch.Generator().manual_seed(seed)
-    stopper, history = EarlyStopping(model, cfg.patience), []
-    for epoch in range(1, cfg.epochs + 1):
+
+    def train_epoch(epoch: int) -> dict:
         model.train()
         total = 0.0
         for idx in torch.randperm(len(yt), generator=gen).split(cfg.batch_size):
@@ -41,25 +41,19 @@ def fit(x_train: dict[str, np.ndarray], y_train: np.ndarray, x_val: dict[str, np
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(idx)
+        return {"train_loss": total / max(len(yt), 1)}
+
+    @torch.no_grad()
+    def validate(row: dict) -> dict:
         model.eval()
-        with torch.no_grad():
-            val = float(loss_fn(model(xv), yv)) if len(yv) else total / max(len(yt), 1)
-        history.append({"epoch": epoch, "train_loss": total / max(len(yt), 1), "val_loss": val})
-        if stopper.step(val):
-            break
+        # no validation split: stop on the training loss rather than never
+        return {"val_loss": float(loss_fn(model(xv), yv)) if len(yv) else row["train_loss"]}
+
+    stopper = EarlyStopping(cfg.patience, model=model)
+    history = run_epochs(cfg.epochs, train_epoch, validate, stopper)
     return stopper.restore().eval(), history
 
 
 def predict(model: ContextTagger, x: dict[str, np.ndarray]) -> np.ndarray:
     """Context probabilities (n, n_contexts)."""
     return model.predict_proba(_tensors(x, model.inputs)).numpy()
-
-
-def load(path) -> ContextTagger:
-    """A model saved by `ctxtag user-models` (state dict, input blocks and their sizes)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    cfg = UserModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["config"].items()})
-    model = ContextTagger(ckpt["dims"], len(ckpt["contexts"]), cfg.audio_hidden, cfg.user_hidden,
-                          cfg.fused_hidden, cfg.dropout)
-    model.load_state_dict(ckpt["state_dict"])
-    return model.eval()

@@ -17,15 +17,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ctxtag.common.early_stopping import EarlyStopping
+from ctxtag.common.training import EarlyStopping, run_epochs
 from ctxtag.config import EmbeddingConfig
 from ctxtag.embeddings.data import Histories, Ragged, random_crops, segments
+from ctxtag.embeddings.losses import basic_binary, max_margin_hinge, multi_softmax
 from ctxtag.embeddings.model import AudioCNN, SiameseRecommender, UserBranch
-from ctxtag.tagger.losses import basic_binary, max_margin_hinge, multi_softmax
-
-
-def pick_device(name: str) -> torch.device:
-    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
 
 
 def variant(model: str) -> tuple[str, int, bool]:
@@ -77,8 +73,8 @@ def fit_user_branch(train: Examples, val: Examples, disliked: Ragged, n_vocab: t
     opt = torch.optim.Adam(model.parameters(), lr=cfg.user_lr)
     demo = torch.from_numpy(demographics).to(device)
     val_cand = _candidates(val, disliked, n_vocab[0], cfg.user_negatives, np.random.default_rng(seed + 1))
-    stopper, history = EarlyStopping(model, cfg.user_patience), []
-    for epoch in range(1, cfg.user_epochs + 1):
+
+    def train_epoch(epoch: int) -> dict:
         model.train()
         cand = _candidates(train, disliked, n_vocab[0], cfg.user_negatives, rng)
         total = 0.0
@@ -88,13 +84,17 @@ def fit_user_branch(train: Examples, val: Examples, disliked: Ragged, n_vocab: t
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(idx)
+        return {"train_loss": total / max(len(train.user), 1)}
+
+    @torch.no_grad()
+    def validate(row: dict) -> dict:
         model.eval()
-        with torch.no_grad():
-            val_loss = float(_user_loss(model, val, val_cand, demo, np.arange(len(val.user)), device)) \
-                if len(val.user) else total / max(len(train.user), 1)
-        history.append({"epoch": epoch, "train_loss": total / max(len(train.user), 1), "val_loss": val_loss})
-        if stopper.step(val_loss):
-            break
+        if not len(val.user):                   # no validation users: stop on the training loss
+            return {"val_loss": row["train_loss"]}
+        return {"val_loss": float(_user_loss(model, val, val_cand, demo, np.arange(len(val.user)), device))}
+
+    stopper = EarlyStopping(cfg.user_patience, model=model)
+    history = run_epochs(cfg.user_epochs, train_epoch, validate, stopper)
     return stopper.restore().eval(), history
 
 
@@ -193,8 +193,8 @@ def fit_audio(model_name: str, frames: int, mels: np.ndarray, train: Pairs, val:
     val_rows = np.unique(val.row)
     val_map = np.full(mels.shape[0], -1)
     val_map[val_rows] = np.arange(len(val_rows))
-    stopper, history = EarlyStopping(model, cfg.patience, higher=True), []
-    for epoch in range(1, cfg.epochs + 1):
+
+    def train_epoch(epoch: int) -> dict:
         model.train()
         total, n = 0.0, 0
         for users, rows, labels in _batches(train, loss_kind, n_neg, cfg.batch_size, rng):
@@ -209,14 +209,13 @@ def fit_audio(model_name: str, frames: int, mels: np.ndarray, train: Pairs, val:
             opt.step()
             sched.step()
             total, n = total + float(loss.detach()) * len(users), n + len(users)
+        return {"train_loss": total / max(n, 1)}
+
+    def validate(row: dict) -> dict:
         ae = track_embeddings(model.cnn, mels, val_rows, frames, device, n_segments=1)
         anchor = model.users(torch.arange(n_users, device=device)).detach().cpu().numpy()
-        val_auc = _auc(val.liked, scores(anchor, ae, val, val_map))
-        row = {"epoch": epoch, "train_loss": total / max(n, 1), "val_auc": val_auc,
-               "lr": opt.param_groups[0]["lr"]}
-        history.append(row)
-        if on_epoch:
-            on_epoch(row)
-        if stopper.step(val_auc):
-            break
+        return {"val_auc": _auc(val.liked, scores(anchor, ae, val, val_map)), "lr": opt.param_groups[0]["lr"]}
+
+    stopper = EarlyStopping(cfg.patience, mode="max", model=model)
+    history = run_epochs(cfg.epochs, train_epoch, validate, stopper, monitor="val_auc", on_epoch=on_epoch)
     return stopper.restore().eval(), history

@@ -17,7 +17,8 @@ import scipy.sparse as sp
 
 from ctxtag.labelling.matcher import match_contexts, match_many
 
-__all__ = ["match_contexts", "context_matrix", "playlist_counts", "labels_from_counts", "LabelledSet"]
+__all__ = ["match_contexts", "context_matrix", "playlist_counts", "labels_from_counts", "LabelledSet",
+           "cooccurrence", "agreement_with_truth"]
 
 
 @dataclass
@@ -75,3 +76,22 @@ def track_metadata(entries: pd.DataFrame, track_ids: np.ndarray) -> pd.DataFrame
     pairs = entries.groupby(["track_id", "artist_id", "album_id"]).size().rename("n").reset_index()
     best = pairs.sort_values(["track_id", "n"], ascending=[True, False]).drop_duplicates("track_id")
     return best.set_index("track_id").loc[track_ids, ["artist_id", "album_id"]].reset_index()
+
+
+def cooccurrence(labels: np.ndarray) -> np.ndarray:
+    """ICASSP 2020 Fig. 1: how many tracks carry each pair of contexts."""
+    y = labels.astype(np.int64)
+    return y.T @ y
+
+
+def agreement_with_truth(final: LabelledSet, truth_ids: np.ndarray, truth: np.ndarray) -> dict:
+    """On the generated world: which share of the true (track, context) pairs the labels recover."""
+    rows = pd.Index(truth_ids).get_indexer(final.track_ids)
+    t = truth[rows].astype(bool)
+    y = final.labels.astype(bool)
+    return {
+        "label_precision": float((y & t).sum() / max(y.sum(), 1)),
+        "label_recall": float((y & t).sum() / max(t.sum(), 1)),
+        "missing_positive_share": float((t & ~y).sum() / max(t.sum(), 1)),
+        "true_labels_per_track": float(t.sum(axis=1).mean()),
+    }

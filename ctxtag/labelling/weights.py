@@ -141,3 +141,17 @@ def compute_weights(labels: np.ndarray, counts: np.ndarray, pairwise: bool = Tru
         neg_pairwise=negative_pairwise(labels) if pairwise else None,
         pos_tfidf=positive_tfidf(labels, counts),
     )
+
+
+def summary(w: Weights, labels: np.ndarray, contexts: tuple[str, ...]) -> dict:
+    """Mean negative weight per scheme and context, and the positive weights' spread."""
+    neg = labels == 0
+    return {
+        "tracks": len(labels),
+        "mean_negative_weight": {
+            name: {c: float(arr[neg[:, j], j].mean()) if neg[:, j].any() else None
+                   for j, c in enumerate(contexts)}
+            for name, arr in w.as_dict().items() if name.startswith("neg_")
+        },
+        "positive_weight": {"mean": float(w.pos_tfidf[labels == 1].mean()), "max": float(w.pos_tfidf.max())},
+    }

@@ -6,6 +6,7 @@ the quarantine with its file, row and reason, and the others go on. Valid events
 UTC date as ``date=YYYY-MM-DD/part-<content hash>.parquet``: a partition file is never rewritten,
 late or out-of-order events for a date land in a new part, and an event already in the lake
 (same user, track and instant) is not written again — so re-ingesting the same drop is a no-op.
+The rules themselves live in ctxtag.listening.rules, shared with the logs gate and the API.
 """
 
 from __future__ import annotations
@@ -18,15 +19,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ctxtag.common.io import collect_files, undecodable
+from ctxtag.common.io import collect_files
 from ctxtag.common.quarantine import InputError, Rejection
 from ctxtag.config import LogsConfig
-
-REQUIRED = ("user_id", "track_id", "timestamp", "device", "network")
-OPTIONAL = ("location", "age", "gender", "context", "feedback")
-KEY = ("user_id", "track_id", "event_timestamp")
-# ISO 8601 with an explicit offset: the local time of day is part of the signal
-_OFFSET = r"(?:Z|[+-]\d\d:?\d\d)$"
+from ctxtag.listening import rules
+from ctxtag.listening.rules import KEY, OPTIONAL, REQUIRED
 
 
 @dataclass
@@ -61,56 +58,13 @@ def read_drops(paths: Iterable[str | Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _offset_minutes(stamps: pd.Series) -> pd.Series:
-    off = stamps.str.extract(f"({_OFFSET[:-1]})$", expand=False)
-    sign = np.where((off.str[0] == "-").fillna(False).to_numpy(dtype=bool), -1, 1)
-    digits = off.str.replace(":", "", regex=False).str.lstrip("+-")
-    minutes = pd.to_numeric(digits.str[:2], errors="coerce") * 60 + pd.to_numeric(digits.str[2:4], errors="coerce")
-    return (sign * minutes.where(off != "Z", 0)).astype("Int64")
-
-
 def validate(raw: pd.DataFrame, cfg: LogsConfig, contexts: Sequence[str], now: pd.Timestamp,
              known_tracks: set[str] | None = None) -> tuple[pd.DataFrame, list[Rejection]]:
-    """Apply every rule; the first failing rule of a row is its reason. Returns valid events."""
-    df = raw.copy()
-    for col in ("user_id", "track_id", "timestamp", "device", "network", "location", "gender", "context", "feedback"):
-        s = df[col].astype("string").str.strip()
-        df[col] = s.mask(s == "")
-    for col in ("device", "network", "gender", "context", "feedback"):
-        df[col] = df[col].str.lower()
-    reason = pd.Series(pd.NA, index=df.index, dtype="object")
-
-    def mark(mask: pd.Series, text: str) -> None:
-        reason[mask.fillna(False).astype(bool) & reason.isna()] = text
-
-    text = df[["user_id", "track_id", "timestamp", "device", "network", "location", "context", "feedback"]]
-    mark(text.apply(undecodable).any(axis=1), "not valid UTF-8: undecodable bytes")
-    for col in ("user_id", "track_id", "timestamp", "device", "network"):
-        mark(df[col].isna(), f"missing {col}")
-    has_tz = df["timestamp"].str.contains(_OFFSET, regex=True)
-    mark(~has_tz, "timestamp has no time zone offset (need ISO 8601 like 2026-01-05T08:00:00+01:00)")
-    ts = pd.to_datetime(df["timestamp"].where(has_tz), utc=True, errors="coerce", format="ISO8601")
-    mark(ts.isna(), "unparseable timestamp")
-    mark(ts > now + pd.Timedelta(seconds=cfg.max_future_s), "timestamp in the future")
-    mark(~df["device"].isin(cfg.devices), f"unknown device (allowed: {', '.join(cfg.devices)})")
-    mark(~df["network"].isin(cfg.networks), f"unknown network (allowed: {', '.join(cfg.networks)})")
-    mark(df["gender"].notna() & ~df["gender"].isin(cfg.genders), "unknown gender")
-    mark(df["context"].notna() & ~df["context"].isin(contexts), "unknown context label")
-    mark(df["feedback"].notna() & ~df["feedback"].isin(cfg.feedback),
-         f"unknown feedback (allowed: {', '.join(cfg.feedback)}, or empty)")
-    age = pd.to_numeric(df["age"], errors="coerce")
-    mark(df["age"].notna() & (age.isna() | (age < cfg.min_age) | (age > cfg.max_age)),
-         f"age not a number in [{cfg.min_age}, {cfg.max_age}]")
-    if known_tracks is not None:
-        mark(~df["track_id"].isin(known_tracks), "unknown track_id: not in the track catalogue")
-
-    df["event_timestamp"] = ts
-    df["utc_offset_min"] = _offset_minutes(df["timestamp"].fillna(""))
-    df["age"] = age
-    ok = reason.isna()
-    dup = ok & df[ok].duplicated(list(KEY), keep="first").reindex(df.index, fill_value=False)
-    mark(dup, "duplicate event: same user, track and instant as an earlier row")
-
+    """Apply the rule table (ctxtag.listening.rules); a row's reason is the first rule it breaks.
+    Returns valid events."""
+    df = rules.prepare(raw)
+    reason = rules.first_broken(df, rules.log_rules(cfg, contexts), now, known_tracks)
+    df["age"] = pd.to_numeric(df["age"], errors="coerce")
     bad = reason.notna()
     rejections = [
         Rejection(r.source, int(r.row), str(reason.loc[i]), track_id=None if pd.isna(r.track_id) else str(r.track_id),

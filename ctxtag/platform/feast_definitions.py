@@ -10,6 +10,15 @@ from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
+# the offline parquet of each source, inside the Feast folder (paths.feast)
+OFFLINE_SOURCES = ("user_history", "user_device_time", "track_features", "track_embeddings", "user_embeddings")
+
+
+def offline_file(data_dir: Path, source: str) -> Path:
+    if source not in OFFLINE_SOURCES:
+        raise ValueError(f"unknown offline source {source!r}; one of {OFFLINE_SOURCES}")
+    return Path(data_dir) / f"{source}.parquet"
+
 
 def definitions(data_dir: Path, contexts: Sequence[str], devices: Sequence[str], networks: Sequence[str],
                 embeddings: bool = True) -> list:
@@ -29,7 +38,7 @@ def definitions(data_dir: Path, contexts: Sequence[str], devices: Sequence[str],
                 *[Field(name=f"ctx_share_{c}", dtype=Float32) for c in contexts],
                 Field(name="top_artists", dtype=Array(String)),
                 Field(name="history_embedding", dtype=Array(Float32))],
-        source=FileSource(name="user_history_snapshots", path=str(data_dir / "user_history.parquet"),
+        source=FileSource(name="user_history_snapshots", path=str(offline_file(data_dir, "user_history")),
                           timestamp_field="event_timestamp"),
         online=True,
         description="streams, per-context counts/shares, top artists, history embedding per daily snapshot",
@@ -42,7 +51,7 @@ def definitions(data_dir: Path, contexts: Sequence[str], devices: Sequence[str],
                 *[Field(name=f"network_share_{n}", dtype=Float32) for n in networks],
                 Field(name="hour_dist", dtype=Array(Float32)), Field(name="weekday_dist", dtype=Array(Float32)),
                 *[Field(name=n, dtype=Float32) for n in ("hour_sin", "hour_cos", "weekday_sin", "weekday_cos")]],
-        source=FileSource(name="user_device_time_snapshots", path=str(data_dir / "user_device_time.parquet"),
+        source=FileSource(name="user_device_time_snapshots", path=str(offline_file(data_dir, "user_device_time")),
                           timestamp_field="event_timestamp"),
         online=True,
         description="device/network shares, local hour and weekday distributions, cyclic encodings",
@@ -55,7 +64,7 @@ def definitions(data_dir: Path, contexts: Sequence[str], devices: Sequence[str],
         schema=[Field(name="context_probs", dtype=Array(Float32)),
                 Field(name="audio_embedding", dtype=Array(Float32)),
                 Field(name="tagger", dtype=String)],
-        source=FileSource(name="track_audio_snapshots", path=str(data_dir / "track_features.parquet"),
+        source=FileSource(name="track_audio_snapshots", path=str(offline_file(data_dir, "track_features")),
                           timestamp_field="event_timestamp"),
         online=True,
         description="the audio tagger's context probabilities and 256-d embedding of each track",
@@ -73,7 +82,7 @@ def definitions(data_dir: Path, contexts: Sequence[str], devices: Sequence[str],
         schema=[Field(name="listening_embedding", dtype=Array(Float32)),
                 Field(name="cold_start", dtype=Bool),
                 Field(name="embedding_model", dtype=String)],
-        source=FileSource(name="track_embedding_snapshots", path=str(data_dir / "track_embeddings.parquet"),
+        source=FileSource(name="track_embedding_snapshots", path=str(offline_file(data_dir, "track_embeddings")),
                           timestamp_field="event_timestamp"),
         online=True,
         description="40-d audio embedding (AE) of each track, learnt from listening data; cold_start: "
@@ -84,7 +93,7 @@ def definitions(data_dir: Path, contexts: Sequence[str], devices: Sequence[str],
         entities=[user],
         ttl=timedelta(days=365),
         schema=[Field(name="listening_embedding", dtype=Array(Float32))],
-        source=FileSource(name="user_embedding_snapshots", path=str(data_dir / "user_embeddings.parquet"),
+        source=FileSource(name="user_embedding_snapshots", path=str(offline_file(data_dir, "user_embeddings")),
                           timestamp_field="event_timestamp"),
         online=True,
         description="40-d user embedding (UE) from listening history and demographics (user branch)",

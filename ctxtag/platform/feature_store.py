@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from ctxtag.common.io import atomic_path
 from ctxtag.config import Params
-from ctxtag.platform.feast_definitions import definitions
+from ctxtag.platform.feast_definitions import definitions, offline_file
 
 
 def open_store(feast_dir: Path, online: str = "sqlite", redis_url: str = "localhost:6379",
@@ -38,13 +39,13 @@ def publish(store, params: Params, feast_dir: Path, history: pd.DataFrame, devic
 
     ``embeddings``: (track, user) listening-embedding tables of `ctxtag embeddings`, if trained."""
     frames = [history, device_time, tracks]
-    history.to_parquet(feast_dir / "user_history.parquet", index=False)
-    device_time.to_parquet(feast_dir / "user_device_time.parquet", index=False)
-    tracks.to_parquet(feast_dir / "track_features.parquet", index=False)
+    named = {"user_history": history, "user_device_time": device_time, "track_features": tracks}
     if embeddings is not None:
-        embeddings[0].to_parquet(feast_dir / "track_embeddings.parquet", index=False)
-        embeddings[1].to_parquet(feast_dir / "user_embeddings.parquet", index=False)
+        named |= {"track_embeddings": embeddings[0], "user_embeddings": embeddings[1]}
         frames += list(embeddings)
+    for source, frame in named.items():
+        with atomic_path(offline_file(feast_dir, source)) as tmp:
+            frame.to_parquet(tmp, index=False)
     store.apply(definitions(feast_dir.resolve(), params.contexts, params.logs.devices, params.logs.networks,
                             embeddings=embeddings is not None))
     stamps = pd.concat([f["event_timestamp"] for f in frames])

@@ -5,8 +5,12 @@ Each gate runs one expectation suite through a GX checkpoint (file-mode context 
 (an unknown device, a future timestamp, a duplicate event...) send those rows to the quarantine
 with the expectation that failed as the reason; the gate fails when more than
 ``quality.max_bad_share`` of the rows are bad, or when a dataset-level expectation fails (label
-balance, row count). A failed gate raises GateFailed, which stops `dvc repro` and the Airflow
-run downstream of it.
+balance, row count, playlist distributions). A failed gate raises GateFailed, which stops
+`dvc repro` and the Airflow run downstream of it.
+
+The listening-log expectations are built from the rule table that ingestion and the API also
+apply (ctxtag.listening.rules). The playlists gate checks only dataset-level properties: the
+playlist reader already drops or quarantines bad rows.
 """
 
 from __future__ import annotations
@@ -20,6 +24,11 @@ import pandas as pd
 
 from ctxtag.common.quarantine import Rejection, write_quarantine
 from ctxtag.config import Params
+from ctxtag.labelling.matcher import match_many
+from ctxtag.listening.rules import KEY as LOG_KEY
+from ctxtag.listening.rules import Rule, log_rules
+
+TITLE_MEDIAN_CHARS = (2, 100)          # median playlist title length; the Deezer titles' is 8
 
 
 class GateFailed(RuntimeError):
@@ -47,25 +56,45 @@ def _x(name: str, **kw):
 
 
 # --- the suites: each returns (frame to validate, expectations); built from params ------------
+def _log_expectation(rule: Rule, now: pd.Timestamp) -> list:
+    """One rule of the listening-log table over the lake, where the timestamp is already parsed
+    (event_timestamp in UTC, utc_offset_min) and categories are already lower-case."""
+    col = "event_timestamp" if rule.column == "timestamp" else rule.column
+    kw = {"notes": rule.reason}                       # the table's reason, shown in the data docs
+    match rule.check:
+        case "present":
+            return [_x("ExpectColumnValuesToNotBeNull", column=col, **kw)]
+        case "max_length":
+            return [_x("ExpectColumnValueLengthsToBeBetween", column=col, max_value=int(rule.high), **kw)]
+        case "has_offset":
+            return [_x("ExpectColumnValuesToNotBeNull", column="utc_offset_min", **kw)]
+        case "offset_range":
+            return [_x("ExpectColumnValuesToBeBetween", column="utc_offset_min", min_value=rule.low,
+                       max_value=rule.high, **kw)]
+        case "not_future":
+            latest = int((now + pd.Timedelta(seconds=rule.high)).timestamp())
+            return [_x("ExpectColumnValuesToBeBetween", column="event_epoch_s", max_value=latest, **kw)]
+        case "in_set":
+            return [_x("ExpectColumnValuesToBeInSet", column=col, value_set=list(rule.allowed), **kw)]
+        case "between":
+            return [_x("ExpectColumnValuesToBeBetween", column=col, min_value=rule.low, max_value=rule.high, **kw)]
+        case "unique":
+            return [_x("ExpectCompoundColumnsToBeUnique", column_list=list(LOG_KEY), **kw)]
+    # decodes, parses: the lake holds decoded text and parsed instants; in_catalogue: a check
+    # against another dataset, done at ingestion where the catalogue is read anyway
+    return []
+
+
 def logs_suite(events: pd.DataFrame, params: Params, now: pd.Timestamp) -> tuple[pd.DataFrame, list]:
-    lg = params.logs
-    frame = events.assign(event_epoch_s=events["event_timestamp"].astype("int64") // 10**9)
+    """The listening-log rule table (ctxtag.listening.rules) as expectations, plus the row count."""
+    # whole seconds since 1970 whatever the stored unit; NaT stays missing (and fails not-null)
+    epoch_s = (events["event_timestamp"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    frame = events.assign(event_epoch_s=epoch_s)
     if "feedback" not in frame:                      # partitions written before feedback was logged
         frame["feedback"] = None
-    latest = int((now + pd.Timedelta(seconds=lg.max_future_s)).timestamp())
-    return frame, [
-        *[_x("ExpectColumnValuesToNotBeNull", column=c) for c in ("user_id", "track_id", "event_timestamp")],
-        _x("ExpectColumnValuesToBeInSet", column="device", value_set=list(lg.devices)),
-        _x("ExpectColumnValuesToBeInSet", column="network", value_set=list(lg.networks)),
-        _x("ExpectColumnValuesToBeInSet", column="context", value_set=list(params.contexts)),
-        _x("ExpectColumnValuesToBeInSet", column="gender", value_set=list(lg.genders)),
-        _x("ExpectColumnValuesToBeInSet", column="feedback", value_set=list(lg.feedback)),
-        _x("ExpectColumnValuesToBeBetween", column="age", min_value=lg.min_age, max_value=lg.max_age),
-        _x("ExpectColumnValuesToBeBetween", column="utc_offset_min", min_value=-14 * 60, max_value=14 * 60),
-        _x("ExpectColumnValuesToBeBetween", column="event_epoch_s", max_value=latest),   # not in the future
-        _x("ExpectCompoundColumnsToBeUnique", column_list=["user_id", "track_id", "event_timestamp"]),
-        _x("ExpectTableRowCountToBeBetween", min_value=1),
-    ]
+    table = log_rules(params.logs, params.contexts)
+    return frame, [*(x for rule in table for x in _log_expectation(rule, now)),
+                   _x("ExpectTableRowCountToBeBetween", min_value=1)]
 
 
 def labels_suite(labels: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, list]:
@@ -82,14 +111,26 @@ def labels_suite(labels: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, li
 
 
 def playlists_suite(playlists: pd.DataFrame, entries: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, list]:
+    """Dataset-level only. The reader (ctxtag.labelling.playlists) already quarantines the rows
+    without an id, a title or tracks and the duplicate ids; this checks what no single row shows."""
     sizes = entries.groupby("playlist_id").size()
-    frame = playlists.assign(n_tracks=playlists["playlist_id"].map(sizes).fillna(0).astype(int))
+    titles = playlists["title"].astype(str)
+    frame = playlists[["playlist_id"]].assign(
+        n_tracks=playlists["playlist_id"].map(sizes).fillna(0).astype(int),
+        title_length=titles.str.strip().str.len(),
+        has_context=[int(bool(found)) for found in match_many(titles, params.contexts)])
+    lo, hi = TITLE_MEDIAN_CHARS
     return frame, [
-        _x("ExpectColumnValuesToNotBeNull", column="playlist_id"),
-        _x("ExpectColumnValuesToBeUnique", column="playlist_id"),
-        _x("ExpectColumnValuesToNotBeNull", column="title"),
-        _x("ExpectColumnValuesToBeBetween", column="n_tracks", min_value=1, max_value=params.quality.max_playlist_tracks),
         _x("ExpectTableRowCountToBeBetween", min_value=1),
+        # ids stay unique across files (the reader's job): any duplicate fails the whole gate
+        _x("ExpectColumnProportionOfUniqueValuesToBeBetween", column="playlist_id", min_value=1.0),
+        # no title naming a context means no labels downstream
+        _x("ExpectColumnMeanToBeBetween", column="has_context", min_value=0.0, strict_min=True),
+        # titles are short phrases; a median outside this means ids or descriptions in the title column
+        _x("ExpectColumnMedianToBeBetween", column="title_length", min_value=lo, max_value=hi),
+        # the reader takes playlists of any length: an oversized one is quarantined here, and the
+        # gate fails only when more than quality.max_bad_share of them are (one bad row never stops a batch)
+        _x("ExpectColumnValuesToBeBetween", column="n_tracks", max_value=params.quality.max_playlist_tracks),
     ]
 
 

@@ -1,22 +1,20 @@
-"""`python -m ctxtag.platform.summary`: the headline figures of the last `dvc repro`, for people."""
+"""`ctxtag summary`: the headline figures of the last `dvc repro`, for people."""
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
-from ctxtag.config import load_params
+from ctxtag.config import Params
 
 
-def main(params_path: str = "params.yaml") -> int:
+def print_summary(params: Params) -> dict:
     from rich.console import Console
     from rich.table import Table
 
-    params = load_params(params_path)
     rep = params.paths.reports
     console = Console()
-    labels = json.loads((rep / "labels.json").read_text())
+    labels = json.loads(params.paths.report("labels").read_text())
     table = Table(title="ctxtag: labelled dataset")
     table.add_column("figure")
     table.add_column("value", justify="right")
@@ -27,7 +25,7 @@ def main(params_path: str = "params.yaml") -> int:
         table.add_row(key, f"{value:.2f}" if isinstance(value, float) else str(value))
     for key, value in labels.get("vs_truth", {}).items():
         table.add_row(f"vs truth: {key}", f"{value:.3f}")
-    split_path = rep / "split.json"
+    split_path = params.paths.report("split")
     if split_path.exists():
         split = json.loads(split_path.read_text())
         for name, s in split["splits"].items():
@@ -41,8 +39,4 @@ def main(params_path: str = "params.yaml") -> int:
             console.print(Markdown((rep / name).read_text(encoding="utf-8")))
     plots = sorted(Path(rep / "plots").glob("*.png"))
     console.print("plots: " + ", ".join(str(p) for p in plots))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:]))
+    return {"reports": str(rep), "plots": len(plots)}

@@ -13,7 +13,7 @@ and the reason; a model that is not loaded gets 503 from /ready and the model ro
 """
 
 # no `from __future__ import annotations`: FastAPI reads the route annotations at runtime, and the
-# request models are local to create_app (they carry the params' devices, contexts, limits)
+# request models are built per params (they carry the params' devices, contexts, limits)
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -26,19 +26,12 @@ def create_app(params: Params, root: Path = Path("."), service=None, online: str
                redis_url: str = "localhost:6379"):
     import pandas as pd
     from fastapi import FastAPI, File, HTTPException, UploadFile
-    from pydantic import BaseModel, Field, field_validator
 
     from ctxtag.audio.decode import AudioError, load_clip
     from ctxtag.serving.service import Service, UnknownUser
 
-    contexts, devices, networks = list(params.contexts), list(params.logs.devices), list(params.logs.networks)
+    contexts = list(params.contexts)
     state: dict = {"service": service, "error": None}
-    allowed = {"device": devices, "network": networks, "gender": list(params.logs.genders)}
-
-    def _one_of(value: str | None, choices: list[str], what: str) -> str | None:
-        if value is not None and value not in choices:
-            raise ValueError(f"unknown {what} {value!r}; one of {choices}")
-        return value
 
     def svc() -> Service:
         if state["service"] is None:
@@ -49,39 +42,7 @@ def create_app(params: Params, root: Path = Path("."), service=None, online: str
                 raise HTTPException(503, f"not ready: {state['error']}") from exc
         return state["service"]
 
-    class Situation(BaseModel):
-        user_id: str = Field(min_length=1, max_length=64)
-        device: str = Field(description=f"one of {devices}")
-        network: str = Field("wifi", description=f"one of {networks}")
-        timestamp: datetime = Field(description="ISO 8601 with a UTC offset: the listener's local time")
-        age: float | None = Field(None, ge=params.logs.min_age, le=params.logs.max_age)
-        gender: str | None = None
-
-        @field_validator("device", "network", "gender")
-        @classmethod
-        def _known(cls, v: str | None, info) -> str | None:
-            return _one_of(v, allowed[info.field_name], info.field_name)
-
-        @field_validator("timestamp")
-        @classmethod
-        def _tz(cls, v: datetime) -> datetime:
-            if v.tzinfo is None:
-                raise ValueError("timestamp needs a UTC offset (e.g. 2026-01-05T08:30:00+01:00): time of day is local")
-            return v
-
-    class Recommend(BaseModel):
-        user_id: str = Field(min_length=1, max_length=64)
-        context: str | None = Field(None, description=f"one of {contexts}; omit to predict it from the situation")
-        situation: Situation | None = None
-        k: int = Field(10, ge=1, le=500)
-        cold_start: bool = Field(False, description="rank new releases (tracks without listening data) by the "
-                                 "cosine similarity of the user's and the tracks' listening embeddings "
-                                 "(Chen et al.); no context applies")
-
-        @field_validator("context")
-        @classmethod
-        def _context(cls, v: str | None) -> str | None:
-            return _one_of(v, contexts, "context")
+    Situation, Recommend = request_models(params)
 
     app = FastAPI(title="ctxtag", version="1.0",
                   description="Listening contexts for tracks, users, devices and times of day.")
@@ -164,3 +125,58 @@ def create_app(params: Params, root: Path = Path("."), service=None, online: str
                 "tracks": [{"track_id": r["name"], "score": r["score"]} for r in ranked.top(body.k)]}
 
     return app
+
+
+def request_models(params: Params, clock=None) -> tuple[type, type]:
+    """The request bodies (Situation, Recommend). Their listening-log fields are checked by the
+    rule table that ingestion and the logs gate apply (ctxtag.listening.rules): a situation the
+    lake would quarantine gets 422 naming the field, with the table's reason. ``clock`` gives
+    "now" for the no-future-timestamp rule (the wall clock unless a test fixes it)."""
+    import pandas as pd
+    from pydantic import BaseModel, Field, ValidationInfo, field_validator
+
+    from ctxtag.listening import rules
+
+    table = rules.log_rules(params.logs, params.contexts)
+    age_range = rules.find(table, "age", "between")
+    max_id = int(rules.find(table, "user_id", "max_length").high)
+
+    def one_of(column: str) -> str:
+        return f"one of {list(rules.find(table, column, 'in_set').allowed)}"
+
+    def by_table(value, info: ValidationInfo):
+        now = clock() if clock else pd.Timestamp.now(tz="UTC")
+        normal, reason = rules.check_value(table, info.field_name, value, now)
+        if reason:
+            raise ValueError(reason)
+        return normal if isinstance(value, str) else value       # stripped, categories lower-cased
+
+    class Situation(BaseModel):
+        user_id: str = Field(min_length=1, max_length=max_id)
+        device: str = Field(description=one_of("device"))
+        # the API's one leniency: no network means wifi (a filled-in default, which meets the table)
+        network: str = Field("wifi", description=one_of("network"))
+        timestamp: datetime = Field(description="ISO 8601 with a UTC offset: the listener's local time")
+        age: float | None = Field(None, ge=age_range.low, le=age_range.high)
+        gender: str | None = Field(None, description=one_of("gender"))
+
+        @field_validator("user_id", "device", "network", "timestamp", "age", "gender", mode="before")
+        @classmethod
+        def _by_table(cls, v, info: ValidationInfo):
+            return by_table(v, info)
+
+    class Recommend(BaseModel):
+        user_id: str = Field(min_length=1, max_length=max_id)
+        context: str | None = Field(None, description=f"{one_of('context')}; omit to predict it from the situation")
+        situation: Situation | None = None
+        k: int = Field(10, ge=1, le=500)
+        cold_start: bool = Field(False, description="rank new releases (tracks without listening data) by the "
+                                 "cosine similarity of the user's and the tracks' listening embeddings "
+                                 "(Chen et al.); no context applies")
+
+        @field_validator("user_id", "context", mode="before")
+        @classmethod
+        def _by_table(cls, v, info: ValidationInfo):
+            return by_table(v, info)
+
+    return Situation, Recommend

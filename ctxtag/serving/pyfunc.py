@@ -31,13 +31,13 @@ class ContextModel(PythonModel):
     def load_context(self, context) -> None:
         from ctxtag.audio.melspec import LogMel
         from ctxtag.config import params_from_dict
-        from ctxtag.context import train as user_train
-        from ctxtag.tagger.checkpoints import load_cnn
+        from ctxtag.context.artifacts import load_tagger
+        from ctxtag.tagger.inference import load_cnn
 
         self.params = params_from_dict(json.loads(Path(context.artifacts["params"]).read_text()))
         self.cnn, _ = load_cnn(Path(context.artifacts["tagger"]))
-        self.user_aware = user_train.load(context.artifacts["audio_user"])
-        self.joint = user_train.load(context.artifacts["audio_user_situation"])
+        self.user_aware = load_tagger(Path(context.artifacts["audio_user"]))
+        self.joint = load_tagger(Path(context.artifacts["audio_user_situation"]))
         self.frontend = LogMel(self.params.audio).eval()
 
     def _mels(self, frame: pd.DataFrame):
@@ -97,16 +97,24 @@ class ContextModel(PythonModel):
 def log_context_model(params, root: Path, split: str, example: pd.DataFrame):
     """Log the pyfunc (with its signature and an input example) in the active MLflow run."""
     import dataclasses
+    import tempfile
 
+    from ctxtag.context.artifacts import model_path
+
+    models = root / params.paths.user_models / split
+    with tempfile.TemporaryDirectory() as tmp:          # logged as an artifact, never into a DVC output
+        params_file = Path(tmp) / "pyfunc_params.json"
+        params_file.write_text(json.dumps(dataclasses.asdict(params), default=str))
+        artifacts = {"params": str(params_file), "tagger": str(root / params.paths.checkpoint(params.train.loss)),
+                     "audio_user": str(model_path(models, "audio_user")),
+                     "audio_user_situation": str(model_path(models, "audio_user_situation"))}
+        return _log(artifacts, example)
+
+
+def _log(artifacts: dict[str, str], example: pd.DataFrame):
     import mlflow
     from mlflow.models import infer_signature
 
-    params_file = root / params.paths.user_models / "pyfunc_params.json"
-    params_file.write_text(json.dumps(dataclasses.asdict(params), default=str))
-    artifacts = {"params": str(params_file),
-                 "tagger": str(root / params.paths.models / params.train.loss / "best.pt"),
-                 "audio_user": str(root / params.paths.user_models / split / "audio_user.pt"),
-                 "audio_user_situation": str(root / params.paths.user_models / split / "audio_user_situation.pt")}
     model = ContextModel()
 
     class _Ctx:                                        # predict once to infer the output schema
@@ -117,4 +125,4 @@ def log_context_model(params, root: Path, split: str, example: pd.DataFrame):
     signature = infer_signature(example, model.predict(ctx, example))
     return mlflow.pyfunc.log_model(name="context_model", python_model=model, artifacts=artifacts,
                                    signature=signature, input_example=example,
-                                   code_paths=[str(Path(__file__).parent)])
+                                   code_paths=[str(Path(__file__).parents[1])])   # the ctxtag package

@@ -20,6 +20,7 @@ import torch
 from ctxtag.config import Params
 from ctxtag.context.features import blocks
 from ctxtag.context.streams import situation, user_feature_refs
+from ctxtag.platform.feast_definitions import offline_file
 
 
 class UnknownUser(LookupError):
@@ -39,7 +40,7 @@ class Ranked:
 class Service:
     def __init__(self, params: Params, root: Path, online: str = "sqlite", redis_url: str = "localhost:6379"):
         from ctxtag.audio.melspec import LogMel
-        from ctxtag.context import train as user_train  # noqa: F401  (fail at start-up, not per request)
+        from ctxtag.context import artifacts
         from ctxtag.platform.feature_store import open_store
 
         self.params, self.root = params, Path(root)
@@ -47,10 +48,8 @@ class Service:
         self.store = open_store(self.root / p.feast, online, redis_url=redis_url)
         self.user_refs = user_feature_refs(self.store)
         models = self.root / p.user_models / params.serving.split
-        import joblib
-
-        self.situational = joblib.load(models / "situational.joblib")
-        self.user_aware = user_train.load(models / "audio_user.pt")
+        self.situational = artifacts.load_situational(artifacts.model_path(models, "situational"))
+        self.user_aware = artifacts.load_tagger(artifacts.model_path(models, "audio_user"))
         self.frontend = LogMel(params.audio).eval()
         self.tagger, self.tagger_version = self._champion()
         tracks = self.store.get_online_features(
@@ -64,7 +63,7 @@ class Service:
         cosine search. None when not published."""
         from ctxtag.serving import ann
 
-        path = self.root / self.params.paths.feast / "track_embeddings.parquet"
+        path = offline_file(self.root / self.params.paths.feast, "track_embeddings")
         if not path.exists():
             return None
         ids = pd.read_parquet(path, columns=["track_id"])["track_id"].astype(str).tolist()
@@ -78,7 +77,7 @@ class Service:
                         ann.build(vectors, cfg.ann_min_tracks, cfg.ann_m, cfg.ann_ef_search))}
 
     def _catalogue(self) -> list[str]:
-        frame = pd.read_parquet(self.root / self.params.paths.feast / "track_features.parquet", columns=["track_id"])
+        frame = pd.read_parquet(offline_file(self.root / self.params.paths.feast, "track_features"), columns=["track_id"])
         return frame["track_id"].astype(str).tolist()
 
     def _champion(self):

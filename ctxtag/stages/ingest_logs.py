@@ -15,6 +15,6 @@ def run(params: Params, now: pd.Timestamp | None = None) -> dict:
     sources = [p.listening_logs] + ([p.incoming_logs] if p.incoming_logs.exists() else [])
     result = ingest(sources, p.lake, params.logs, params.contexts, now=now,
                     known_tracks=known_track_ids(p.tracks))
-    write_quarantine(result.rejections, p.quarantine / "listening_logs.jsonl")
-    write_json(result.stats, p.reports / "ingest_logs.json")
+    write_quarantine(result.rejections, p.quarantined("listening_logs"))
+    write_json(result.stats, p.report("ingest_logs"))
     return result.stats

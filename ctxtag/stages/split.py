@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ctxtag.common.io import read_matrix, write_json
+from ctxtag.common.io import atomic_path, read_matrix, write_json
 from ctxtag.common.plots import bar_chart
 from ctxtag.config import Params
 from ctxtag.labelling.splits import group_ids, iterative_stratification, split_report
@@ -13,20 +13,19 @@ from ctxtag.vocabulary import SPLITS
 
 
 def run(params: Params) -> dict:
-    contexts = params.contexts
-    ids, y = read_matrix(params.paths.labelled / "labels.csv", contexts)
-    meta = pd.read_csv(params.paths.labelled / "tracks.csv", dtype=str).set_index("track_id").loc[ids]
+    p, contexts = params.paths, params.contexts
+    ids, y = read_matrix(p.labels_csv, contexts)
+    meta = pd.read_csv(p.labelled_tracks_csv, dtype=str).set_index("track_id").loc[ids]
     artists, albums = meta["artist_id"].to_numpy(), meta["album_id"].to_numpy()
     split = iterative_stratification(y, group_ids(artists, albums), list(params.split.ratios().values()),
                                      params.seed)
-    out = params.paths.splits
-    out.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"track_id": ids, "split": np.asarray(SPLITS)[split]}).to_csv(out / "split.csv", index=False)
     report = split_report(y, split, contexts, artists, albums)
-    write_json(report, params.paths.reports / "split.json")
-    bar_chart({name: [report["splits"][name]["positive_ratio"][c] for c in contexts] for name in SPLITS},
-              contexts, params.paths.reports / "plots/split_positive_ratio.png",
-              "Positive ratio per context in each split", "share of tracks")
     if any(report["overlap"].values()):
         raise AssertionError(f"artist/album overlap between splits: {report['overlap']}")
+    with atomic_path(p.split_csv) as tmp:
+        pd.DataFrame({"track_id": ids, "split": np.asarray(SPLITS)[split]}).to_csv(tmp, index=False)
+    write_json(report, p.report("split"))
+    bar_chart({name: [report["splits"][name]["positive_ratio"][c] for c in contexts] for name in SPLITS},
+              contexts, p.plot("split_positive_ratio"),
+              "Positive ratio per context in each split", "share of tracks")
     return report

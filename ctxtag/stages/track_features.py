@@ -10,23 +10,22 @@ from __future__ import annotations
 import pandas as pd
 
 from ctxtag.audio.mel_cache import extract
-from ctxtag.common.io import audio_paths, write_json
+from ctxtag.common.io import atomic_path, audio_paths, write_json
 from ctxtag.config import Params
-from ctxtag.tagger.checkpoints import load_cnn
-from ctxtag.tagger.track_features import infer, track_frame
+from ctxtag.tagger.inference import infer, load_cnn, track_frame
 
 
 def run(params: Params) -> dict:
     p = params.paths
-    model, meta = load_cnn(p.models / params.train.loss / "best.pt")
+    model, meta = load_cnn(p.checkpoint(params.train.loss))
     audio_of = audio_paths(p.tracks)
     mels = extract(audio_of.index.tolist(), [p.audio_root / a for a in audio_of], params.audio, p.mel_cache)
     probs, embs = infer(model, mels.mels)
     frame = track_frame(mels.track_ids, probs, embs, f"cnn-{meta['loss']}", pd.Timestamp.now(tz="UTC").floor("s"))
-    p.track_features.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(p.track_features / "track_features.parquet", index=False)
+    with atomic_path(p.track_features_parquet) as tmp:
+        frame.to_parquet(tmp, index=False)
     stats = {"tracks": len(frame), "skipped": len(mels.skipped), "mel_cache_hits": mels.cache_hits,
              "tagger": f"cnn-{meta['loss']}", "embedding_dim": int(embs.shape[1]),
              "mean_context_probability": float(probs.mean()) if len(probs) else None}
-    write_json(stats, p.reports / "track_features.json")
+    write_json(stats, p.report("track_features"))
     return stats

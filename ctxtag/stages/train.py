@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +11,13 @@ import torch
 
 from ctxtag.common.io import write_json
 from ctxtag.common.plots import line_chart
+from ctxtag.common.tracking import log_metrics, log_params, setup_mlflow, start_resumable_run
+from ctxtag.common.training import pick_device
 from ctxtag.config import Params
-from ctxtag.tagger.checkpoints import load_cnn, model_meta
 from ctxtag.tagger.dataset import load_splits
+from ctxtag.tagger.inference import load_cnn, model_meta
 from ctxtag.tagger.model import ChoiCNN
-from ctxtag.tagger.train import fingerprint, pick_device, train
+from ctxtag.tagger.train import fingerprint, train
 
 
 def _file_hash(path: Path) -> str:
@@ -26,47 +27,34 @@ def _file_hash(path: Path) -> str:
 def run(params: Params, loss: str | None = None) -> dict:
     cfg = dataclasses.replace(params.train, loss=loss or params.train.loss)
     p = params.paths
-    data = load_splits(p.features, p.labelled, p.weights / "weights.npz", p.splits / "split.csv",
-                       params.contexts, cfg.loss)
+    data = load_splits(p, params.contexts, cfg.loss)
     torch.manual_seed(params.seed)
     model = ChoiCNN(params.audio.n_mels, params.audio.n_frames, len(params.contexts), dropout=cfg.dropout)
     print(model.summary())
     fp = fingerprint(cfg, params.seed, {
         "contexts": params.contexts, "audio": dataclasses.asdict(params.audio),
-        "features": _file_hash(p.features / "index.csv"), "labels": _file_hash(p.labelled / "labels.csv"),
-        "split": _file_hash(p.splits / "split.csv"), "weights": _file_hash(p.weights / "weights.npz")})
-    out = p.models / cfg.loss
+        "features": _file_hash(p.features / "index.csv"), "labels": _file_hash(p.labels_csv),
+        "split": _file_hash(p.split_csv), "weights": _file_hash(p.weights_npz)})
+    out = p.model_dir(cfg.loss)
     out.mkdir(parents=True, exist_ok=True)
     meta = model_meta(params.contexts, params.audio, cfg.dropout, cfg.loss)
 
-    run_file = out / "mlflow_run.json"
     mlflow = None
     if cfg.log_mlflow:
         import mlflow
 
-        from ctxtag.common.tracking import setup_mlflow
-
         setup_mlflow(cfg.experiment)
-        previous = json.loads(run_file.read_text()) if run_file.exists() else {}
-        resume_id = previous.get("run_id") if previous.get("fingerprint") == fp else None
-        if resume_id is not None:
-            try:                                  # the tracking store may have been reset since
-                mlflow.get_run(resume_id)
-            except mlflow.exceptions.MlflowException:
-                resume_id = None
-        mlflow.start_run(run_id=resume_id, run_name=None if resume_id else f"cnn-{cfg.loss}")
-        run_file.write_text(json.dumps({"run_id": mlflow.active_run().info.run_id, "fingerprint": fp}))
-        if resume_id is None:
-            mlflow.log_params({**{f"train.{k}": v for k, v in dataclasses.asdict(cfg).items() if k != "configs"},
-                               "seed": params.seed, "n_parameters": model.num_parameters(),
-                               "n_train": len(data.datasets["train"]), "n_validation": len(data.datasets["validation"]),
-                               "device": str(pick_device(cfg)), "fingerprint": fp})
+        if not start_resumable_run(out / "mlflow_run.json", fp, f"cnn-{cfg.loss}"):
+            log_params({**{f"train.{k}": v for k, v in dataclasses.asdict(cfg).items() if k != "configs"},
+                        "seed": params.seed, "n_parameters": model.num_parameters(),
+                        "n_train": len(data.datasets["train"]), "n_validation": len(data.datasets["validation"]),
+                        "device": str(pick_device(cfg.device)), "fingerprint": fp})
             mlflow.log_text(model.summary(), "model_summary.txt")
 
     def on_epoch(epoch: int, row: dict) -> None:
         print(f"[{cfg.loss}] epoch {epoch:3d}  train {row['train_loss']:.4f}  val {row['val_loss']:.4f}  lr {row['lr']:.4g}")
         if mlflow is not None:
-            mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
+            log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
 
     try:
         result = train(model, data.datasets["train"], data.datasets["validation"], cfg, out, params.seed, fp,
@@ -80,21 +68,21 @@ def run(params: Params, loss: str | None = None) -> dict:
     seconds = sum(h["seconds"] for h in result.history)
     summary = {"loss": cfg.loss, "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
                "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
-               "resumed_from_epoch": result.resumed_from, "device": str(pick_device(cfg)),
+               "resumed_from_epoch": result.resumed_from, "device": str(pick_device(cfg.device)),
                "n_parameters": model.num_parameters(), "seconds_training": seconds,
                "train_samples_per_s": len(data.datasets["train"]) * result.epochs_run / seconds if seconds else None}
     hist = result.history
+    plot = p.plot(f"train_loss_{cfg.loss}")
     line_chart({"train": [h["train_loss"] for h in hist], "validation": [h["val_loss"] for h in hist]},
-               [h["epoch"] for h in hist], p.reports / f"plots/train_loss_{cfg.loss}.png",
-               f"Loss per epoch ({cfg.loss})", "epoch", "loss")
-    write_json(summary, p.reports / f"train/{cfg.loss}.json")
+               [h["epoch"] for h in hist], plot, f"Loss per epoch ({cfg.loss})", "epoch", "loss")
+    write_json(summary, p.report(f"train/{cfg.loss}"))
     if mlflow is not None and epochs_now == 0:
         mlflow.end_run()                              # a finished run resumed: nothing new to log
     elif mlflow is not None:
-        best, _ = load_cnn(out / "best.pt")
+        best, _ = load_cnn(p.checkpoint(cfg.loss))
         _log_model(mlflow, best, data.datasets["validation"])
-        mlflow.log_artifact(str(p.reports / f"plots/train_loss_{cfg.loss}.png"), "plots")
-        mlflow.log_metrics({"best_val_loss": result.best_val_loss, "best_epoch": result.best_epoch})
+        mlflow.log_artifact(str(plot), "plots")
+        log_metrics({"best_val_loss": result.best_val_loss, "best_epoch": result.best_epoch})
         mlflow.end_run()
     return summary
 

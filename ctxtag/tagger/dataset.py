@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from ctxtag.audio import mel_set
 from ctxtag.common.io import read_matrix
+from ctxtag.common.paths import Paths
 from ctxtag.tagger.losses import weight_arrays
+from ctxtag.vocabulary import SPLITS
 
 
 class MelDataset(Dataset):
@@ -55,24 +57,22 @@ class SplitData:
     labels: dict[str, np.ndarray]
 
 
-def load_splits(features_dir: Path, labelled_dir: Path, weights_path: Path, splits_path: Path,
-                contexts: tuple[str, ...], loss: str) -> SplitData:
+def load_splits(paths: Paths, contexts: tuple[str, ...], loss: str) -> SplitData:
     """Join features, labels, weights and the split on track_id; tracks without audio drop out."""
-    mels = np.load(features_dir / "mels.npy", mmap_mode="r")
-    index = pd.read_csv(features_dir / "index.csv", dtype={"track_id": str})
-    row_of = pd.Series(index["row"].to_numpy(), index=index["track_id"])
-    ids, y = read_matrix(labelled_dir / "labels.csv", contexts)
-    w = np.load(weights_path, allow_pickle=False)
+    mels = mel_set.read(paths.features)
+    row_of = mels.row_of
+    ids, y = read_matrix(paths.labels_csv, contexts)
+    w = np.load(paths.weights_npz, allow_pickle=False)
     if list(w["contexts"]) != list(contexts) or not np.array_equal(w["track_id"], ids.astype(str)):
-        raise ValueError(f"{weights_path} does not match {labelled_dir / 'labels.csv'}; rerun `ctxtag weights`")
+        raise ValueError(f"{paths.weights_npz} does not match {paths.labels_csv}; rerun `ctxtag weights`")
     pos_all, neg_all = weight_arrays(loss, {k: w[k] for k in w.files})
-    split = pd.read_csv(splits_path, dtype={"track_id": str}).set_index("track_id")["split"]
+    split = pd.read_csv(paths.split_csv, dtype={"track_id": str}).set_index("track_id")["split"]
     out_ids, out_ds, out_y = {}, {}, {}
-    for name in ("train", "validation", "test"):
+    for name in SPLITS:
         sel = np.nonzero(split.reindex(ids).eq(name).to_numpy() & pd.Index(ids).isin(row_of.index))[0]
         rows = row_of.loc[ids[sel]].to_numpy()
         out_ids[name], out_y[name] = ids[sel], y[sel]
-        out_ds[name] = MelDataset(mels, rows, y[sel],
+        out_ds[name] = MelDataset(mels.mels, rows, y[sel],
                                   None if pos_all is None else pos_all[sel],
                                   None if neg_all is None else neg_all[sel])
     return SplitData(out_ids, out_ds, out_y)

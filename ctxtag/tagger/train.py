@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from ctxtag.common.io import atomic_path
+from ctxtag.common.training import EarlyStopping, pick_device, run_epochs
 from ctxtag.config import TrainConfig
 from ctxtag.tagger.dataset import MelDataset, collate_batch
 from ctxtag.tagger.losses import weighted_bce
@@ -34,12 +36,6 @@ class TrainResult:
     stopped_early: bool
     resumed_from: int | None
     history: list[dict] = field(default_factory=list)
-
-
-def pick_device(cfg: TrainConfig) -> torch.device:
-    if cfg.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(cfg.device)
 
 
 def fingerprint(cfg: TrainConfig, seed: int, extra: dict) -> str:
@@ -107,17 +103,26 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _save(obj: dict, path: Path) -> None:
+    """Written beside ``path`` and renamed over it: a run killed mid-write keeps the old checkpoint."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
 def train(model: torch.nn.Module, train_ds: MelDataset, val_ds: MelDataset, cfg: TrainConfig,
           out_dir: Path, seed: int, fp: str,
           on_epoch: Callable[[int, dict], None] | None = None, meta: dict | None = None) -> TrainResult:
     """Train until early stopping or ``max_epochs``; ``best.pt`` carries ``meta`` (contexts, front-end)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    device = pick_device(cfg)
+    device = pick_device(cfg.device)
     torch.manual_seed(seed)
     model.to(device, memory_format=torch.channels_last)   # ~25 % faster convolutions on CPU
     opt = torch.optim.Adadelta(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: cfg.lr_decay ** (it // cfg.lr_decay_every))
-    start_epoch, best_val, best_epoch, bad_epochs, history, resumed = 1, float("inf"), 0, 0, [], None
+    # any decrease of the validation loss is an improvement (min_delta 0), as this loop always had;
+    # the best weights go to best.pt rather than into memory
+    stopper = EarlyStopping(cfg.patience, min_delta=0.0)
+    start_epoch, history, resumed = 1, [], None
 
     last = out_dir / "last.pt"
     if last.exists():
@@ -126,14 +131,14 @@ def train(model: torch.nn.Module, train_ds: MelDataset, val_ds: MelDataset, cfg:
             model.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["optimizer"])
             sched.load_state_dict(ckpt["scheduler"])
-            start_epoch, best_val, best_epoch = ckpt["epoch"] + 1, ckpt["best_val"], ckpt["best_epoch"]
-            bad_epochs, history, resumed = ckpt["bad_epochs"], ckpt["history"], ckpt["epoch"]
+            stopper.best, stopper.best_epoch, stopper.waited = ckpt["best_val"], ckpt["best_epoch"], ckpt["bad_epochs"]
+            start_epoch, history, resumed = ckpt["epoch"] + 1, ckpt["history"], ckpt["epoch"]
             _set_rng_state(ckpt["rng"])
 
-    stopped_early = bad_epochs >= cfg.patience
-    for epoch in range(start_epoch, cfg.max_epochs + 1):
-        if stopped_early:
-            break
+    started = 0.0                                   # an epoch's "seconds" cover training and validation
+
+    def train_epoch(epoch: int) -> dict:
+        nonlocal started
         model.train()
         total, n, started = 0.0, 0, time.perf_counter()
         for batch in _loader(train_ds, cfg, shuffle=True, seed=seed + epoch, device=device):
@@ -142,20 +147,26 @@ def train(model: torch.nn.Module, train_ds: MelDataset, val_ds: MelDataset, cfg:
             sched.step()
             total += float(loss) * len(batch[0])
             n += len(batch[0])
+        return {"train_loss": total / max(n, 1)}
+
+    def validate(row: dict) -> dict:
         _, val_loss = predict(model, val_ds, cfg, device)
-        row = {"epoch": epoch, "train_loss": total / max(n, 1), "val_loss": val_loss,
-               "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
-        history.append(row)
-        if val_loss < best_val:
-            best_val, best_epoch, bad_epochs = val_loss, epoch, 0
-            torch.save({"model": model.state_dict(), "epoch": epoch, "val_loss": val_loss, "meta": meta or {}},
-                       out_dir / "best.pt")
-        else:
-            bad_epochs += 1
-        stopped_early = bad_epochs >= cfg.patience
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "epoch": epoch, "best_val": best_val, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-                    "history": history, "rng": _rng_state(), "fingerprint": fp}, last)
+        return {"val_loss": val_loss, "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
+
+    def checkpoint(row: dict) -> None:
+        epoch = row["epoch"]
+        if stopper.best_epoch == epoch:
+            _save({"model": model.state_dict(), "epoch": epoch, "val_loss": row["val_loss"], "meta": meta or {}},
+                  out_dir / "best.pt")
+        # everything a resumed run needs to continue as if never interrupted (the same keys as ever,
+        # so older checkpoints still resume)
+        _save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+               "epoch": epoch, "best_val": stopper.best, "best_epoch": stopper.best_epoch,
+               "bad_epochs": stopper.waited, "history": history, "rng": _rng_state(), "fingerprint": fp}, last)
         if on_epoch is not None:
             on_epoch(epoch, row)
-    return TrainResult(best_epoch, best_val, len(history), stopped_early, resumed, history)
+
+    if not stopper.stopped:                         # a resumed run that had stopped stays stopped
+        run_epochs(cfg.max_epochs, train_epoch, validate, stopper, on_epoch=checkpoint,
+                   start_epoch=start_epoch, history=history)
+    return TrainResult(stopper.best_epoch, stopper.best, len(history), stopper.stopped, resumed, history)

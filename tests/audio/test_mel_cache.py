@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import soundfile as sf
 
@@ -38,3 +40,40 @@ def test_cache_and_bad_files_are_skipped_with_reasons(tmp_path):
     # a different front-end setting is a different cache entry
     other = extract(["a"], [good[0]], AudioConfig(duration_s=2.0, offset_s=0.0, n_mels=64), cache)
     assert other.cache_hits == 0 and other.mels.shape[1] == 64
+
+
+def test_cache_key_follows_the_front_end_code(tmp_path, monkeypatch):
+    """Editing decode.py or melspec.py changes the key: a new front-end never reads old mels."""
+    from ctxtag.audio import mel_cache
+
+    version = mel_cache.frontend_version()
+    assert version == mel_cache.frontend_version() and len(version) == 16
+    key = mel_cache.config_key(CFG)
+    assert mel_cache.config_key(AudioConfig(duration_s=2.0, offset_s=0.0)) == key   # deterministic
+    clip = _clip(tmp_path / "a.wav", 0)
+    first = extract(["a"], [clip], CFG, tmp_path / "cache")
+    assert extract(["a"], [clip], CFG, tmp_path / "cache").cache_hits == 1
+
+    monkeypatch.setattr(mel_cache, "frontend_version", lambda: "edited-front-end")
+    assert mel_cache.config_key(CFG) != key
+    assert mel_cache.content_key(clip, mel_cache.config_key(CFG)) != mel_cache.content_key(clip, key)
+    again = extract(["a"], [clip], CFG, tmp_path / "cache")
+    assert again.cache_hits == 0                              # recomputed, not served stale
+    np.testing.assert_array_equal(again.mels, first.mels)
+
+
+def test_front_end_version_hashes_the_decode_and_melspec_source(monkeypatch, tmp_path):
+    from ctxtag.audio import decode, mel_cache, melspec
+
+    assert {m.__name__ for m in mel_cache.FRONTEND_MODULES} == {decode.__name__, melspec.__name__}
+    before = mel_cache.frontend_version()
+    edited = tmp_path / "melspec.py"
+    edited.write_bytes(Path(melspec.__file__).read_bytes() + b"\n# a changed front-end\n")
+    monkeypatch.setattr(melspec, "__file__", str(edited))
+    mel_cache.frontend_version.cache_clear()
+    try:
+        assert mel_cache.frontend_version() != before
+    finally:
+        monkeypatch.undo()
+        mel_cache.frontend_version.cache_clear()
+    assert mel_cache.frontend_version() == before

@@ -30,6 +30,8 @@ def test_bad_rows_quarantined_with_row_and_reason_valid_rows_go_on(tmp_path):
         "u1,t1,2026-01-05T08:00:00Z,CAR,wifi,,,,",                             # 11 same instant as row 2
         "u2,t9,2026-01-05T10:00:00Z,Phone,Cellular,,,,",                       # 12 unknown track
         "u2,t2,2026-01-06T10:00:00-05:00,car,cellular,car,,x,car",             # 13 ok
+        "u3,t2,2026-01-05T10:00:00+15:00,phone,wifi,,,,",                      # 14 no such time zone
+        f"{'u' * 65},t2,2026-01-05T10:00:00Z,phone,wifi,,,,",                  # 15 user_id too long
     ]
     path = tmp_path / "drop.csv"
     path.write_text(HEADER + "\n".join(rows) + "\n", encoding="utf-8")
@@ -40,10 +42,10 @@ def test_bad_rows_quarantined_with_row_and_reason_valid_rows_go_on(tmp_path):
         (3, "missing user_id"), (4, "timestamp has no time zone offset"), (5, "unparseable timestamp"),
         (6, "timestamp in the future"), (7, "unknown device"), (8, "unknown network"),
         (9, "unknown context label"), (10, "age not a number in [5, 110]"), (11, "duplicate event"),
-        (12, "unknown track_id"),
+        (12, "unknown track_id"), (14, "UTC offset out of range"), (15, "user_id longer than 64 characters"),
     }
     assert all(r.source == str(path) for r in result.rejections)
-    assert result.stats["rows_valid"] == 2 and result.stats["rows_quarantined"] == 10
+    assert result.stats["rows_valid"] == 2 and result.stats["rows_quarantined"] == 12
     lake = read_lake(tmp_path / "lake")
     assert lake[["user_id", "track_id"]].values.tolist() == [["u1", "t1"], ["u2", "t2"]]
     assert lake["device"].tolist() == ["phone", "car"]                   # case folded

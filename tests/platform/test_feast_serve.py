@@ -20,7 +20,7 @@ from ctxtag.config import Params
 from ctxtag.listening.history_embedding import fit_item_projection
 from ctxtag.listening.snapshots import daily_snapshots
 from ctxtag.platform.feature_store import open_store, publish
-from ctxtag.tagger.track_features import track_frame
+from ctxtag.tagger.inference import track_frame
 
 PARAMS = Params()
 

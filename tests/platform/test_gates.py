@@ -10,7 +10,14 @@ import pandas as pd
 import pytest
 
 from ctxtag.config import Params
-from ctxtag.platform.gates import GateFailed, features_suite, labels_suite, logs_suite, run_gate
+from ctxtag.platform.gates import (
+    GateFailed,
+    features_suite,
+    labels_suite,
+    logs_suite,
+    playlists_suite,
+    run_gate,
+)
 
 NOW = pd.Timestamp("2026-02-01T00:00:00Z")
 
@@ -84,3 +91,50 @@ def test_features_with_nan_embeddings_or_bad_probabilities_are_caught(params):
         run_gate("features", *features_suite(tracks, params), params, "track_features.parquet")
     reasons = {r["row"]: r["reason"] for r in _quarantined(params, "features")}
     assert "embedding_norm" in reasons[5] and "prob_max" in reasons[8]
+
+
+def _playlists(titles: list[str], sizes: list[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    ids = [f"p{i}" for i in range(len(titles))]
+    playlists = pd.DataFrame({"playlist_id": ids, "title": titles, "source": "pl.jsonl", "row": range(1, len(ids) + 1)})
+    entries = pd.DataFrame([{"playlist_id": p, "track_id": f"t{j}", "artist_id": "a", "album_id": "b"}
+                            for p, n in zip(ids, sizes, strict=True) for j in range(n)])
+    return playlists, entries
+
+
+def _playlist_gate(params: Params, playlists: pd.DataFrame, entries: pd.DataFrame):
+    return run_gate("playlists", *playlists_suite(playlists, entries, params), params, "pl.jsonl")
+
+
+def test_the_playlists_gate_checks_the_dataset_and_leaves_rows_to_the_reader(params):
+    titles = ["Gym hits", "sleep", "my mix", "Party!!", "summer 2024", "road", "work focus", "misc"]
+    playlists, entries = _playlists(titles, [5, 3, 8, 2, 4, 6, 1, 7])
+    report = _playlist_gate(params, playlists, entries)
+    assert report.passed and report.bad_rows == 0
+    assert not _quarantined(params, "playlists")
+
+
+def test_one_oversized_playlist_is_quarantined_not_the_batch(params):
+    params = dataclasses.replace(params, quality=dataclasses.replace(params.quality, max_playlist_tracks=20,
+                                                                     max_bad_share=0.2))
+    titles = ["Gym hits", "sleep", "my mix", "Party!!", "summer 2024", "road", "work focus", "misc"]
+    playlists, entries = _playlists(titles, [5, 3, 80, 2, 4, 6, 1, 7])
+    report = _playlist_gate(params, playlists, entries)
+    assert report.passed and report.bad_rows == 1
+    (row,) = _quarantined(params, "playlists")
+    assert row["row"] == 3 and "n_tracks" in row["reason"] and '"p2"' in row["raw"]
+
+
+@pytest.mark.parametrize("change, expectation", [
+    (lambda pl, en: (pl.assign(title="my mix"), en), r"expect_column_mean_to_be_between\(has_context\)"),
+    (lambda pl, en: (pl.assign(title="sleep " + "x" * 120), en), r"expect_column_median_to_be_between\(title_length\)"),
+    (lambda pl, en: (pl.assign(playlist_id=["p0", *pl["playlist_id"][1:-1], "p0"]), en),
+     r"expect_column_proportion_of_unique_values_to_be_between\(playlist_id\)"),
+    (lambda pl, en: (pl, pd.concat([en, en.iloc[[0] * 20], en.iloc[[5] * 20]], ignore_index=True)),
+     r"expect_column_values_to_be_between\(n_tracks\)"),     # half the playlists oversized
+    (lambda pl, en: (pl.iloc[:0], en.iloc[:0]), r"expect_table_row_count_to_be_between"),
+])
+def test_a_bad_playlist_dataset_fails_the_gate(params, change, expectation):
+    params = dataclasses.replace(params, quality=dataclasses.replace(params.quality, max_playlist_tracks=20))
+    playlists, entries = change(*_playlists(["Gym hits", "sleep", "my mix", "Party!!"], [5, 3, 8, 2]))
+    with pytest.raises(GateFailed, match=expectation):
+        _playlist_gate(params, playlists, entries)

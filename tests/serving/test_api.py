@@ -13,7 +13,8 @@ from fastapi.testclient import TestClient
 
 from ctxtag.config import Params, load_params
 from ctxtag.platform.orchestration import in_project
-from ctxtag.platform.registry import promote, register
+from ctxtag.platform.promotion import promote
+from ctxtag.platform.registry import register
 from ctxtag.serving.api import create_app
 
 

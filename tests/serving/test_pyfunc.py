@@ -12,8 +12,9 @@ import pytest
 
 from ctxtag.config import load_params
 from ctxtag.platform.orchestration import in_project
-from ctxtag.platform.registry import audit_log, promote, register_context_model
-from ctxtag.tagger.predict import predict_files
+from ctxtag.platform.promotion import promote
+from ctxtag.platform.registry import audit_log, register_context_model
+from ctxtag.tagger.inference import predict_files
 
 
 @pytest.mark.slow

@@ -81,6 +81,27 @@ def test_checkpoint_with_other_fingerprint_is_not_resumed(tmp_path):
     assert result.resumed_from is None and result.epochs_run == 2
 
 
+def test_a_checkpoint_write_killed_midway_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
+    train_ds, val_ds = _data(32, 0), _data(16, 1)
+    train(_model(), train_ds, val_ds, dataclasses.replace(CFG, max_epochs=1), tmp_path, seed=0, fp="x")
+
+    class Killed(Exception):
+        pass
+
+    def killed_midway(obj, f, *args, **kwargs):
+        with open(f, "wb") as out:
+            out.write(b"half a checkpoint")
+        raise Killed
+
+    monkeypatch.setattr(torch, "save", killed_midway)
+    with pytest.raises(Killed):
+        train(_model(), train_ds, val_ds, dataclasses.replace(CFG, max_epochs=2), tmp_path, seed=0, fp="x")
+    monkeypatch.undo()
+    assert torch.load(tmp_path / "last.pt", weights_only=False)["epoch"] == 1
+    assert torch.load(tmp_path / "best.pt", weights_only=False)["epoch"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]     # no temporaries left
+
+
 def test_fingerprint_ignores_max_epochs_only():
     a = fingerprint(CFG, 0, {"x": 1})
     assert a == fingerprint(dataclasses.replace(CFG, max_epochs=99), 0, {"x": 1})

@@ -1,0 +1,52 @@
+"""A folder of log-mels on disk: ``mels.npy`` (n, n_mels, frames) float16, ``index.csv`` (track_id,
+row) and ``skipped.csv`` (track_id, path, reason). The one writer and reader of that layout."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ctxtag.audio.mel_cache import extract
+from ctxtag.common.io import atomic_path, audio_paths
+from ctxtag.config import AudioConfig
+
+
+@dataclass
+class MelSet:
+    mels: np.ndarray                 # memory-mapped when read with mmap
+    row_of: pd.Series                # track_id -> row of mels
+
+    @property
+    def track_ids(self) -> np.ndarray:
+        return self.row_of.index.to_numpy()
+
+
+def read(folder: Path, mmap: bool = True) -> MelSet:
+    mels = np.load(folder / "mels.npy", mmap_mode="r" if mmap else None)
+    index = pd.read_csv(folder / "index.csv", dtype={"track_id": str})
+    return MelSet(mels, pd.Series(index["row"].to_numpy(), index=index["track_id"]))
+
+
+def build(wanted: list[str], catalogue: Path, audio_root: Path, audio: AudioConfig, cache: Path,
+          out: Path) -> dict:
+    """Extract (or take from the cache) the log-mels of ``wanted`` into ``out``; a summary."""
+    audio_of = audio_paths(catalogue)
+    have = [t for t in wanted if t in audio_of.index]
+    no_audio = [{"track_id": t, "path": "", "reason": "no audio_path in the catalogue"} for t in wanted if t not in set(have)]
+    result = extract(have, [audio_root / audio_of[t] for t in have], audio, cache)
+
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "mels.npy") as tmp, tmp.open("wb") as fh:
+        np.save(fh, result.mels)
+    skipped = pd.DataFrame(no_audio + result.skipped, columns=["track_id", "path", "reason"])
+    for name, frame in (("index.csv", pd.DataFrame({"track_id": result.track_ids,
+                                                     "row": np.arange(len(result.track_ids))})),
+                        ("skipped.csv", skipped)):
+        with atomic_path(out / name) as tmp:
+            frame.to_csv(tmp, index=False)
+    return {"tracks": len(wanted), "extracted": len(result.track_ids), "skipped": len(skipped),
+            "cache_hits": result.cache_hits, "shape": list(result.mels.shape[1:]),
+            "skipped_reasons": skipped["reason"].value_counts().to_dict()}

@@ -1,0 +1,92 @@
+"""Moving ``@champion``: only through the promotion gate (or forced, and audited as such), and back.
+
+The gate scores challenger and champion on the same test data, now (ctxtag.platform.gate_scores);
+``decide`` is its rule, a pure function of the two versions' per-context ROC-AUCs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ctxtag.config import Params
+from ctxtag.platform.gate_scores import context_model_auc, tagger_test_auc
+from ctxtag.platform.registry import alias_version, audit_log, model_name, open_client, record
+
+
+class PromotionRefused(RuntimeError):
+    """The gate said no; the message carries its reasons."""
+
+
+@dataclass
+class GateResult:
+    passed: bool
+    reasons: list[str]
+    challenger_macro_auc: float
+    champion_macro_auc: float | None
+    context_drops: dict[str, float] = field(default_factory=dict)
+
+
+def gate(params: Params, challenger: str, champion: str | None, family: str = "tagger") -> GateResult:
+    """Both versions scored now on the same test data: the tagger on the test tracks, the context
+    model on test streams."""
+    name = model_name(params, family)
+    score = tagger_test_auc if family == "tagger" else context_model_auc
+    chal = score(params, f"models:/{name}/{challenger}")
+    champ = None if champion is None else score(params, f"models:/{name}/{champion}")
+    return decide(chal, champ, params.contexts, params.registry.max_context_drop)
+
+
+def decide(chal: np.ndarray, champ: np.ndarray | None, contexts: tuple[str, ...], margin: float) -> GateResult:
+    """The gate's rule, on per-context ROC-AUCs: the challenger's macro AUC must not be lower than
+    the champion's, and no context may drop by more than ``margin``. No champion: it passes."""
+    if champ is None:
+        return GateResult(True, ["no champion yet"], float(np.nanmean(chal)), None)
+    drops = {c: float(champ[j] - chal[j]) for j, c in enumerate(contexts)
+             if np.isfinite(champ[j]) and np.isfinite(chal[j])}
+    reasons = []
+    if np.nanmean(chal) < np.nanmean(champ):
+        reasons.append(f"macro ROC-AUC {np.nanmean(chal):.4f} < champion's {np.nanmean(champ):.4f}")
+    reasons += [f"{c}: ROC-AUC down {d:.4f} (> {margin})" for c, d in drops.items() if d > margin]
+    return GateResult(not reasons, reasons or ["macro ROC-AUC not worse, no context beyond the margin"],
+                      float(np.nanmean(chal)), float(np.nanmean(champ)), drops)
+
+
+def promote(params: Params, version: str | None = None, why: str = "", force: bool = False,
+            family: str = "tagger") -> dict:
+    """Move @champion to ``version`` (default: @challenger) if the gate passes, or with ``force``
+    (recorded as such). Raises PromotionRefused with the gate's reasons otherwise."""
+    client = open_client(params)
+    name = model_name(params, family)
+    version = version or alias_version(client, name, "challenger")
+    if version is None:
+        raise PromotionRefused(f"{name} has no @challenger; run `ctxtag register` first")
+    champion = alias_version(client, name, "champion")
+    if champion == version:
+        return {"model": name, "version": version, "promoted": False, "reasons": ["already champion"]}
+    result = gate(params, version, champion, family)
+    event = {"version": version, "previous": champion, "why": why, "gate": asdict(result)}
+    if not result.passed and not force:
+        record(client, name, {"action": "promotion_refused", **event})
+        raise PromotionRefused(f"{name} v{version} not promoted: " + "; ".join(result.reasons))
+    client.set_registered_model_alias(name, "champion", version)
+    record(client, name, {"action": "promote" if result.passed else "forced_promote", **event})
+    return {"model": name, "version": version, "previous": champion, "promoted": True, "gate": asdict(result)}
+
+
+def rollback(params: Params, to: str | None = None, why: str = "", family: str = "tagger") -> dict:
+    """Point @champion back at ``to`` (default: the champion before the current one)."""
+    client = open_client(params)
+    name = model_name(params, family)
+    current = alias_version(client, name, "champion")
+    if to is None:
+        moves = [e for e in audit_log(client, name)
+                 if e["action"] in ("promote", "forced_promote", "rollback") and e.get("version") == current]
+        to = moves[-1].get("previous") if moves else None
+        if to is None:
+            raise PromotionRefused(f"{name}: no earlier champion to roll back to; name a version")
+    client.get_model_version(name, to)                # fails clearly on an unknown version
+    client.set_registered_model_alias(name, "champion", to)
+    event = record(client, name, {"action": "rollback", "version": to, "previous": current, "why": why})
+    return {"model": name, "champion": to, "previous": current, "event": event}

@@ -1,0 +1,146 @@
+"""One rule table, three consumers: ingestion, the GX logs gate and the API request models agree."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from ctxtag.config import LogsConfig, Params
+from ctxtag.listening import rules
+from ctxtag.listening.lake import validate
+from ctxtag.platform.gates import logs_suite, run_gate
+from ctxtag.serving.api import request_models
+from tests.conftest import CONTEXTS
+
+NOW = pd.Timestamp("2026-03-01T00:00:00Z")
+GOOD = {"user_id": "u1", "track_id": "t1", "timestamp": "2026-01-05T09:00:00+01:00", "device": "phone",
+        "network": "wifi", "location": "home", "age": "30", "gender": "f", "context": "gym", "feedback": "like"}
+LAKE = [*rules.KEY, "utc_offset_min", "device", "network", "location", "age", "gender", "context", "feedback"]
+
+# (field, bad value, the reason's head, the lake column GX blames, the API model holding the field)
+CASES = [
+    ("user_id", None, "missing user_id", "user_id", "situation"),
+    ("user_id", "u" * 65, "user_id longer than 64 characters", "user_id", "recommend"),
+    ("device", None, "missing device", "device", "situation"),
+    ("device", "toaster", "unknown device", "device", "situation"),
+    ("network", "5g", "unknown network", "network", "situation"),
+    ("timestamp", "2026-01-05 09:00:00", "timestamp has no time zone offset", "event_timestamp", "situation"),
+    ("timestamp", "yesterday+01:00", "unparseable timestamp", "event_timestamp", "situation"),
+    ("timestamp", "2026-01-05T09:00:00+15:00", "UTC offset out of range", "utc_offset_min", "situation"),
+    ("timestamp", "2026-01-05T09:00:00-13:00", "UTC offset out of range", "utc_offset_min", "situation"),
+    ("timestamp", "2026-03-01T00:10:00Z", "timestamp in the future", "event_epoch_s", "situation"),
+    ("age", "300", "age not a number in [5, 110]", "age", "situation"),
+    ("gender", "q", "unknown gender", "gender", "situation"),
+    ("context", "dinner", "unknown context label", "context", "recommend"),
+    ("feedback", "meh", "unknown feedback", "feedback", None),          # not a request field
+]
+
+
+def _head(reason: str) -> str:
+    return reason.split(" (")[0].split(":")[0]
+
+
+def _raw(overrides: list[dict]) -> pd.DataFrame:
+    raw = pd.DataFrame([{**GOOD, "user_id": f"u{i}", **o} for i, o in enumerate(overrides)], dtype=object)
+    return raw.assign(source="drop.csv", row=np.arange(2, len(raw) + 2))
+
+
+def test_the_table_takes_its_sets_and_bounds_from_logs_config():
+    cfg = LogsConfig(devices=("phone",), min_age=18, max_age=99, max_future_s=60)
+    table = rules.log_rules(cfg, ("gym",))
+    assert rules.find(table, "device", "in_set").allowed == ("phone",)
+    assert rules.find(table, "context", "in_set").allowed == ("gym",)
+    age = rules.find(table, "age", "between")
+    assert (age.low, age.high, age.reason) == (18, 99, "age not a number in [18, 99]")
+    assert rules.find(table, "timestamp", "not_future").high == 60
+    assert rules.REQUIRED == ("user_id", "track_id", "timestamp", "device", "network")
+    assert all(r.reason for r in table)
+
+
+def test_ingestion_quarantines_each_broken_rule_with_its_reason():
+    raw = _raw([{}] + [{field: value} for field, value, *_ in CASES])
+    valid, rejections = validate(raw, LogsConfig(), CONTEXTS, NOW)
+    assert valid["user_id"].tolist() == ["u0"]
+    got = {r.row - 3: _head(r.reason) for r in rejections}               # case index
+    assert got == {i: head for i, (_, _, head, *_) in enumerate(CASES)}
+
+
+def test_the_logs_gate_fails_each_row_the_table_rejects(tmp_path):
+    p = Params()
+    params = dataclasses.replace(p, paths=dataclasses.replace(p.paths, data_docs=tmp_path / "gx",
+                                                              quarantine=tmp_path / "q"),
+                                 quality=dataclasses.replace(p.quality, max_bad_share=1.0))
+    # the rows as the lake would hold them had ingestion let them through
+    lake = rules.prepare(_raw([{}] * 3 + [{field: value} for field, value, *_ in CASES]))
+    lake = lake.assign(age=pd.to_numeric(lake["age"], errors="coerce"))[LAKE]
+    report = run_gate("listening_logs", *logs_suite(lake, params, NOW), params, "lake")
+    assert report.bad_rows == len(CASES)
+    quarantined = [json.loads(line) for line in (tmp_path / "q/gate_listening_logs.jsonl").read_text().splitlines()]
+    got = {r["row"] - 4: r["reason"] for r in quarantined}                # 1-based, after 3 good rows
+    for i, (field, value, _, column, _) in enumerate(CASES):
+        assert f"({column})" in got[i], (field, value, got[i])
+
+
+@pytest.mark.parametrize("field, value, head, model", [(f, v, h, m) for f, v, h, _, m in CASES if m])
+def test_the_api_answers_422_naming_the_field_with_the_tables_reason(field, value, head, model):
+    situation, recommend = request_models(Params(), clock=lambda: NOW)
+    body = {k: GOOD[k] for k in ("user_id", "timestamp", "device", "network", "age", "gender")}
+    cls, body = (situation, body) if model == "situation" else (recommend, {"user_id": "u1"})
+    with pytest.raises(ValidationError) as err:
+        cls(**{**body, field: value})
+    (error,) = err.value.errors()
+    assert error["loc"] == (field,) and head in error["msg"]
+
+
+def test_the_api_normalises_like_ingestion():
+    situation, _ = request_models(Params())
+    s = situation(user_id=" u1 ", device=" CAR", network="Cellular", timestamp="2026-01-05T09:00:00+14:00",
+                  gender="F")
+    assert (s.user_id, s.device, s.network, s.gender) == ("u1", "car", "cellular", "f")
+    assert s.timestamp.utcoffset() == pd.Timedelta(hours=14)
+
+
+def test_over_http_a_bad_field_is_422_before_any_model_is_needed(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from ctxtag.serving.api import create_app
+
+    c = TestClient(create_app(Params(), tmp_path))
+    body = {k: GOOD[k] for k in ("user_id", "timestamp", "device", "network")}
+    r = c.post("/contexts", json={**body, "timestamp": "2026-01-05T09:00:00+15:00"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "timestamp"]
+    assert "UTC offset out of range" in r.json()["detail"][0]["msg"]
+    assert c.post("/contexts", json=body).status_code == 503                 # valid: on to the (absent) model
+
+
+VALUES = {
+    "user_id": ["u1", " u1 ", "", "   ", None, "u\udce9", "x" * 64, "x" * 65, 7],
+    "timestamp": ["2026-01-05T09:00:00+01:00", "2026-01-05T08:00:00Z", " 2026-01-05T08:00:00+0000 ",
+                  "2026-01-05 09:00:00", "yesterday+01:00", "2026-01-05T09:00:00+01:75", "2026-01-05T09:00+1400",
+                  "2026-01-05T09:00:00+14:01", "2026-01-05T09:00:00-12:00", "2026-01-05T09:00:00-1201",
+                  "20260105T090000+01:00", "2026-03-01T00:04:59Z", "2026-03-01T00:05:01Z", None, ""],
+    "device": ["phone", " Phone ", "CAR", "toaster", "", None, "ph\udce9ne"],
+    "network": ["wifi", "Cellular", "5g", None],
+    "age": [30, 30.5, "30", " 40 ", "300", 4, 110, 111, "x", "", None, np.nan, "nan", "1e1"],
+    "gender": ["f", "M", "q", None, "", "f\udce9"],
+    "context": ["gym", "Sleep", "dinner", None],
+    "feedback": ["like", "SKIP", "meh", None],
+    "location": ["home", None, "h\udce9"],
+}
+
+
+def test_one_value_gets_the_same_answer_as_a_row_of_a_drop():
+    """check_value (the API, one value) and first_broken (ingestion, vectorised) are twins."""
+    table = rules.log_rules(LogsConfig(), CONTEXTS)
+    cases = [(field, v) for field, values in VALUES.items() for v in values]
+    raw = pd.DataFrame([{**GOOD, "user_id": f"u{i}", "track_id": f"t{i}", field: v}
+                        for i, (field, v) in enumerate(cases)], dtype=object)
+    frame = rules.first_broken(rules.prepare(raw), table, NOW)
+    for i, (field, v) in enumerate(cases):
+        one = rules.check_value(table, field, v, NOW)[1]
+        assert (None if pd.isna(frame.iat[i]) else frame.iat[i]) == one, (field, v)
