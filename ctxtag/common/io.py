@@ -21,6 +21,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
     succeeds, so a killed writer leaves the old file or the new one, never a partial one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):     # left by a writer killed earlier
+        stale.unlink(missing_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         yield tmp

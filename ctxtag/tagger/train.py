@@ -126,7 +126,7 @@ def train(model: torch.nn.Module, train_ds: MelDataset, val_ds: MelDataset, cfg:
 
     last = out_dir / "last.pt"
     if last.exists():
-        ckpt = torch.load(last, map_location=device, weights_only=False)
+        ckpt = torch.load(last, map_location=device, weights_only=True)   # tensors and plain data only
         if ckpt.get("fingerprint") == fp:
             model.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["optimizer"])

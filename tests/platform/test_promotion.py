@@ -31,6 +31,10 @@ def test_one_context_beyond_the_margin_is_refused_even_if_macro_improves():
     assert result.reasons == ["sleep: ROC-AUC down 0.0400 (> 0.02)"]
 
 
-def test_nan_contexts_are_ignored():
-    result = decide(np.array([0.8, np.nan, 0.7]), np.array([0.7, 0.9, np.nan]), CONTEXTS, 0.02)
+def test_contexts_without_an_auc_are_left_out_of_means_and_drops():
+    # a context with no test positives has no AUC: each version's macro AUC is over its finite ones
+    result = decide(np.array([0.8, np.nan, 0.7]), np.array([0.7, 0.6, np.nan]), CONTEXTS, 0.02)
     assert result.passed and set(result.context_drops) == {"party"}
+    assert np.allclose([result.challenger_macro_auc, result.champion_macro_auc], [0.75, 0.65])
+    refused = decide(np.array([0.8, np.nan, 0.7]), np.array([0.7, 0.9, np.nan]), CONTEXTS, 0.02)
+    assert not refused.passed                        # 0.75 < 0.80: the sleep AUC it lost still counts

@@ -1,0 +1,59 @@
+"""Outputs are written atomically: a writer killed mid-write leaves the old file, never a partial one."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from ctxtag.common.io import atomic_path, read_matrix, write_json, write_matrix
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "out.json"
+    write_json({"v": 1}, target)
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text('{"v": 2, "half')
+        raise RuntimeError("killed")
+    assert target.read_text() == '{\n  "v": 1\n}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_write_matrix_round_trips(tmp_path):
+    ids, y = np.array(["t1", "t2"], dtype=object), np.array([[1, 0], [0, 1]])
+    write_matrix(ids, y, ("a", "b"), tmp_path / "m.csv")
+    got_ids, got_y = read_matrix(tmp_path / "m.csv", ("a", "b"))
+    assert got_ids.tolist() == ["t1", "t2"] and got_y.tolist() == y.tolist()
+
+
+WRITER = """
+import sys, time
+from pathlib import Path
+from ctxtag.common.io import atomic_path
+with atomic_path(Path(sys.argv[1])) as tmp, tmp.open("w") as fh:
+    fh.write("partial")
+    fh.flush()
+    print("writing", flush=True)
+    time.sleep(60)
+    fh.write(" and the rest")
+"""
+
+
+def test_kill_9_mid_write_leaves_the_previous_output(tmp_path):
+    target = tmp_path / "report.json"
+    target.write_text("previous")
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "writing"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    time.sleep(0.1)
+    assert target.read_text() == "previous"          # the partial temp file never replaced it
+    write_json({"v": 2}, target)                     # the next writer clears what the killed one left
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
