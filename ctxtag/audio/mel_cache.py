@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -24,12 +25,14 @@ from ctxtag.audio.melspec import LogMel
 from ctxtag.common.progress import progress
 from ctxtag.config import AudioConfig
 
-FRONTEND_MODULES = (decode, melspec)       # the code between the audio bytes and a cached mel
+# the code between the audio bytes and a cached mel (this module's extraction included)
+FRONTEND_MODULES = (decode, melspec, sys.modules[__name__])
 
 
 @cache
 def frontend_version() -> str:
-    """A hash of the front-end's source: editing decode.py or melspec.py changes every cache key."""
+    """A hash of the front-end's source: editing decode.py, melspec.py or this module changes every
+    cache key."""
     h = hashlib.sha256()
     for module in FRONTEND_MODULES:
         h.update(module.__name__.encode() + b"\0" + Path(module.__file__).read_bytes() + b"\0")

@@ -24,9 +24,13 @@ class MelSet:
         return self.row_of.index.to_numpy()
 
 
+def index_csv(folder: Path) -> Path:
+    return folder / "index.csv"
+
+
 def read(folder: Path, mmap: bool = True) -> MelSet:
     mels = np.load(folder / "mels.npy", mmap_mode="r" if mmap else None)
-    index = pd.read_csv(folder / "index.csv", dtype={"track_id": str})
+    index = pd.read_csv(index_csv(folder), dtype={"track_id": str})
     return MelSet(mels, pd.Series(index["row"].to_numpy(), index=index["track_id"]))
 
 
@@ -42,10 +46,10 @@ def build(wanted: list[str], catalogue: Path, audio_root: Path, audio: AudioConf
     with atomic_path(out / "mels.npy") as tmp, tmp.open("wb") as fh:
         np.save(fh, result.mels)
     skipped = pd.DataFrame(no_audio + result.skipped, columns=["track_id", "path", "reason"])
-    for name, frame in (("index.csv", pd.DataFrame({"track_id": result.track_ids,
+    for path, frame in ((index_csv(out), pd.DataFrame({"track_id": result.track_ids,
                                                      "row": np.arange(len(result.track_ids))})),
-                        ("skipped.csv", skipped)):
-        with atomic_path(out / name) as tmp:
+                        (out / "skipped.csv", skipped)):
+        with atomic_path(path) as tmp:
             frame.to_csv(tmp, index=False)
     return {"tracks": len(wanted), "extracted": len(result.track_ids), "skipped": len(skipped),
             "cache_hits": result.cache_hits, "shape": list(result.mels.shape[1:]),

@@ -64,6 +64,19 @@ class Paths:
         """The tagger's ``best.pt`` (or ``last.pt``) of one loss configuration."""
         return self.model_dir(loss) / f"{which}.pt"
 
+    def mlflow_run(self, loss: str) -> Path:
+        """The MLflow run a loss configuration's training logs to (resumed with it)."""
+        return self.model_dir(loss) / "mlflow_run.json"
+
+    @property
+    def user_branch_pt(self) -> Path:
+        """Chen et al.'s serving user branch (ctxtag.embeddings.artifacts.load_user_branch)."""
+        return self.embeddings / "user_branch.pt"
+
+    @property
+    def transfer_json(self) -> Path:
+        return self.embeddings / "transfer.json"
+
     def report(self, name: str) -> Path:
         """reports/<name>.json: a stage's metrics (dvc.yaml: ``${paths.reports}/<name>.json``)."""
         return self.reports / f"{name}.json"

@@ -16,21 +16,23 @@ import numpy as np
 import pandas as pd
 
 from ctxtag.config import SplitConfig
-from ctxtag.vocabulary import SPLIT_KINDS
+from ctxtag.vocabulary import SPLIT_KINDS, SPLITS
 
 
 def _cut(n: int, ratios: SplitConfig, rng: np.random.Generator) -> np.ndarray:
     """A shuffled array of n split names in the given ratios."""
     n_train = int(round(n * ratios.train))
     n_val = int(round(n * ratios.validation))
-    names = np.array(["train"] * n_train + ["validation"] * n_val + ["test"] * (n - n_train - n_val))
+    train, validation, test = SPLITS
+    names = np.array([train] * n_train + [validation] * n_val + [test] * (n - n_train - n_val))
     return rng.permutation(names)
 
 
 def _hashed(keys: pd.Series, ratios: SplitConfig, seed: int) -> np.ndarray:
     """A stable split per key from its hash, for keys no other split knows."""
     u = np.array([int(hashlib.sha1(f"{seed}:{k}".encode()).hexdigest()[:8], 16) / 2**32 for k in keys])
-    return np.where(u < ratios.train, "train", np.where(u < ratios.train + ratios.validation, "validation", "test"))
+    train, validation, test = SPLITS
+    return np.where(u < ratios.train, train, np.where(u < ratios.train + ratios.validation, validation, test))
 
 
 def assign(streams: pd.DataFrame, kind: str, ratios: SplitConfig, seed: int,

@@ -24,8 +24,9 @@ from ctxtag.embeddings.train import (
     track_embeddings,
     user_embeddings,
 )
+from ctxtag.vocabulary import SPLITS
 
-PAIR_SPLITS = ("train", "validation", "test", "cold")     # cold: pairs of the new tracks
+PAIR_SPLITS = (*SPLITS, "cold")     # cold: pairs of the new tracks
 
 
 @dataclass

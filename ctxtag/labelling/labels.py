@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ctxtag.labelling.matcher import match_contexts, match_many
+from ctxtag.labelling.matcher import match_many
 
-__all__ = ["match_contexts", "context_matrix", "playlist_counts", "labels_from_counts", "LabelledSet",
+__all__ = ["context_matrix", "playlist_counts", "labels_from_counts", "LabelledSet",
            "cooccurrence", "agreement_with_truth"]
 
 

@@ -63,7 +63,7 @@ def register(params: Params, why: str = "new training run") -> dict:
 
     client = open_client(params)
     name = params.registry.model_name
-    run_file = params.paths.model_dir(params.train.loss) / "mlflow_run.json"
+    run_file = params.paths.mlflow_run(params.train.loss)
     if not run_file.exists():
         raise FileNotFoundError(f"{run_file}: no MLflow run for {params.train.loss}; train with log_mlflow: true")
     run_id = json.loads(run_file.read_text())["run_id"]

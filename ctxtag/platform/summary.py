@@ -14,6 +14,9 @@ def print_summary(params: Params) -> dict:
 
     rep = params.paths.reports
     console = Console()
+    tty = console.is_terminal
+    if not tty:                     # a log or a pipe: no wrapping at 80 columns
+        console = Console(width=200)
     labels = json.loads(params.paths.report("labels").read_text())
     table = Table(title="ctxtag: labelled dataset")
     table.add_column("figure")
@@ -36,7 +39,11 @@ def print_summary(params: Params) -> dict:
 
     for name in ("table2.md", "user_models.md"):
         if (rep / name).exists():
-            console.print(Markdown((rep / name).read_text(encoding="utf-8")))
+            text = (rep / name).read_text(encoding="utf-8")
+            if tty:
+                console.print(Markdown(text))
+            else:                   # markdown tables read well as they are
+                print(text, flush=True)
     plots = sorted(Path(rep / "plots").glob("*.png"))
     console.print("plots: " + ", ".join(str(p) for p in plots))
     return {"reports": str(rep), "plots": len(plots)}

@@ -88,7 +88,7 @@ def run(params: Params) -> dict:
         with atomic_path(path) as tmp:
             frame.to_parquet(tmp, index=False)
     serving = exp.protocols["per_user"]
-    save_user_branch(serving.user_branch, serving.vocab, serving.user_history, cfg, p.embeddings / "user_branch.pt")
+    save_user_branch(serving.user_branch, serving.vocab, serving.user_history, cfg, p.user_branch_pt)
 
     ids, y = read_matrix(p.labels_csv, params.contexts)
     track_features = pd.read_parquet(p.track_features_parquet, columns=["track_id", "audio_embedding"])
@@ -102,7 +102,7 @@ def run(params: Params) -> dict:
                 r.pop("_scores", None)
     summary = report.summary(exp, transfer_res, cfg)
     write_json(summary, p.report("embeddings"))
-    write_json(transfer_res, p.embeddings / "transfer.json")
+    write_json(transfer_res, p.transfer_json)
     if cfg.log_mlflow:
         _log_mlflow(params, exp.runs, [p.reports / "embeddings.md", *plots])
     return summary

@@ -61,7 +61,7 @@ def _log_to_mlflow(params: Params, results: dict) -> None:
     setup_mlflow(params.train.experiment)
     p = params.paths
     for cfg, res in results.items():
-        run_id = recorded_run_id(p.model_dir(cfg) / "mlflow_run.json")
+        run_id = recorded_run_id(p.mlflow_run(cfg))
         if run_id is None:
             continue
         with mlflow.start_run(run_id=run_id):

@@ -18,17 +18,17 @@ def run(params: Params, online: str = "sqlite", redis_url: str = "localhost:6379
     p = params.paths
     feast_dir = p.feast
     events = read_lake(p.lake)
-    ids, y = read_matrix(p.labelled / "labels.csv", params.contexts)
+    ids, y = read_matrix(p.labels_csv, params.contexts)
     labels = pd.DataFrame(y, index=pd.Index(ids, name="track_id"), columns=list(params.contexts))
     artists = pd.read_csv(p.tracks, dtype=str).drop_duplicates("track_id").set_index("track_id")["artist_id"]
     projection = fit_item_projection(events["user_id"], events["track_id"], params.user_models.history_dim,
                                      params.seed)
     history, device_time = daily_snapshots(events, labels, artists, params.contexts,
                                            params.logs.devices, params.logs.networks, projection)
-    tracks = pd.read_parquet(p.track_features / "track_features.parquet")
-    emb = [p.embeddings / "track_embeddings.parquet", p.embeddings / "user_embeddings.parquet"]
+    tracks = pd.read_parquet(p.track_features_parquet)
+    emb = [p.track_embeddings_parquet, p.user_embeddings_parquet]
     embeddings = tuple(pd.read_parquet(f) for f in emb) if all(f.exists() for f in emb) else None
     store = open_store(feast_dir, online, redis_url=redis_url)
     stats = {"online_store": online, **publish(store, params, feast_dir, history, device_time, tracks, embeddings)}
-    write_json(stats, p.reports / "publish_features.json")
+    write_json(stats, p.report("publish_features"))
     return stats

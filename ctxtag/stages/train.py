@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ctxtag.audio import mel_set
 from ctxtag.common.io import write_json
 from ctxtag.common.plots import line_chart
 from ctxtag.common.tracking import log_metrics, log_params, setup_mlflow, start_resumable_run
@@ -17,7 +18,7 @@ from ctxtag.config import Params
 from ctxtag.tagger.dataset import load_splits
 from ctxtag.tagger.inference import load_cnn, model_meta
 from ctxtag.tagger.model import ChoiCNN
-from ctxtag.tagger.train import fingerprint, train
+from ctxtag.tagger.train import Checkpoints, fingerprint, train
 
 
 def _file_hash(path: Path) -> str:
@@ -33,7 +34,7 @@ def run(params: Params, loss: str | None = None) -> dict:
     print(model.summary())
     fp = fingerprint(cfg, params.seed, {
         "contexts": params.contexts, "audio": dataclasses.asdict(params.audio),
-        "features": _file_hash(p.features / "index.csv"), "labels": _file_hash(p.labels_csv),
+        "features": _file_hash(mel_set.index_csv(p.features)), "labels": _file_hash(p.labels_csv),
         "split": _file_hash(p.split_csv), "weights": _file_hash(p.weights_npz)})
     out = p.model_dir(cfg.loss)
     out.mkdir(parents=True, exist_ok=True)
@@ -44,7 +45,7 @@ def run(params: Params, loss: str | None = None) -> dict:
         import mlflow
 
         setup_mlflow(cfg.experiment)
-        if not start_resumable_run(out / "mlflow_run.json", fp, f"cnn-{cfg.loss}"):
+        if not start_resumable_run(p.mlflow_run(cfg.loss), fp, f"cnn-{cfg.loss}"):
             log_params({**{f"train.{k}": v for k, v in dataclasses.asdict(cfg).items() if k != "configs"},
                         "seed": params.seed, "n_parameters": model.num_parameters(),
                         "n_train": len(data.datasets["train"]), "n_validation": len(data.datasets["validation"]),
@@ -57,7 +58,8 @@ def run(params: Params, loss: str | None = None) -> dict:
             log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
 
     try:
-        result = train(model, data.datasets["train"], data.datasets["validation"], cfg, out, params.seed, fp,
+        checkpoints = Checkpoints(p.checkpoint(cfg.loss), p.checkpoint(cfg.loss, "last"))
+        result = train(model, data.datasets["train"], data.datasets["validation"], cfg, checkpoints, params.seed, fp,
                        on_epoch=on_epoch, meta=meta)
     except BaseException:
         if mlflow is not None:

@@ -109,11 +109,20 @@ def _save(obj: dict, path: Path) -> None:
         torch.save(obj, tmp)
 
 
+@dataclass(frozen=True)
+class Checkpoints:
+    """Where a run keeps its weights: ``best`` (the best epoch, with ``meta``: what
+    ctxtag.tagger.inference.load_cnn loads) and ``last`` (everything a resumed run needs). The
+    pipeline takes both from Paths.checkpoint."""
+
+    best: Path
+    last: Path
+
+
 def train(model: torch.nn.Module, train_ds: MelDataset, val_ds: MelDataset, cfg: TrainConfig,
-          out_dir: Path, seed: int, fp: str,
+          checkpoints: Checkpoints, seed: int, fp: str,
           on_epoch: Callable[[int, dict], None] | None = None, meta: dict | None = None) -> TrainResult:
-    """Train until early stopping or ``max_epochs``; ``best.pt`` carries ``meta`` (contexts, front-end)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Train until early stopping or ``max_epochs``; the best checkpoint carries ``meta`` (contexts, front-end)."""
     device = pick_device(cfg.device)
     torch.manual_seed(seed)
     model.to(device, memory_format=torch.channels_last)   # ~25 % faster convolutions on CPU
@@ -124,7 +133,7 @@ def train(model: torch.nn.Module, train_ds: MelDataset, val_ds: MelDataset, cfg:
     stopper = EarlyStopping(cfg.patience, min_delta=0.0)
     start_epoch, history, resumed = 1, [], None
 
-    last = out_dir / "last.pt"
+    last = checkpoints.last
     if last.exists():
         ckpt = torch.load(last, map_location=device, weights_only=True)   # tensors and plain data only
         if ckpt.get("fingerprint") == fp:
@@ -157,7 +166,7 @@ def train(model: torch.nn.Module, train_ds: MelDataset, val_ds: MelDataset, cfg:
         epoch = row["epoch"]
         if stopper.best_epoch == epoch:
             _save({"model": model.state_dict(), "epoch": epoch, "val_loss": row["val_loss"], "meta": meta or {}},
-                  out_dir / "best.pt")
+                  checkpoints.best)
         # everything a resumed run needs to continue as if never interrupted (the same keys as ever,
         # so older checkpoints still resume)
         _save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),

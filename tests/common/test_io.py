@@ -57,3 +57,11 @@ def test_kill_9_mid_write_leaves_the_previous_output(tmp_path):
     assert target.read_text() == "previous"          # the partial temp file never replaced it
     write_json({"v": 2}, target)                     # the next writer clears what the killed one left
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+def test_only_a_dead_writers_temp_is_cleared(tmp_path):
+    dead, live = tmp_path / ".out.json.999999999.tmp", tmp_path / ".out.json.1.tmp"   # pid 1 always runs
+    dead.write_text("left by a killed writer")
+    live.write_text("a write in progress")
+    write_json({"v": 1}, tmp_path / "out.json")
+    assert not dead.exists() and live.exists()

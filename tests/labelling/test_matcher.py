@@ -1,7 +1,6 @@
 import pytest
 
-from ctxtag.labelling.labels import match_contexts
-from ctxtag.labelling.matcher import match_many, normalise
+from ctxtag.labelling.matcher import match_contexts, match_many, normalise
 from ctxtag.labelling.title_agreement import agreement
 from tests.conftest import CONTEXTS, shared_file
 

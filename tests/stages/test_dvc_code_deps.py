@@ -2,8 +2,8 @@
 
 A stage ``<name>`` runs ``ctxtag/stages/<name>.py``; the modules it runs are that module's
 ``ctxtag.*`` imports, followed transitively (read with ``ast``, so nothing is imported). A stage
-depends on the whole directory of every subpackage it runs, plus ctxtag/config.py,
-ctxtag/vocabulary.py, ctxtag/common and its own stage module.
+depends on the whole directory of every subpackage it runs, plus ctxtag/config.py, ctxtag/cli.py
+(every `cmd` is a `ctxtag` subcommand), ctxtag/vocabulary.py, ctxtag/common and its own stage module.
 
 The DVC test never runs the pipeline: in a scratch copy of the project every data dependency and
 output is an empty placeholder, ``dvc commit --force`` records a lock of that state, then one module
@@ -25,7 +25,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 PKG = "ctxtag"
-ALWAYS = {"ctxtag/config.py", "ctxtag/vocabulary.py", "ctxtag/common"}
+ALWAYS = {"ctxtag/config.py", "ctxtag/cli.py", "ctxtag/vocabulary.py", "ctxtag/common"}   # cli: every cmd
 
 
 # --- what each stage runs, from the imports ---------------------------------------------------

@@ -106,6 +106,14 @@ def test_repro_trains_and_compares_the_user_models(dvc_project):
 
 
 @pytest.mark.slow
+def test_summary_prints_the_headline_figures_and_tables(dvc_project):
+    out = _run(dvc_project, "ctxtag", "summary")
+    assert "ctxtag: labelled dataset" in out and "tracks_after_balancing" in out
+    assert "neg_ignore_zeros" in out and "cold_user" in out          # Table 2 and the user-model table
+    assert "reports/plots/cooccurrence.png" in out
+
+
+@pytest.mark.slow
 def test_predict_prints_top_contexts_for_an_audio_file(dvc_project):
     project = dvc_project
     audio = sorted((project / "data/raw/audio").glob("*.flac"))[0]

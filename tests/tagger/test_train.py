@@ -7,7 +7,7 @@ import torch
 from ctxtag.config import TrainConfig
 from ctxtag.tagger.dataset import MelDataset
 from ctxtag.tagger.model import ChoiCNN
-from ctxtag.tagger.train import fingerprint, predict, train
+from ctxtag.tagger.train import Checkpoints, fingerprint, predict, train
 
 N_MELS, N_FRAMES = 16, 32
 CFG = dataclasses.replace(TrainConfig(), batch_size=8, max_epochs=6, patience=10, log_mlflow=False, device="cpu")
@@ -28,9 +28,13 @@ def _model() -> ChoiCNN:
     return ChoiCNN(N_MELS, N_FRAMES, n_classes=3, channels=(4, 8, 8, 8), hidden=16)
 
 
+
+def _ck(folder):
+    return Checkpoints(folder / "best.pt", folder / "last.pt")
+
 def test_learns_and_keeps_the_best_checkpoint(tmp_path):
     train_ds, val_ds = _data(96, 0), _data(32, 1)
-    result = train(_model(), train_ds, val_ds, CFG, tmp_path, seed=0, fp="x")
+    result = train(_model(), train_ds, val_ds, CFG, _ck(tmp_path), seed=0, fp="x")
     losses = [h["val_loss"] for h in result.history]
     assert result.epochs_run == 6 and losses[-1] < losses[0]
     assert result.best_epoch == int(np.argmin(losses)) + 1
@@ -44,7 +48,7 @@ def test_learns_and_keeps_the_best_checkpoint(tmp_path):
 
 def test_early_stopping_after_patience_epochs_without_improvement(tmp_path):
     cfg = dataclasses.replace(CFG, max_epochs=50, patience=2, lr=0.0)   # lr 0: hardly any progress
-    result = train(_model(), _data(32, 0), _data(16, 1), cfg, tmp_path, seed=0, fp="x")
+    result = train(_model(), _data(32, 0), _data(16, 1), cfg, _ck(tmp_path), seed=0, fp="x")
     losses = [h["val_loss"] for h in result.history]
     assert result.stopped_early and result.epochs_run < 50
     assert result.epochs_run - result.best_epoch == 2                  # exactly `patience` bad epochs
@@ -54,7 +58,7 @@ def test_early_stopping_after_patience_epochs_without_improvement(tmp_path):
 def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path):
     train_ds, val_ds = _data(64, 0), _data(16, 1)
     straight = _model()
-    train(straight, train_ds, val_ds, dataclasses.replace(CFG, max_epochs=4), tmp_path / "a", seed=3, fp="f")
+    train(straight, train_ds, val_ds, dataclasses.replace(CFG, max_epochs=4), _ck(tmp_path / "a"), seed=3, fp="f")
 
     class Interrupt(Exception):
         pass
@@ -64,10 +68,10 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path):
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        train(_model(), train_ds, val_ds, dataclasses.replace(CFG, max_epochs=4), tmp_path / "b", seed=3, fp="f",
+        train(_model(), train_ds, val_ds, dataclasses.replace(CFG, max_epochs=4), _ck(tmp_path / "b"), seed=3, fp="f",
               on_epoch=stop_after_2)
     resumed = _model()
-    result = train(resumed, train_ds, val_ds, dataclasses.replace(CFG, max_epochs=4), tmp_path / "b", seed=3, fp="f")
+    result = train(resumed, train_ds, val_ds, dataclasses.replace(CFG, max_epochs=4), _ck(tmp_path / "b"), seed=3, fp="f")
     assert result.resumed_from == 2 and result.epochs_run == 4
     assert all(h["seconds"] > 0 for h in result.history)       # epochs 1-2 timed before the interruption
     for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items(), strict=True):
@@ -76,14 +80,14 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path):
 
 def test_checkpoint_with_other_fingerprint_is_not_resumed(tmp_path):
     train_ds, val_ds = _data(32, 0), _data(16, 1)
-    train(_model(), train_ds, val_ds, dataclasses.replace(CFG, max_epochs=2), tmp_path, seed=0, fp="old")
-    result = train(_model(), train_ds, val_ds, dataclasses.replace(CFG, max_epochs=2), tmp_path, seed=0, fp="new")
+    train(_model(), train_ds, val_ds, dataclasses.replace(CFG, max_epochs=2), _ck(tmp_path), seed=0, fp="old")
+    result = train(_model(), train_ds, val_ds, dataclasses.replace(CFG, max_epochs=2), _ck(tmp_path), seed=0, fp="new")
     assert result.resumed_from is None and result.epochs_run == 2
 
 
 def test_a_checkpoint_write_killed_midway_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
     train_ds, val_ds = _data(32, 0), _data(16, 1)
-    train(_model(), train_ds, val_ds, dataclasses.replace(CFG, max_epochs=1), tmp_path, seed=0, fp="x")
+    train(_model(), train_ds, val_ds, dataclasses.replace(CFG, max_epochs=1), _ck(tmp_path), seed=0, fp="x")
 
     class Killed(Exception):
         pass
@@ -95,7 +99,7 @@ def test_a_checkpoint_write_killed_midway_leaves_the_previous_checkpoint(tmp_pat
 
     monkeypatch.setattr(torch, "save", killed_midway)
     with pytest.raises(Killed):
-        train(_model(), train_ds, val_ds, dataclasses.replace(CFG, max_epochs=2), tmp_path, seed=0, fp="x")
+        train(_model(), train_ds, val_ds, dataclasses.replace(CFG, max_epochs=2), _ck(tmp_path), seed=0, fp="x")
     monkeypatch.undo()
     assert torch.load(tmp_path / "last.pt", weights_only=False)["epoch"] == 1
     assert torch.load(tmp_path / "best.pt", weights_only=False)["epoch"] == 1
@@ -112,6 +116,6 @@ def test_fingerprint_ignores_max_epochs_only():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (runs on the GPU machine)")
 def test_trains_on_cuda_with_bf16_autocast(tmp_path):
     cfg = dataclasses.replace(CFG, device="cuda", amp=True, max_epochs=3)
-    result = train(_model(), _data(96, 0), _data(32, 1), cfg, tmp_path, seed=0, fp="x")
+    result = train(_model(), _data(96, 0), _data(32, 1), cfg, _ck(tmp_path), seed=0, fp="x")
     assert all(np.isfinite(h["val_loss"]) for h in result.history)
     assert result.history[-1]["val_loss"] < result.history[0]["val_loss"]
