@@ -38,8 +38,9 @@ def build(wanted: list[str], catalogue: Path, audio_root: Path, audio: AudioConf
           out: Path) -> dict:
     """Extract (or take from the cache) the log-mels of ``wanted`` into ``out``; a summary."""
     audio_of = audio_paths(catalogue)
-    have = [t for t in wanted if t in audio_of.index]
-    no_audio = [{"track_id": t, "path": "", "reason": "no audio_path in the catalogue"} for t in wanted if t not in set(have)]
+    known = set(audio_of.index)
+    have = [t for t in wanted if t in known]
+    no_audio = [{"track_id": t, "path": "", "reason": "no audio_path in the catalogue"} for t in wanted if t not in known]
     result = extract(have, [audio_root / audio_of[t] for t in have], audio, cache)
 
     out.mkdir(parents=True, exist_ok=True)

@@ -99,9 +99,13 @@ def collect_files(paths: Iterable[str | Path], accept: Callable[[Path], bool], w
     return files
 
 
+# bytes that were not UTF-8, as text read with errors='surrogateescape' holds them
+UNDECODABLE = "[\udc80-\udcff]"
+
+
 def undecodable(series: pd.Series) -> pd.Series:
-    """Rows whose text holds bytes that were not UTF-8 (read with errors='surrogateescape')."""
-    return series.astype("string").str.contains("[\udc80-\udcff]", regex=True).fillna(False).astype(bool)
+    """Rows whose text holds bytes that were not UTF-8."""
+    return series.astype("string").str.contains(UNDECODABLE, regex=True).fillna(False).astype(bool)
 
 
 def known_track_ids(catalogue: Path | None) -> set[str] | None:

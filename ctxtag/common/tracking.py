@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import re
 from collections.abc import Mapping
@@ -49,7 +50,7 @@ def finite_metrics(tree: Mapping[str, Any], prefix: str = "") -> dict[str, float
     (MLflow rejects or misplots them)."""
     out = {}
     for key, value in flatten(tree, prefix).items():
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):     # numpy scalars included
             continue
         if math.isfinite(value):
             out[metric_name(key)] = float(value)

@@ -38,6 +38,7 @@ from ctxtag.embeddings.train import fit_audio, track_embeddings, user_embeddings
 @dataclass
 class Experiment:
     inter: pd.DataFrame                      # the eligible users' liked / disliked pairs
+    plays: pd.DataFrame                      # every user's listening history (ctxtag.embeddings.feedback)
     users: pd.Index
     new_rows: np.ndarray                     # mel rows of the new releases
     protocols: dict[str, Protocol]
@@ -68,7 +69,7 @@ def run_experiment(events: pd.DataFrame, catalogue: pd.DataFrame, tagger_split: 
     built = {name: build_protocol(name, split, inter, plays, new_tracks, users, demo, catalogue, mel_row, params,
                                   device) for name, split in progress(splits.items(), total=2,
                                                                       description="user branches")}
-    exp = Experiment(inter, users, new_rows, built)
+    exp = Experiment(inter, plays, users, new_rows, built)
     jobs = [("per_user", m, d) for d in cfg.durations for m in cfg.models] + \
            [("by_user", cfg.best_model, cfg.best_duration)]
     for proto_name, model_name, duration in progress(jobs, total=len(jobs), description="audio branches"):
@@ -100,8 +101,7 @@ def serving_tables(exp: Experiment, events: pd.DataFrame, mels: MelSet, params: 
                               frames(cfg.best_duration, params.embedding_audio), device, cfg.eval_segments)
     cutoff = events["event_timestamp"].max()
     all_users = pd.Index(sorted(events["user_id"].unique()))
-    ue_all = user_embeddings(serving.user_branch, Histories(listening_history(events), all_users, serving.vocab,
-                                                            cfg.history_len),
+    ue_all = user_embeddings(serving.user_branch, Histories(exp.plays, all_users, serving.vocab, cfg.history_len),
                              demographics(events, all_users, params.logs.genders), device)
     tag = f"{cfg.best_model}_{cfg.best_duration:g}s"
     tracks = pd.DataFrame({"track_id": track_ids, "listening_embedding": list(ae_all.astype(np.float32)),

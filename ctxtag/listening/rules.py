@@ -30,7 +30,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from ctxtag.common.io import undecodable
+from ctxtag.common.io import UNDECODABLE, undecodable
 from ctxtag.config import LogsConfig
 
 Kind = Literal["id", "timestamp", "category", "number", "text"]
@@ -193,7 +193,7 @@ def first_broken(df: pd.DataFrame, rules: Sequence[Rule], now: pd.Timestamp,
     return reason
 
 
-_UNDECODABLE = re.compile("[\udc80-\udcff]")      # as common.io.undecodable: bytes read with surrogateescape
+_UNDECODABLE = re.compile(UNDECODABLE)
 
 
 def _missing(value: Any) -> bool:

@@ -55,11 +55,26 @@ def alias_version(client, name: str, alias: str) -> str | None:
         return None
 
 
+def ensure_registered(client, name: str, description: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description=description)
+
+
+def make_challenger(client, name: str, version: str, run_id: str, why: str) -> None:
+    """Point @challenger at ``version`` and audit it; a no-op when it already is (reruns)."""
+    if alias_version(client, name, "challenger") != version:
+        client.set_registered_model_alias(name, "challenger", version)
+        record(client, name, {"action": "register", "version": version, "run_id": run_id, "why": why})
+
+
 def register(params: Params, why: str = "new training run") -> dict:
     """Register the train.loss tagger's logged model as a new version with alias @challenger;
     a run already registered is not registered twice (reruns are idempotent)."""
     import mlflow
-    from mlflow.exceptions import MlflowException
 
     client = open_client(params)
     name = params.registry.model_name
@@ -67,10 +82,7 @@ def register(params: Params, why: str = "new training run") -> dict:
     if not run_file.exists():
         raise FileNotFoundError(f"{run_file}: no MLflow run for {params.train.loss}; train with log_mlflow: true")
     run_id = json.loads(run_file.read_text())["run_id"]
-    try:
-        client.get_registered_model(name)
-    except MlflowException:
-        client.create_registered_model(name, description="Choi CNN audio context tagger (ICASSP 2020)")
+    ensure_registered(client, name, "Choi CNN audio context tagger (ICASSP 2020)")
     existing = [v for v in client.search_model_versions(f"name='{name}'") if v.run_id == run_id]
     if existing:
         version = str(max(existing, key=lambda v: int(v.version)).version)
@@ -82,9 +94,7 @@ def register(params: Params, why: str = "new training run") -> dict:
         version = str(mlflow.register_model(f"models:/{models[-1].model_id}", name).version)
         client.set_model_version_tag(name, version, "loss", params.train.loss)
         created = True
-    if alias_version(client, name, "challenger") != version:
-        client.set_registered_model_alias(name, "challenger", version)
-        record(client, name, {"action": "register", "version": version, "run_id": run_id, "why": why})
+    make_challenger(client, name, version, run_id, why)
     return {"model": name, "version": version, "run_id": run_id, "new_version": created}
 
 
@@ -132,14 +142,10 @@ def register_context_model(params: Params, why: str = "new training run") -> dic
     with mlflow.start_run(run_name="context-model"):
         info = log_context_model(params, Path("."), params.serving.split, example)
         run_id = mlflow.active_run().info.run_id
-    try:
-        client.get_registered_model(name)
-    except MlflowException:
-        client.create_registered_model(name, description="audio + optional user/device/time -> context probabilities")
+    ensure_registered(client, name, "audio + optional user/device/time -> context probabilities")
     version = str(mlflow.register_model(f"models:/{info.model_id}", name).version)
     client.set_model_version_tag(name, version, "fingerprint", digest)
-    client.set_registered_model_alias(name, "challenger", version)
-    record(client, name, {"action": "register", "version": version, "run_id": run_id, "why": why})
+    make_challenger(client, name, version, run_id, why)
     return {"model": name, "version": version, "run_id": run_id, "new_version": True}
 
 

@@ -20,3 +20,10 @@ def test_names_are_sanitised_once_for_every_caller():
     assert metric_name("accuracy@3") == "accuracy_at_3"
     assert metric_name("hit_rate@10 (new)") == "hit_rate_at_10 _new_"
     assert finite_metrics({"stream": {"accuracy@3": 0.9}}, "audio") == {"audio.stream.accuracy_at_3": 0.9}
+
+
+def test_numpy_scalars_are_numbers_too():
+    import numpy as np
+
+    assert finite_metrics({"pairs": np.int64(12), "auc": np.float32(0.5), "bad": np.float64("nan")}) == \
+        {"pairs": 12.0, "auc": 0.5}
