@@ -143,8 +143,18 @@ COMMANDS: dict[str, tuple[Callable[[Params, argparse.Namespace], dict], str]] = 
 }
 
 
+EXIT_CODES = """exit codes:
+  0  done
+  2  bad input or params (the file, and the row where there is one, are named)
+  3  refused: the promotion gate said no, or nothing to promote / roll back to
+  4  a data quality gate failed (ctxtag validate)
+  5  a service is unreachable (the MLflow tracking server): nothing was done; rerun once it is back.
+     Stages that only log to MLflow (train, user-models, embeddings, evaluate) warn and go on instead"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ctxtag", description=__doc__)
+    parser = argparse.ArgumentParser(prog="ctxtag", description=__doc__, epilog=EXIT_CODES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (_, help_text) in COMMANDS.items():
@@ -182,6 +192,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _service_down(command: str, exc: Exception) -> int:
+    """Exit 5 with one line naming the tracking URI and the cause when ``exc`` is MLflow being
+    unreachable (within the bounded retries of ctxtag.common.tracking.HTTP_DEFAULTS); anything else
+    is raised on."""
+    from ctxtag.common.tracking import unreachable
+
+    down = unreachable(exc) if "mlflow" in sys.modules else None      # no MLflow call, no MLflow error
+    if down is None:
+        raise exc
+    print(f"ctxtag {command}: {down}", file=sys.stderr)
+    return 5
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -200,9 +223,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"ctxtag {args.command}: {exc}", file=sys.stderr)
             return 4
         if not isinstance(exc, PromotionRefused):
-            raise
+            return _service_down(args.command, exc)
         print(f"ctxtag {args.command}: refused: {exc}", file=sys.stderr)
         return 3
+    except Exception as exc:
+        return _service_down(args.command, exc)
     if args.command not in ("predict", "summary"):
         print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
     print(f"ctxtag {args.command}: done in {time.perf_counter() - start:.1f} s", file=sys.stderr)

@@ -10,12 +10,17 @@ the Feast snapshots are rebuilt from the lake (no duplicate rows).
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import pendulum
 from airflow.sdk import Asset, Param, dag, task
 
 FEATURES = Asset(name="ctxtag_features", uri="file:///ctxtag/feast/features")
+# a service that is down (broker, metadata DB, MLflow, S3) is retried with backoff: 30 s, 1, 2 min;
+# every task is idempotent (dvc repro, deduplicating ingest, resumable training), so a retry is safe
+RETRIES = {"retries": 3, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True,
+           "max_retry_delay": timedelta(minutes=10)}
 
 
 def project_dir() -> Path:
@@ -29,6 +34,7 @@ def project_dir() -> Path:
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    default_args=RETRIES,
     tags=["ctxtag", "data"],
     params={"source": Param(None, type=["null", "string"],
                             description="folder or s3://bucket/prefix holding date=YYYY-MM-DD/ log drops; "
@@ -53,7 +59,7 @@ def ctxtag_ingest():
 
         return repro(project_dir(), "--force", "ingest_logs")[-2000:]
 
-    @task
+    @task(retries=0)                  # a data gate that fails fails again: say so at once
     def validate(_ingested: str) -> str:
         """Great Expectations gates; a failure stops the run before Feast (report: data docs)."""
         from ctxtag.platform.orchestration import repro

@@ -11,12 +11,17 @@ same logical date with nothing changed retrains nothing and registers no new ver
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import pendulum
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
 FEATURES = Asset(name="ctxtag_features", uri="file:///ctxtag/feast/features")
+# a service that is down (broker, metadata DB, MLflow, S3) is retried with backoff: 30 s, 1, 2 min;
+# every task is idempotent (dvc repro, deduplicating ingest, resumable training), so a retry is safe
+RETRIES = {"retries": 3, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True,
+           "max_retry_delay": timedelta(minutes=10)}
 GPU = {"queue": "gpu", "pool": "gpu"}
 
 
@@ -31,6 +36,7 @@ def project_dir() -> Path:
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    default_args=RETRIES,
     tags=["ctxtag", "training"],
     doc_md=__doc__,
 )

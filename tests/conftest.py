@@ -12,6 +12,10 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+# MLflow's telemetry thread (started when mlflow is imported) sets and unsets an environment
+# variable while requests reads os.environ: now and then an MLflow call fails with KeyError
+# '_MLFLOW_TELEMETRY_SESSION_ID'. Tests send no telemetry (set before anything imports mlflow).
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 SHARED = ROOT.parent / "shared" / "data"
 from ctxtag.vocabulary import CONTEXTS  # noqa: E402  (one owner of the vocabulary)
 
@@ -75,3 +79,66 @@ def dvc_project(tmp_path_factory) -> Path:
     dvc(proj, "init", "--no-scm", "-q")
     dvc(proj, "repro")
     return proj
+
+
+# --- MLflow: a clean environment, a closed port, a real tracking server ---------------------------
+@pytest.fixture
+def mlflow_env(monkeypatch):
+    """No MLFLOW_TRACKING_URI / MLFLOW_EXPERIMENT_ID (mlflow.set_tracking_uri and set_experiment
+    write them into os.environ) nor HTTP bounds when the test starts; whatever it sets is undone."""
+    from ctxtag.common.tracking import HTTP_DEFAULTS
+
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", *HTTP_DEFAULTS):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def closed_port() -> int:
+    """A local port nothing listens on (bound once by the OS, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class MlflowServer:
+    """`mlflow server` on a free local port with a SQLite store (``db``) and local artifacts,
+    started in its own process group; ``kill()`` ends it with SIGKILL, as a crash would."""
+
+    def __init__(self, folder: Path, port: int | None = None, timeout_s: float = 120.0):
+        import signal
+        import time
+        import urllib.request
+
+        folder.mkdir(parents=True, exist_ok=True)
+        self.db, port = folder / "server.db", port or closed_port()
+        self.port = port
+        self.uri, self._signal = f"http://127.0.0.1:{port}", signal.SIGKILL
+        self.log = folder / "server.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")} | {"MLFLOW_DISABLE_TELEMETRY": "true"}
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{self.db}",
+                 "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+                 "--workers", "1"], cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        return
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"mlflow server did not come up in {timeout_s:.0f} s (exit {self.proc.returncode}): "
+                                   + self.log.read_text(errors="replace")[-2000:])
+            time.sleep(0.25)
+
+    def kill(self) -> None:
+        import contextlib
+
+        with contextlib.suppress(ProcessLookupError):   # the server's own group: its workers too
+            os.killpg(self.proc.pid, self._signal)
+        self.proc.wait(timeout=30)

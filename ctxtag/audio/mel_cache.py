@@ -4,6 +4,7 @@ Each clip's mel is cached under the hash of the audio file's bytes, the front-en
 front-end code (the source of ``decode`` and ``melspec``, so a changed front-end never serves stale
 mels from the cache). Re-running after adding tracks (or re-running a DVC stage) only computes what
 is new. A corrupt or silent file is reported with its reason and skipped; the rest go on.
+Entries are written atomically, and an unreadable entry is recomputed, never served.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 from ctxtag.audio import decode, melspec
 from ctxtag.audio.decode import AudioError, load_clip
 from ctxtag.audio.melspec import LogMel
+from ctxtag.common.io import atomic_path
 from ctxtag.common.progress import progress
 from ctxtag.config import AudioConfig
 
@@ -53,6 +55,22 @@ def content_key(path: Path, cfg_key: str) -> str:
     return f"{h.hexdigest()[:32]}-{cfg_key}"
 
 
+def _read_entry(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
+    """A cached mel, or None when there is none or it is unusable (written by a tool that was
+    killed before atomic writes, or damaged on disk): it is then recomputed and replaced."""
+    if not path.exists():
+        return None
+    try:
+        mel = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        print(f"warning: {path}: unreadable mel cache entry ({exc}); recomputing it", file=sys.stderr)
+        return None
+    if mel.shape != shape or mel.dtype != np.float16:
+        print(f"warning: {path}: mel cache entry of shape {mel.shape} {mel.dtype}; recomputing it", file=sys.stderr)
+        return None
+    return mel
+
+
 @dataclass
 class Extraction:
     track_ids: list[str]
@@ -73,16 +91,15 @@ def extract(track_ids: list[str], paths: list[Path], cfg: AudioConfig, cache_dir
                 raise AudioError(path, "file not found")
             key = content_key(path, ckey)
             cached = cache_dir / f"{key}.npy"
-            if cached.exists():
-                mel = np.load(cached)
+            mel = _read_entry(cached, (cfg.n_mels, cfg.n_frames))
+            if mel is not None:
                 hits += 1
             else:
                 clip = load_clip(path, cfg)
                 with torch.no_grad():
                     mel = frontend(torch.from_numpy(clip)[None])[0].numpy().astype(np.float16)
-                tmp = cached.with_suffix(".tmp.npy")
-                np.save(tmp, mel)
-                tmp.replace(cached)                     # atomic: no half-written cache entries
+                with atomic_path(cached) as tmp, tmp.open("wb") as fh:   # no half-written entries
+                    np.save(fh, mel)
         except AudioError as exc:
             skipped.append({"track_id": tid, "path": str(path), "reason": exc.reason})
             continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +31,29 @@ def atomic_path(path: Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_dir(path: Path) -> Iterator[Path]:
+    """A staging folder beside ``path`` to fill; swapped in for ``path`` only when the block
+    succeeds. A writer killed while filling it leaves the old folder in place (the next writer
+    clears the staging folder); killed between the two renames, it leaves no folder and a rerun
+    writes it again — never a half-written one under the real name."""
+    path = Path(path)
+    staging, old = path.with_name(f".{path.name}.staging"), path.with_name(f".{path.name}.old")
+    for stale in (staging, old):
+        if stale.exists():
+            shutil.rmtree(stale)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+        if path.exists():
+            path.rename(old)
+        staging.rename(path)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def _alive(pid: str) -> bool:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ctxtag.common.io import atomic_path
+
 
 def _figure(size: tuple[float, float], ncols: int = 1):
     """(pyplot, figure, axes) on the file-only backend; imported late to keep CLI start-up fast."""
@@ -20,8 +22,8 @@ def _figure(size: tuple[float, float], ncols: int = 1):
 
 def _save(plt, fig, path: Path) -> Path:
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
     return path
 

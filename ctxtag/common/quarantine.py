@@ -8,6 +8,7 @@ and that error names the file and, where one exists, the row.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -57,6 +58,18 @@ def write_quarantine(rejections: Iterable[Rejection] | pd.DataFrame, path: str |
             rec = {k: printable(v) if isinstance(v, str) else v for k, v in rec.items()}
             fh.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
     return len(frame)
+
+
+def report_refused(files: dict[str, str], rows_valid: int) -> None:
+    """Whole files that could not be read are errors a person must see. With other files read,
+    the run goes on (the quarantine names the refused ones); when every file was refused and no
+    row is left, the input as a whole is unusable: InputError naming the files."""
+    for source, reason in files.items():
+        print(f"error: {source}: {reason}", file=sys.stderr)
+    if files and rows_valid == 0:
+        first, reason = next(iter(files.items()))
+        more = f" (and {len(files) - 1} more file(s))" if len(files) > 1 else ""
+        raise InputError(first, reason.removeprefix("file refused: ") + more + "; no readable input left")
 
 
 def reason_counts(frame: pd.DataFrame) -> dict[str, int]:

@@ -38,6 +38,7 @@ def label_playlists(table: PlaylistTable, contexts: tuple[str, ...], cfg: LabelC
         "playlists_rejected_whole": int(quarantine["playlist_id"].dropna()
                                         .loc[lambda q: ~q.isin(table.playlists["playlist_id"])].nunique()),
         "rows_quarantined": len(quarantine),
+        "files_refused": quarantine.loc[quarantine["row"] == 0].set_index("source")["reason"].to_dict(),
         "quarantine_reasons": reason_counts(quarantine),
         "playlists_with_context_keyword": int(has_ctx.sum()),
         "playlists_without_context_keyword": int((~has_ctx).sum()),

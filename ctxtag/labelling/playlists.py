@@ -2,11 +2,15 @@
 
 Every format is flattened into one long table (one row per playlist entry) and validated by
 the same vectorised rules, so a bad row is treated alike whatever file it came in. Invalid rows
-go to the quarantine with their reason; the raw files are only ever read.
+go to the quarantine with their reason; the raw files are only ever read. One bad record costs
+only itself: a record of the wrong shape (not an object, tracks not a list, ids that are objects,
+a title that is a number, a 1 MB title) is quarantined like a missing field. A file is refused
+as a whole (one quarantine entry, row 0) only when it cannot be read at all — not the format its
+name says, no required columns — and the other files go on.
 
-Row numbers in reasons: JSON lines and CSV give the 1-based line number in the file (CSV
-assumes no quoted newlines), parquet the 1-based record, MPD slices the 1-based position in
-the slice's "playlists" array.
+Row numbers in reasons: JSON lines and CSV give the 1-based line number where the record starts
+(ctxtag.common.text_rows), parquet the 1-based record, MPD slices the 1-based position in the
+slice's "playlists" array.
 """
 
 from __future__ import annotations
@@ -21,10 +25,22 @@ import pandas as pd
 
 from ctxtag.common.io import collect_files, undecodable
 from ctxtag.common.quarantine import InputError, Rejection
+from ctxtag.common.text_rows import (
+    MAX_LINE_CHARS,
+    UNREADABLE,
+    open_text,
+    read_csv_rows,
+    read_json_lines,
+    refused,
+)
 
 ENTRY_COLUMNS = ["playlist_id", "title", "track_id", "artist_id", "album_id"]
 _TRACK_KEYS = ["track_id", "artist_id", "album_id"]
 _MPD_KEYS = {"track_uri": "track_id", "artist_uri": "artist_id", "album_uri": "album_id"}
+# Spotify caps titles at 100 characters and its ids at 22 (62 as URIs): these are generous, and
+# bound what one row can carry into the matcher and the quarantine
+MAX_TITLE_CHARS = 1000
+MAX_ID_CHARS = 256
 
 
 @dataclass
@@ -49,99 +65,143 @@ def detect_format(path: Path) -> str:
     raise InputError(path, "unknown playlist format (expected .jsonl, .parquet, .csv or MPD .json)")
 
 
-def _records_to_flat(records: list[dict], rows: list[int], path: Path) -> pd.DataFrame:
-    """Nested playlist records -> one row per entry; a record without tracks keeps one row."""
+def _record_problem(rec: object) -> str | None:
+    """What makes a whole record unusable before its entries are looked at, or None."""
+    if not isinstance(rec, dict):
+        return f"not a playlist object: a JSON {_kind(rec)}"
+    tracks = rec.get("tracks")
+    if tracks is not None and not isinstance(tracks, list | np.ndarray):
+        return f"'tracks' must be a list of {{track_id, artist_id, album_id}}, not {_kind(tracks)}"
+    return None
+
+
+def _records_to_flat(records: list, rows: list[int]) -> pd.DataFrame:
+    """Nested playlist records -> one row per entry; a record without usable tracks keeps one row.
+    A record that is not an object, or whose tracks are not a list, keeps one row with its reason."""
+    problem = [_record_problem(r) for r in records]
+    records = [r if p is None else {k: r.get(k) for k in ("playlist_id", "title")} if isinstance(r, dict) else {}
+               for r, p in zip(records, problem, strict=True)]
     frame = pd.DataFrame(
         {
             "playlist_id": [r.get("playlist_id") for r in records],
             "title": [r.get("title") for r in records],
             "tracks": [r.get("tracks") for r in records],
             "row": rows,
+            "_problem": problem,
         }
     )
-    bad_tracks = ~frame["tracks"].map(lambda t: t is None or isinstance(t, list | np.ndarray))
-    if bad_tracks.any():
-        first = int(frame.loc[bad_tracks, "row"].iloc[0])
-        raise InputError(path, "'tracks' must be a list of {track_id, artist_id, album_id}", first)
     frame["tracks"] = frame["tracks"].map(lambda t: list(t) if t is not None and len(t) else [None])
     flat = frame.explode("tracks", ignore_index=True)
     tracks = flat.pop("tracks")
     is_dict = tracks.map(lambda t: isinstance(t, dict))
     for key in _TRACK_KEYS:
         flat[key] = [t.get(key) if d else None for t, d in zip(tracks, is_dict, strict=True)]
-    flat["_empty"] = tracks.isna().to_numpy()
-    flat["_malformed"] = (~is_dict & tracks.notna()).to_numpy()
+    flat["_empty"] = (tracks.isna() & flat["_problem"].isna()).to_numpy()
+    malformed = (~is_dict & tracks.notna()).to_numpy()
+    flat.loc[malformed & flat["_problem"].isna().to_numpy(), "_problem"] = (
+        "malformed track entry: expected an object with track_id, artist_id, album_id")
     return flat
 
 
 def _read_jsonl(path: Path, rejections: list[Rejection]) -> pd.DataFrame:
     records, rows = [], []
-    with path.open(encoding="utf-8", errors="surrogateescape") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                rejections.append(Rejection(str(path), lineno, f"invalid JSON: {exc.msg}", raw=line.rstrip("\n")))
-                continue
-            if not isinstance(rec, dict):
-                rejections.append(Rejection(str(path), lineno, "invalid JSON: not an object", raw=line.rstrip("\n")))
-                continue
-            records.append(rec)
-            rows.append(lineno)
-    if records and not any("tracks" in r for r in records):
+    for lineno, line in read_json_lines(path):
+        if line is None:
+            rejections.append(Rejection(str(path), lineno, f"line longer than {MAX_LINE_CHARS} characters"))
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            rejections.append(Rejection(str(path), lineno, f"invalid JSON: {exc.msg}", raw=line))
+            continue
+        records.append(rec)
+        rows.append(lineno)
+    if records and not any(isinstance(r, dict) and "tracks" in r for r in records):
         raise InputError(path, "missing required field 'tracks' in every record", rows[0])
-    return _records_to_flat(records, rows, path)
+    return _records_to_flat(records, rows)
 
 
 def _read_mpd(path: Path, rejections: list[Rejection]) -> pd.DataFrame:
-    with path.open(encoding="utf-8", errors="surrogateescape") as fh:
+    with open_text(path) as fh:
         try:
             doc = json.load(fh)
         except json.JSONDecodeError as exc:
             raise InputError(path, f"invalid JSON: {exc.msg}", exc.lineno) from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("playlists"), list):
         raise InputError(path, "not a Million Playlist Dataset slice: no 'playlists' array")
+
+    def entry(t: object) -> object:
+        return {_MPD_KEYS[k]: t.get(k) for k in _MPD_KEYS} if isinstance(t, dict) else t
+
     records = [
-        {
-            "playlist_id": None if p.get("pid") is None else str(p.get("pid")),
-            "title": p.get("name"),
-            "tracks": [{_MPD_KEYS[k]: t.get(k) for k in _MPD_KEYS} for t in p.get("tracks") or []],
-        }
+        {"playlist_id": p.get("pid"), "title": p.get("name"),
+         "tracks": [entry(t) for t in p["tracks"]] if isinstance(p.get("tracks"), list) else p.get("tracks")}
+        if isinstance(p, dict) else p
         for p in doc["playlists"]
     ]
-    return _records_to_flat(records, list(range(1, len(records) + 1)), path)
+    return _records_to_flat(records, list(range(1, len(records) + 1)))
 
 
-def _read_flat_or_nested_frame(frame: pd.DataFrame, path: Path, first_row: int) -> pd.DataFrame:
+def _read_flat_or_nested_frame(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     if "tracks" in frame.columns:
-        records = frame.to_dict(orient="records")
-        flat = _records_to_flat(records, list(range(first_row, first_row + len(records))), path)
+        flat = _records_to_flat(frame.drop(columns="row").to_dict(orient="records"), frame["row"].tolist())
         flat.attrs["_nested"] = True
         return flat
     missing = [c for c in ENTRY_COLUMNS if c not in frame.columns]
-    if missing:
-        raise InputError(path, f"missing required column(s) {missing}; found {list(frame.columns)}")
-    flat = frame[ENTRY_COLUMNS].copy()
-    flat["row"] = np.arange(first_row, first_row + len(flat))
+    if missing and list(frame.columns) == ["row"]:          # an empty file: no header, no rows
+        frame = pd.DataFrame(columns=[*ENTRY_COLUMNS, "row"])
+    elif missing:
+        raise InputError(path, f"missing required column(s) {missing}; found {[c for c in frame.columns if c != 'row']}")
+    flat = frame[[*ENTRY_COLUMNS, "row"]].copy()
     flat["_empty"] = flat["track_id"].isna() & flat["artist_id"].isna() & flat["album_id"].isna()
-    flat["_malformed"] = False
+    flat["_problem"] = None
     return flat
 
 
 def _read_csv(path: Path, rejections: list[Rejection]) -> pd.DataFrame:
-    sep = "\t" if path.name.lower().endswith(".tsv") else ","
-    try:
-        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""],
-                            encoding="utf-8", encoding_errors="surrogateescape")
-    except pd.errors.ParserError as exc:
-        raise InputError(path, f"unparseable CSV: {exc}") from exc
-    return _read_flat_or_nested_frame(frame, path, first_row=2)
+    name = path.name.lower().removesuffix(".gz")
+    frame, malformed = read_csv_rows(path, sep="\t" if name.endswith(".tsv") else ",")
+    rejections.extend(malformed)
+    return _read_flat_or_nested_frame(frame, path)
 
 
 def _read_parquet(path: Path, rejections: list[Rejection]) -> pd.DataFrame:
-    return _read_flat_or_nested_frame(pd.read_parquet(path), path, first_row=1)
+    frame = pd.read_parquet(path)
+    return _read_flat_or_nested_frame(frame.assign(row=np.arange(1, len(frame) + 1)), path)
+
+
+def _kind(value: object) -> str:
+    """A value's kind as a reason names it."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "missing"
+    if isinstance(value, bool | np.bool_):
+        return "boolean"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, int | np.integer):
+        return "integer"
+    if isinstance(value, float | np.floating):
+        return "integer" if float(value).is_integer() else "number"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list | tuple | np.ndarray):
+        return "list"
+    return type(value).__name__
+
+
+def _kinds(series: pd.Series) -> pd.Series:
+    """``_kind`` per value; typed columns (parquet, CSV text) without a call per value."""
+    if pd.api.types.is_bool_dtype(series):
+        return pd.Series("boolean", index=series.index).where(series.notna(), "missing")
+    if pd.api.types.is_integer_dtype(series) or pd.api.types.is_string_dtype(series) and series.dtype != object:
+        kind = "integer" if pd.api.types.is_integer_dtype(series) else "text"
+        return pd.Series(kind, index=series.index).where(series.notna(), "missing")
+    if pd.api.types.is_float_dtype(series):
+        integral = series == series.round()
+        return pd.Series(np.where(integral, "integer", "number"), index=series.index).where(series.notna(), "missing")
+    if series.dtype == object:
+        return series.map(_kind)
+    return pd.Series(str(series.dtype), index=series.index).where(series.notna(), "missing")
 
 
 def _as_id(series: pd.Series) -> pd.Series:
@@ -160,20 +220,30 @@ def validate_entries(
 ) -> PlaylistTable:
     """Apply every row rule; the first failing rule of a row is its quarantine reason."""
     flat = flat.copy()
-    for col in ["playlist_id", *_TRACK_KEYS]:
-        flat[col] = _as_id(flat[col])
-    flat["title"] = flat["title"].astype("object").where(flat["title"].notna(), None)
     reason = pd.Series(None, index=flat.index, dtype="object")
 
     def mark(mask: pd.Series, text: str | pd.Series) -> None:
         new = mask & reason.isna()
         reason.loc[new] = text if isinstance(text, str) else text[new]
 
+    mark(flat["_problem"].notna(), flat["_problem"])
+    # wrong types first, before a value is turned into text ({"a": 1} must not become an id)
+    for col in ENTRY_COLUMNS:
+        kinds = _kinds(flat[col])
+        allowed = ["text", "missing"] if col == "title" else ["text", "integer", "missing"]
+        wrong = ~kinds.isin(allowed)
+        mark(wrong, f"{col} must be {'text' if col == 'title' else 'text or an integer'}, not " + kinds)
+        flat.loc[wrong, col] = None
+    for col in ["playlist_id", *_TRACK_KEYS]:
+        flat[col] = _as_id(flat[col])
+    flat["title"] = flat["title"].astype("object").where(flat["title"].notna(), None)
+
     for col in ENTRY_COLUMNS:
         mark(undecodable(flat[col]), f"not valid UTF-8: {col} contains undecodable bytes")
+        limit = MAX_TITLE_CHARS if col == "title" else MAX_ID_CHARS
+        mark(flat[col].str.len() > limit, f"{col} longer than {limit} characters")
     mark(flat["playlist_id"].isna(), "missing playlist_id")
     mark(flat["title"].isna() | (flat["title"].astype(str).str.strip() == ""), "missing title")
-    mark(flat["_malformed"], "malformed track entry: expected an object with track_id, artist_id, album_id")
     mark(flat["_empty"], "empty playlist: no tracks")
     for col in _TRACK_KEYS:
         mark(flat[col].isna(), f"missing {col}")
@@ -198,7 +268,7 @@ def validate_entries(
     rejections = [
         Rejection(str(source), int(r.row), str(r.reason),
                   playlist_id=r.playlist_id, track_id=r.track_id,
-                  raw=json.dumps({c: getattr(r, c) for c in ENTRY_COLUMNS}, ensure_ascii=False))
+                  raw=json.dumps({c: getattr(r, c) for c in ENTRY_COLUMNS}, ensure_ascii=False, default=str))
         for r in flat.loc[bad, ["row", *ENTRY_COLUMNS]].assign(reason=reason[bad]).itertuples(index=False)
     ]
     good = flat.loc[~bad]
@@ -222,7 +292,11 @@ def read_playlists(paths: Iterable[str | Path], known_tracks: set[str] | None = 
     for f in files:
         rejections: list[Rejection] = []
         fmt = detect_format(f)
-        flat = _READERS[fmt](f, rejections)
+        try:
+            flat = _READERS[fmt](f, rejections)
+        except UNREADABLE as exc:                  # this file only; the others go on
+            tables.append(PlaylistTable(_EMPTY_PLAYLISTS, _EMPTY_ENTRIES, [refused(f, exc)]))
+            continue
         table = validate_entries(flat, f, nested=fmt in ("jsonl", "mpd") or "_nested" in flat.attrs,
                                  known_tracks=known_tracks)
         table.rejections[:0] = rejections
@@ -238,11 +312,14 @@ def _known(path: Path) -> bool:
     return True
 
 
+_EMPTY_PLAYLISTS = pd.DataFrame(columns=["playlist_id", "title", "source", "row"])
+_EMPTY_ENTRIES = pd.DataFrame(columns=["playlist_id", *_TRACK_KEYS])
+
+
 def _concat(tables: list[PlaylistTable]) -> PlaylistTable:
     """Merge per-file tables; a playlist id already read from an earlier file is a duplicate."""
     if not tables:
-        return PlaylistTable(pd.DataFrame(columns=["playlist_id", "title", "source", "row"]),
-                             pd.DataFrame(columns=["playlist_id", *_TRACK_KEYS]), [])
+        return PlaylistTable(_EMPTY_PLAYLISTS, _EMPTY_ENTRIES, [])
     playlists = pd.concat([t.playlists for t in tables], ignore_index=True)
     entries = pd.concat([t.entries.assign(source=t.playlists["source"].iloc[0] if len(t.playlists) else "")
                          for t in tables], ignore_index=True)

@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ctxtag.common.io import collect_files
+from ctxtag.common.io import atomic_path, collect_files
 from ctxtag.common.quarantine import InputError, Rejection
+from ctxtag.common.text_rows import UNREADABLE, read_csv_rows, refused
 from ctxtag.config import LogsConfig
 from ctxtag.listening import rules
 from ctxtag.listening.rules import KEY, OPTIONAL, REQUIRED
@@ -33,29 +34,46 @@ class Ingestion:
     stats: dict
 
 
-def read_drops(paths: Iterable[str | Path]) -> pd.DataFrame:
-    """All CSV / parquet files under ``paths`` with their source file and row number."""
-    files = collect_files(paths, lambda f: f.suffix in (".csv", ".parquet"), "listening-log")
-    frames = []
-    for f in files:
-        if f.suffix == ".parquet":
-            frame, first = pd.read_parquet(f), 1
-        else:
-            frame = pd.read_csv(f, dtype=str, keep_default_na=False, na_values=[""],
-                                encoding="utf-8", encoding_errors="surrogateescape")
-            first = 2                                    # line 1 is the header
-        missing = [c for c in REQUIRED if c not in frame.columns]
-        if missing:
-            raise InputError(f, f"missing required column(s) {missing}; found {list(frame.columns)}")
-        for col in OPTIONAL:
-            if col not in frame.columns:
-                frame[col] = None
-        frame = frame[[*REQUIRED, *OPTIONAL]].astype(object)
-        frame["source"], frame["row"] = str(f), np.arange(first, first + len(frame))
+def is_drop(path: Path) -> bool:
+    return path.name.lower().endswith((".csv", ".csv.gz", ".parquet"))
+
+
+def _read_drop(path: Path) -> tuple[pd.DataFrame, list[Rejection]]:
+    """One drop file as text columns with row numbers; CSV records that do not parse are rejected."""
+    if path.name.lower().endswith(".parquet"):
+        frame, malformed = pd.read_parquet(path), []
+        for col in frame.columns[frame.dtypes.map(lambda t: isinstance(t, pd.DatetimeTZDtype))]:
+            frame[col] = frame[col].dt.strftime("%Y-%m-%dT%H:%M:%S.%f%z")   # the offset survives as text
+        frame["row"] = np.arange(1, len(frame) + 1)
+    else:
+        frame, malformed = read_csv_rows(path)
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing and not (frame.empty and list(frame.columns) == ["row"]):      # an empty file has no header
+        raise InputError(path, f"missing required column(s) {missing}; found {[c for c in frame.columns if c != 'row']}")
+    for col in (*REQUIRED, *OPTIONAL):
+        if col not in frame.columns:
+            frame[col] = None
+    frame = frame[[*REQUIRED, *OPTIONAL, "row"]].astype(object)
+    frame["source"] = str(path)
+    return frame, malformed
+
+
+def read_drops(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, list[Rejection]]:
+    """Every CSV (plain or gzipped) and parquet file under ``paths``, with its source file and row
+    number, and what could not be read: malformed CSV records, and whole files that are not what
+    their name says (refused one by one; the others go on)."""
+    frames, rejections = [], []
+    for f in collect_files(paths, is_drop, "listening-log"):
+        try:
+            frame, malformed = _read_drop(f)
+        except UNREADABLE as exc:
+            rejections.append(refused(f, exc))
+            continue
         frames.append(frame)
+        rejections += malformed
     if not frames:
-        return pd.DataFrame(columns=[*REQUIRED, *OPTIONAL, "source", "row"])
-    return pd.concat(frames, ignore_index=True)
+        return pd.DataFrame(columns=[*REQUIRED, *OPTIONAL, "row", "source"], dtype=object), rejections
+    return pd.concat(frames, ignore_index=True), rejections
 
 
 def validate(raw: pd.DataFrame, cfg: LogsConfig, contexts: Sequence[str], now: pd.Timestamp,
@@ -104,10 +122,8 @@ def write_partitions(valid: pd.DataFrame, lake: Path) -> dict:
         fresh = fresh.drop(columns="date").sort_values(list(KEY)).reset_index(drop=True)
         digest = hashlib.sha256(pd.util.hash_pandas_object(fresh[list(KEY)], index=False).values.tobytes()).hexdigest()
         target = folder / f"part-{digest[:16]}.parquet"
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        fresh.to_parquet(tmp, index=False)
-        tmp.replace(target)                                   # atomic: readers never see half a file
+        with atomic_path(target) as tmp:                    # readers never see half a file
+            fresh.to_parquet(tmp, index=False)
         written += len(fresh)
         files.append(str(target))
     return {"events_written": written, "events_already_in_lake": already, "part_files_written": files}
@@ -115,12 +131,15 @@ def write_partitions(valid: pd.DataFrame, lake: Path) -> dict:
 
 def ingest(paths: Iterable[str | Path], lake: Path, cfg: LogsConfig, contexts: Sequence[str],
            now: pd.Timestamp | None = None, known_tracks: set[str] | None = None) -> Ingestion:
-    raw = read_drops(paths)
+    raw, unreadable = read_drops(paths)
     now = now if now is not None else pd.Timestamp.now(tz="UTC")
     valid, rejections = validate(raw, cfg, contexts, now, known_tracks)
+    rejections = unreadable + rejections
     stored = write_partitions(valid, lake)
     reasons = pd.Series([r.reason.split(":")[0].split(" (")[0] for r in rejections], dtype="object")
-    stats = {"rows_read": len(raw), "rows_valid": len(valid), "rows_quarantined": len(rejections),
+    stats = {"rows_read": len(raw) + sum(r.row > 0 for r in unreadable), "rows_valid": len(valid),
+             "rows_quarantined": len(rejections),
+             "files_refused": {r.source: r.reason for r in unreadable if r.row == 0},
              "quarantine_reasons": {k: int(v) for k, v in reasons.value_counts().sort_index().items()},
              **{k: v for k, v in stored.items() if k != "part_files_written"},
              "part_files_written": len(stored["part_files_written"]),

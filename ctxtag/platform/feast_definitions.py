@@ -1,7 +1,9 @@
 """Feast objects of the feature repository: entities, feature views, one service per model.
 
 Built by a function of the data folder so the same definitions serve `feast apply` in
-feature_repo/ and `ctxtag.platform.feature_store` (the pipeline and tests) alike.
+feature_repo/ and `ctxtag.platform.feature_store` (the pipeline and tests) alike. The registry
+stores each FileSource's path as given: relative to the Feast repo path (Feast resolves it
+against that), so a copied or moved project reads its own parquet.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ def offline_file(data_dir: Path, source: str) -> Path:
 
 def definitions(data_dir: Path, contexts: Sequence[str], devices: Sequence[str], networks: Sequence[str],
                 embeddings: bool = True) -> list:
-    """``embeddings``: include the listening-embedding views (Chen et al.), whose sources exist
-    once `ctxtag embeddings` has run."""
+    """``data_dir``: the folder of the offline parquet as the sources name it, relative to the
+    Feast repo path (``Path(".")`` when the repo is the data folder itself). ``embeddings``:
+    include the listening-embedding views (Chen et al.), whose sources exist once
+    `ctxtag embeddings` has run."""
     from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
     from feast.types import Array, Bool, Float32, Int64, String
 

@@ -3,6 +3,7 @@ from the CLI's --online or CTXTAG_ONLINE_STORE); file offline store over the sna
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,7 +19,7 @@ def open_store(feast_dir: Path, online: str = "sqlite", redis_url: str = "localh
     from feast import FeatureStore
     from feast.repo_config import RepoConfig
 
-    feast_dir = feast_dir.resolve()          # Feast resolves relative paths against the repo path
+    feast_dir = feast_dir.resolve()
     feast_dir.mkdir(parents=True, exist_ok=True)
     if online == "sqlite":
         online_store = {"type": "sqlite", "path": str(feast_dir / "online.db")}
@@ -26,9 +27,11 @@ def open_store(feast_dir: Path, online: str = "sqlite", redis_url: str = "localh
         online_store = {"type": "redis", "connection_string": redis_url}
     else:
         raise ValueError(f"online store must be sqlite or redis, not {online!r}")
+    # repo_path on the config too: Feast resolves the sources' relative paths (as the registry
+    # stores them, ctxtag.platform.feast_definitions) against the config's repo_path
     config = RepoConfig(project=project, registry=str(feast_dir / f"registry-{online}.db"), provider="local",
                         online_store=online_store, offline_store={"type": "file"},
-                        entity_key_serialization_version=3)
+                        entity_key_serialization_version=3, repo_path=feast_dir)
     return FeatureStore(repo_path=str(feast_dir), config=config)
 
 
@@ -46,7 +49,9 @@ def publish(store, params: Params, feast_dir: Path, history: pd.DataFrame, devic
     for source, frame in named.items():
         with atomic_path(offline_file(feast_dir, source)) as tmp:
             frame.to_parquet(tmp, index=False)
-    store.apply(definitions(feast_dir.resolve(), params.contexts, params.logs.devices, params.logs.networks,
+    # the sources name their parquet relative to the store's repo path, so the registry moves with it
+    data_dir = Path(os.path.relpath(feast_dir.resolve(), Path(store.repo_path).resolve()))
+    store.apply(definitions(data_dir, params.contexts, params.logs.devices, params.logs.networks,
                             embeddings=embeddings is not None))
     stamps = pd.concat([f["event_timestamp"] for f in frames])
     start = stamps.min().to_pydatetime() - timedelta(seconds=1)

@@ -157,6 +157,25 @@ def _context(root: Path):
     return gx.get_context(mode="file", project_root_dir=str(root.resolve()))
 
 
+def _docs_path(ctx, root: Path) -> str:
+    """The data docs' index as a path under ``root`` (paths.data_docs as given: relative to the
+    project when params.yaml says so), not GX's absolute file:// URL, so the report moves with the
+    project."""
+    from urllib.parse import unquote, urlparse
+
+    sites = ctx.get_docs_sites_urls()
+    if not sites:
+        return ""
+    url = urlparse(sites[0]["site_url"])
+    if url.scheme != "file":
+        return sites[0]["site_url"]                  # a hosted site (S3...): its URL is the address
+    index = Path(unquote(url.path))
+    try:
+        return str(root / index.relative_to(root.resolve()))
+    except ValueError:
+        return str(index)
+
+
 def run_gate(name: str, frame: pd.DataFrame, expectations: list, params: Params, source: str) -> GateReport:
     """Validate ``frame``; quarantine failing rows (to quarantine/gate_<name>.jsonl, row = 1-based
     position in ``frame``, the record kept as read); raise GateFailed when the gate fails."""
@@ -200,7 +219,7 @@ def run_gate(name: str, frame: pd.DataFrame, expectations: list, params: Params,
                   for i, rs in sorted(reasons.items())]
     write_quarantine(rejections, params.paths.quarantined(f"gate_{name}"))
     bad_share = len(reasons) / max(len(frame), 1)
-    docs = ctx.get_docs_sites_urls()[0]["site_url"] if ctx.get_docs_sites_urls() else ""
+    docs = _docs_path(ctx, params.paths.data_docs)
     report = GateReport(name, len(frame), not table_failed and bad_share <= params.quality.max_bad_share,
                         failed, len(reasons), docs)
     if not report.passed:

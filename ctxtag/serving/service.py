@@ -87,8 +87,13 @@ class Service:
 
         setup_mlflow(self.params.train.experiment, self.root)
         name = self.params.registry.model_name
-        version = mlflow.MlflowClient().get_model_version_by_alias(name, "champion").version
-        model = mlflow.pytorch.load_model(f"models:/{name}@champion", map_location="cpu")
+        client = mlflow.MlflowClient()
+        version = client.get_model_version_by_alias(name, "champion").version
+        # the local store's locations are relative to the project root, which need not be the cwd
+        location = client.get_model_version_download_uri(name, version)
+        if "://" not in location and not Path(location).is_absolute():
+            location = str(self.root / location)
+        model = mlflow.pytorch.load_model(location, map_location="cpu")
         return model.eval(), f"{name}/{version}"
 
     # --- audio -> contexts (the champion CNN) ---------------------------------------------------

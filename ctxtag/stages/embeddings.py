@@ -42,25 +42,32 @@ def _plots(exp: Experiment, params: Params) -> list[Path]:
 
 
 def _log_mlflow(params: Params, runs: list[dict], artifacts: list[Path]) -> None:
+    """One run per (protocol, model, duration); MLflow down: a warning, the outputs are written already."""
     import dataclasses
 
-    import mlflow
-
-    from ctxtag.common.tracking import log_metrics, log_params, setup_mlflow
+    from ctxtag.common.tracking import Tracker
 
     cfg = params.embeddings
-    setup_mlflow(cfg.experiment)
+    tracker = Tracker(cfg.experiment)
     base = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("models", "durations", "split")}
     for r in runs:
-        with mlflow.start_run(run_name=f"{r['protocol']}-{r['model']}-{r['duration']:g}s"):
-            mlflow.set_tags({"protocol": r["protocol"], "model": r["model"], "context_duration_s": r["duration"]})
-            log_params(base, "embeddings")
-            log_metrics({k: r["result"][k] for k in ("test", "cold")})
-            log_metrics(r["result"]["hit_rate"], "new_tracks")
-            for row in r["history"]:
-                log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
-            for path in artifacts:
-                mlflow.log_artifact(str(path))
+        tracker.call(_log_run, r, base, artifacts)
+
+
+def _log_run(r: dict, base: dict, artifacts: list[Path]) -> None:
+    import mlflow
+
+    from ctxtag.common.tracking import log_metrics, log_params
+
+    with mlflow.start_run(run_name=f"{r['protocol']}-{r['model']}-{r['duration']:g}s"):
+        mlflow.set_tags({"protocol": r["protocol"], "model": r["model"], "context_duration_s": r["duration"]})
+        log_params(base, "embeddings")
+        log_metrics({k: r["result"][k] for k in ("test", "cold")})
+        log_metrics(r["result"]["hit_rate"], "new_tracks")
+        for row in r["history"]:
+            log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
+        for path in artifacts:
+            mlflow.log_artifact(str(path))
 
 
 def run(params: Params) -> dict:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ctxtag.common.io import read_matrix, write_json, write_text
 from ctxtag.common.plots import bar_chart, roc_pr_curves
-from ctxtag.common.tracking import log_metrics, recorded_run_id, setup_mlflow
+from ctxtag.common.tracking import Tracker, log_metrics, recorded_run_id
 from ctxtag.common.training import pick_device
 from ctxtag.config import Params
 from ctxtag.tagger.dataset import load_splits
@@ -53,20 +53,22 @@ def run(params: Params) -> dict:
 
 
 def _log_to_mlflow(params: Params, results: dict) -> None:
-    """Test metrics and plots go into each configuration's training run."""
-    if not params.train.log_mlflow:
-        return
+    """Test metrics and plots go into each configuration's training run (MLflow down: a warning,
+    the reports are written already)."""
+    tracker = Tracker(params.train.experiment if params.train.log_mlflow else None)
+    for cfg, res in results.items():
+        run_id = recorded_run_id(params.paths.mlflow_run(cfg))
+        if run_id is not None:
+            tracker.call(_log_run, params, cfg, res, run_id)
+
+
+def _log_run(params: Params, cfg: str, res: dict, run_id: str) -> None:
     import mlflow
 
-    setup_mlflow(params.train.experiment)
     p = params.paths
-    for cfg, res in results.items():
-        run_id = recorded_run_id(p.mlflow_run(cfg))
-        if run_id is None:
-            continue
-        with mlflow.start_run(run_id=run_id):
-            for key in ("observed", "truth"):
-                if key in res:
-                    log_metrics({f"test_{key}_{m}": v for m, v in res[key]["macro"].items()})
-            mlflow.log_artifact(str(p.plot(f"roc_pr_{cfg}")), "plots")
-            mlflow.log_artifact(str(p.reports / "table2.md"))
+    with mlflow.start_run(run_id=run_id):
+        for key in ("observed", "truth"):
+            if key in res:
+                log_metrics({f"test_{key}_{m}": v for m, v in res[key]["macro"].items()})
+        mlflow.log_artifact(str(p.plot(f"roc_pr_{cfg}")), "plots")
+        mlflow.log_artifact(str(p.reports / "table2.md"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ctxtag.common.io import known_track_ids, write_json
-from ctxtag.common.quarantine import write_quarantine
+from ctxtag.common.quarantine import report_refused, write_quarantine
 from ctxtag.config import Params
 from ctxtag.listening.lake import ingest
 
@@ -16,5 +16,6 @@ def run(params: Params, now: pd.Timestamp | None = None) -> dict:
     result = ingest(sources, p.lake, params.logs, params.contexts, now=now,
                     known_tracks=known_track_ids(p.tracks))
     write_quarantine(result.rejections, p.quarantined("listening_logs"))
+    report_refused(result.stats["files_refused"], result.stats["rows_valid"])
     write_json(result.stats, p.report("ingest_logs"))
     return result.stats

@@ -8,7 +8,7 @@ import numpy as np
 
 from ctxtag.common.io import atomic_path, known_track_ids, read_matrix, write_json, write_matrix
 from ctxtag.common.plots import heatmap
-from ctxtag.common.quarantine import write_quarantine
+from ctxtag.common.quarantine import report_refused, write_quarantine
 from ctxtag.config import Params
 from ctxtag.labelling.labels import agreement_with_truth, cooccurrence
 from ctxtag.labelling.pipeline import label_playlists
@@ -19,6 +19,8 @@ def run(params: Params, playlist_paths: list[Path] | None = None) -> dict:
     p = params.paths
     table = read_playlists(playlist_paths or [p.playlists], known_track_ids(p.tracks))
     final, stats, quarantine = label_playlists(table, params.contexts, params.labels, params.seed)
+    write_quarantine(quarantine, p.quarantined("playlists"))
+    report_refused(stats["files_refused"], stats["playlists_valid"])      # before any output
     write_matrix(final.track_ids, final.labels, final.contexts, p.labels_csv)
     write_matrix(final.track_ids, final.counts, final.contexts, p.counts_csv)
     with atomic_path(p.labelled_tracks_csv) as tmp:
@@ -28,7 +30,6 @@ def run(params: Params, playlist_paths: list[Path] | None = None) -> dict:
                  id_column="context")
     heatmap(co, final.contexts, p.plot("cooccurrence"),
             f"Tracks co-occurrences between contexts (n={len(final.track_ids)})", "tracks")
-    write_quarantine(quarantine, p.quarantined("playlists"))
     if p.true_labels_csv.exists():
         stats["vs_truth"] = agreement_with_truth(final, *read_matrix(p.true_labels_csv, final.contexts))
     write_json(stats, p.report("labels"))

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
-
+from ctxtag.common.io import atomic_dir
 from ctxtag.config import Params
 from ctxtag.world.synth import generate
 
 
 def run(params: Params, audio: bool = True) -> dict:
-    out = params.paths.raw
-    if out.exists():
-        shutil.rmtree(out)                     # a stage output: regenerate it whole
-    world = generate(params.synth, params.contexts, params.seed, out, audio=audio)
+    # a stage output, regenerated whole: built beside paths.raw and swapped in, so a killed run
+    # never leaves half a world for the next stage to read
+    with atomic_dir(params.paths.raw) as staging:
+        world = generate(params.synth, params.contexts, params.seed, staging, audio=audio)
     return {"tracks": len(world.tracks), "playlists": len(world.playlists), "events": len(world.events)}

@@ -1,4 +1,8 @@
-"""`ctxtag train --loss CONFIG`: train the CNN with one loss configuration of Table 2, tracked in MLflow."""
+"""`ctxtag train --loss CONFIG`: train the CNN with one loss configuration of Table 2, tracked in MLflow.
+
+Tracking never stops the training: with MLflow unreachable (or gone mid-run) it warns once and goes
+on without it, writing checkpoints and reports as usual. Rerun once it is back: the checkpoint
+resumes, and the MLflow run gets what it missed (parameters, every epoch once, the model)."""
 
 from __future__ import annotations
 
@@ -12,7 +16,14 @@ import torch
 from ctxtag.audio import mel_set
 from ctxtag.common.io import write_json
 from ctxtag.common.plots import line_chart
-from ctxtag.common.tracking import log_metrics, log_params, setup_mlflow, start_resumable_run
+from ctxtag.common.tracking import (
+    Tracker,
+    end_run,
+    log_metrics,
+    log_missing_epochs,
+    log_params,
+    start_resumable_run,
+)
 from ctxtag.common.training import pick_device
 from ctxtag.config import Params
 from ctxtag.tagger.dataset import load_splits
@@ -40,30 +51,23 @@ def run(params: Params, loss: str | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     meta = model_meta(params.contexts, params.audio, cfg.dropout, cfg.loss)
 
-    mlflow = None
-    if cfg.log_mlflow:
-        import mlflow
-
-        setup_mlflow(cfg.experiment)
-        if not start_resumable_run(p.mlflow_run(cfg.loss), fp, f"cnn-{cfg.loss}"):
-            log_params({**{f"train.{k}": v for k, v in dataclasses.asdict(cfg).items() if k != "configs"},
-                        "seed": params.seed, "n_parameters": model.num_parameters(),
-                        "n_train": len(data.datasets["train"]), "n_validation": len(data.datasets["validation"]),
-                        "device": str(pick_device(cfg.device)), "fingerprint": fp})
-            mlflow.log_text(model.summary(), "model_summary.txt")
+    tracker = Tracker(cfg.experiment if cfg.log_mlflow else None)
+    if tracker.call(start_resumable_run, p.mlflow_run(cfg.loss), fp, f"cnn-{cfg.loss}") is False:    # a new run
+        tracker.call(_log_start, model, cfg, params.seed, data, fp)
 
     def on_epoch(epoch: int, row: dict) -> None:
         print(f"[{cfg.loss}] epoch {epoch:3d}  train {row['train_loss']:.4f}  val {row['val_loss']:.4f}  lr {row['lr']:.4g}")
-        if mlflow is not None:
-            log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
+        tracker.call(log_missing_epochs, [row])     # not twice when resumed from an older checkpoint
+
+    def on_resume(history: list[dict]) -> None:     # epochs a killed run checkpointed but never logged
+        tracker.call(log_missing_epochs, history)
 
     try:
         checkpoints = Checkpoints(p.checkpoint(cfg.loss), p.checkpoint(cfg.loss, "last"))
         result = train(model, data.datasets["train"], data.datasets["validation"], cfg, checkpoints, params.seed, fp,
-                       on_epoch=on_epoch, meta=meta)
+                       on_epoch=on_epoch, meta=meta, on_resume=on_resume)
     except BaseException:
-        if mlflow is not None:
-            mlflow.end_run(status="KILLED")         # resumable: the next run continues this one
+        tracker.call(end_run, "KILLED")             # resumable: the next run continues this one
         raise
     epochs_now = result.epochs_run - (result.resumed_from or 0)
     # timings come from the history kept in last.pt, so a resumed run still reports all epochs
@@ -78,19 +82,42 @@ def run(params: Params, loss: str | None = None) -> dict:
     line_chart({"train": [h["train_loss"] for h in hist], "validation": [h["val_loss"] for h in hist]},
                [h["epoch"] for h in hist], plot, f"Loss per epoch ({cfg.loss})", "epoch", "loss")
     write_json(summary, p.report(f"train/{cfg.loss}"))
-    if mlflow is not None and epochs_now == 0:
-        mlflow.end_run()                              # a finished run resumed: nothing new to log
-    elif mlflow is not None:
-        best, _ = load_cnn(p.checkpoint(cfg.loss))
-        _log_model(mlflow, best, data.datasets["validation"])
-        mlflow.log_artifact(str(plot), "plots")
-        log_metrics({"best_val_loss": result.best_val_loss, "best_epoch": result.best_epoch})
-        mlflow.end_run()
+    # a finished run resumed has nothing new to log, unless MLflow missed its end the first time
+    if epochs_now > 0 or tracker.call(_has_model) is False:
+        tracker.call(_log_end, p.checkpoint(cfg.loss), data.datasets["validation"], plot, result)
+    tracker.call(end_run)
     return summary
 
 
-def _log_model(mlflow, model: ChoiCNN, ds) -> None:
+def _log_start(model: ChoiCNN, cfg, seed: int, data, fp: str) -> None:
+    import mlflow
+
+    log_params({**{f"train.{k}": v for k, v in dataclasses.asdict(cfg).items() if k != "configs"},
+                "seed": seed, "n_parameters": model.num_parameters(),
+                "n_train": len(data.datasets["train"]), "n_validation": len(data.datasets["validation"]),
+                "device": str(pick_device(cfg.device)), "fingerprint": fp})
+    mlflow.log_text(model.summary(), "model_summary.txt")
+
+
+def _log_end(best_pt: Path, validation, plot: Path, result) -> None:
+    import mlflow
+
+    best, _ = load_cnn(best_pt)
+    _log_model(best, validation)
+    mlflow.log_artifact(str(plot), "plots")
+    log_metrics({"best_val_loss": result.best_val_loss, "best_epoch": result.best_epoch})
+
+
+def _has_model() -> bool:
+    import mlflow
+
+    run_id = mlflow.active_run().info.run_id
+    return bool(mlflow.search_logged_models(filter_string=f"source_run_id='{run_id}'", output_format="list"))
+
+
+def _log_model(model: ChoiCNN, ds) -> None:
     """The CNN with a signature (mel batch -> 15 probabilities-as-logits) and one input example."""
+    import mlflow
     from mlflow.models import infer_signature
 
     example = ds[0][0].float().numpy()[None] if len(ds) else np.zeros((1, 96, 646), np.float32)

@@ -11,6 +11,7 @@ import pandas as pd
 from ctxtag.common.io import write_json, write_text
 from ctxtag.common.plots import bar_chart
 from ctxtag.common.progress import progress
+from ctxtag.common.tracking import Tracker
 from ctxtag.config import Params
 from ctxtag.context import artifacts
 from ctxtag.context.evaluation import MODELS, table
@@ -19,12 +20,18 @@ from ctxtag.context.features import blocks, targets
 from ctxtag.context.splits import assign
 
 
-def _log_mlflow(kind: str, reports: dict, params: Params, artifacts_: list) -> None:
+def _log_mlflow(params: Params, results: dict[str, dict], artifacts_: list) -> None:
+    """One run per split type; MLflow down: a warning, the outputs are written already."""
+    tracker = Tracker(params.user_models.experiment)
+    for kind, reports in results.items():
+        tracker.call(_log_run, kind, reports, params, artifacts_)
+
+
+def _log_run(kind: str, reports: dict, params: Params, artifacts_: list) -> None:
     import mlflow
 
-    from ctxtag.common.tracking import log_metrics, log_params, setup_mlflow
+    from ctxtag.common.tracking import log_metrics, log_params
 
-    setup_mlflow(params.user_models.experiment)
     with mlflow.start_run(run_name=f"user-models-{kind}"):
         mlflow.set_tag("split_kind", kind)
         log_params({k: v for k, v in dataclasses.asdict(params.user_models).items() if k != "splits"}, "user_models")
@@ -65,6 +72,5 @@ def run(params: Params) -> dict:
     write_json(headline, p.report("user_models"))
     write_json(results, p.report("user_models_full"))
     if cfg.log_mlflow:
-        for kind, r in results.items():
-            _log_mlflow(kind, r, params, [p.reports / "user_models.md", *plots])
+        _log_mlflow(params, results, [p.reports / "user_models.md", *plots])
     return headline

@@ -3,8 +3,10 @@ early stopping on the validation loss with patience 10, keeping the best checkpo
 
 Seeded and resumable: ``last.pt`` holds everything needed to continue after an interruption
 (model, optimiser, schedule, counters, RNG states) and is only resumed when its fingerprint (the
-settings and data it was started with) matches. Uses CUDA with bf16 autocast when present.
-Tracking (MLflow) is the caller's: it passes ``on_epoch``.
+settings and data it was started with) matches. Each write keeps the one before as
+``last.prev.pt``; a checkpoint that does not load (truncated, garbled, not plain data) is moved
+aside with a warning and the run resumes from the previous one, else starts afresh. Uses CUDA with
+bf16 autocast when present. Tracking (MLflow) is the caller's: it passes ``on_epoch`` and ``on_resume``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+import pickle
+import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -109,6 +115,18 @@ def _save(obj: dict, path: Path) -> None:
         torch.save(obj, tmp)
 
 
+def _keep_previous(path: Path, previous: Path) -> None:
+    """``path`` as it is now also under ``previous`` (a hard link, else a copy; renamed into place),
+    before ``path`` is overwritten: at every moment ``path`` holds a whole checkpoint."""
+    if not path.exists():
+        return
+    with atomic_path(previous) as tmp:
+        try:
+            os.link(path, tmp)
+        except OSError:                                 # a file system without hard links
+            shutil.copyfile(path, tmp)
+
+
 @dataclass(frozen=True)
 class Checkpoints:
     """Where a run keeps its weights: ``best`` (the best epoch, with ``meta``: what
@@ -118,11 +136,49 @@ class Checkpoints:
     best: Path
     last: Path
 
+    @property
+    def previous(self) -> Path:
+        """The ``last`` checkpoint before the latest one, to fall back on when that does not load."""
+        return self.last.with_name(f"{self.last.stem}.prev{self.last.suffix}")
+
+
+def _load_resumable(checkpoints: Checkpoints) -> dict | None:
+    """``last.pt``, else (when it does not load) ``last.prev.pt``, read to the CPU; None when neither
+    loads. A file that does not load is renamed ``<name>.corrupt-<time>`` beside itself, with a
+    warning naming it and the error, so that later runs do not trip over it again. No ``last.pt``
+    at all is a fresh start (deleting it starts over), whatever ``last.prev.pt`` holds."""
+    if not checkpoints.last.exists():
+        return None
+    for path in (checkpoints.last, checkpoints.previous):
+        if not path.exists():
+            continue
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)   # tensors and plain data only
+            if not isinstance(ckpt, dict):
+                raise ValueError(f"holds a {type(ckpt).__name__}, not a checkpoint")
+            if path != checkpoints.last:
+                print(f"warning: falling back on {path} (epoch {ckpt.get('epoch')})", file=sys.stderr, flush=True)
+            return ckpt
+        except PermissionError:
+            raise                                       # not corrupt: not ours to move
+        except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+            # truncated: RuntimeError "PytorchStreamReader failed reading zip archive" or OSError
+            # EINVAL; garbled: UnpicklingError; empty: EOFError
+            aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+            os.replace(path, aside)
+            fallback = "trying the previous one" if path == checkpoints.last else "starting afresh"
+            print(f"warning: {path}: cannot load the checkpoint ({type(exc).__name__}: {' '.join(str(exc).split())[:300]}); "
+                  f"moved to {aside.name}, {fallback}", file=sys.stderr, flush=True)
+    return None
+
 
 def train(model: torch.nn.Module, train_ds: MelDataset, val_ds: MelDataset, cfg: TrainConfig,
           checkpoints: Checkpoints, seed: int, fp: str,
-          on_epoch: Callable[[int, dict], None] | None = None, meta: dict | None = None) -> TrainResult:
-    """Train until early stopping or ``max_epochs``; the best checkpoint carries ``meta`` (contexts, front-end)."""
+          on_epoch: Callable[[int, dict], None] | None = None, meta: dict | None = None,
+          on_resume: Callable[[list[dict]], None] | None = None) -> TrainResult:
+    """Train until early stopping or ``max_epochs``; the best checkpoint carries ``meta`` (contexts, front-end).
+    ``on_epoch(epoch, row)`` runs once the epoch is checkpointed; ``on_resume(history)`` once a
+    checkpoint is resumed, with the epochs it holds."""
     device = pick_device(cfg.device)
     torch.manual_seed(seed)
     model.to(device, memory_format=torch.channels_last)   # ~25 % faster convolutions on CPU
@@ -134,15 +190,16 @@ def train(model: torch.nn.Module, train_ds: MelDataset, val_ds: MelDataset, cfg:
     start_epoch, history, resumed = 1, [], None
 
     last = checkpoints.last
-    if last.exists():
-        ckpt = torch.load(last, map_location=device, weights_only=True)   # tensors and plain data only
-        if ckpt.get("fingerprint") == fp:
-            model.load_state_dict(ckpt["model"])
-            opt.load_state_dict(ckpt["optimizer"])
-            sched.load_state_dict(ckpt["scheduler"])
-            stopper.best, stopper.best_epoch, stopper.waited = ckpt["best_val"], ckpt["best_epoch"], ckpt["bad_epochs"]
-            start_epoch, history, resumed = ckpt["epoch"] + 1, ckpt["history"], ckpt["epoch"]
-            _set_rng_state(ckpt["rng"])
+    ckpt = _load_resumable(checkpoints)   # state_dict loading moves the tensors to the device
+    if ckpt is not None and ckpt.get("fingerprint") == fp:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        stopper.best, stopper.best_epoch, stopper.waited = ckpt["best_val"], ckpt["best_epoch"], ckpt["bad_epochs"]
+        start_epoch, history, resumed = ckpt["epoch"] + 1, ckpt["history"], ckpt["epoch"]
+        _set_rng_state(ckpt["rng"])
+        if on_resume is not None:
+            on_resume(history)
 
     started = 0.0                                   # an epoch's "seconds" cover training and validation
 
@@ -168,7 +225,8 @@ def train(model: torch.nn.Module, train_ds: MelDataset, val_ds: MelDataset, cfg:
             _save({"model": model.state_dict(), "epoch": epoch, "val_loss": row["val_loss"], "meta": meta or {}},
                   checkpoints.best)
         # everything a resumed run needs to continue as if never interrupted (the same keys as ever,
-        # so older checkpoints still resume)
+        # so older checkpoints still resume); the one it replaces stays as the fallback
+        _keep_previous(last, checkpoints.previous)
         _save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                "epoch": epoch, "best_val": stopper.best, "best_epoch": stopper.best_epoch,
                "bad_epochs": stopper.waited, "history": history, "rng": _rng_state(), "fingerprint": fp}, last)
@@ -178,4 +236,7 @@ def train(model: torch.nn.Module, train_ds: MelDataset, val_ds: MelDataset, cfg:
     if not stopper.stopped:                         # a resumed run that had stopped stays stopped
         run_epochs(cfg.max_epochs, train_epoch, validate, stopper, on_epoch=checkpoint,
                    start_epoch=start_epoch, history=history)
+    # the run ended with a whole last.pt: the fallback only guards a run in progress, and would
+    # double the size of the model folder (a DVC output) if kept
+    checkpoints.previous.unlink(missing_ok=True)
     return TrainResult(stopper.best_epoch, stopper.best, len(history), stopper.stopped, resumed, history)

@@ -77,3 +77,57 @@ def test_front_end_version_hashes_the_front_end_source(monkeypatch, tmp_path):
         monkeypatch.undo()
         mel_cache.frontend_version.cache_clear()
     assert mel_cache.frontend_version() == before
+
+
+def test_an_unreadable_cache_entry_is_recomputed_not_served(tmp_path, capsys):
+    clips = [_clip(tmp_path / f"{i}.wav", i) for i in range(2)]
+    cache = tmp_path / "cache"
+    first = extract(["a", "b"], clips, CFG, cache)
+    entries = sorted(cache.glob("*.npy"))
+    entries[0].write_bytes(entries[0].read_bytes()[:100])          # truncated, as a pre-atomic crash left it
+    again = extract(["a", "b"], clips, CFG, cache)
+    assert again.cache_hits == 1
+    np.testing.assert_array_equal(again.mels, first.mels)
+    assert "unreadable mel cache entry" in capsys.readouterr().err
+    assert extract(["a", "b"], clips, CFG, cache).cache_hits == 2    # and the entry was replaced
+
+
+EXTRACTOR = """
+import sys
+from pathlib import Path
+from ctxtag.audio.mel_cache import extract
+from ctxtag.config import AudioConfig
+clips = sorted(Path(sys.argv[1]).glob("*.wav"))
+extract([c.stem for c in clips], clips, AudioConfig(duration_s=2.0, offset_s=0.0), Path(sys.argv[2]))
+"""
+
+
+def test_kill_9_mid_extraction_leaves_only_whole_entries(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    clips = [_clip(audio / f"{i:03d}.wav", i) for i in range(150)]
+    cache = tmp_path / "cache"
+    proc = subprocess.Popen([sys.executable, "-c", EXTRACTOR, str(audio), str(cache)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(cache.glob("*.npy"))) < 5 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL                    # killed, not finished
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    written = list(cache.glob("*.npy"))
+    assert 5 <= len(written) < len(clips)
+    for entry in written:                                                  # every entry whole
+        assert np.load(entry).shape == (CFG.n_mels, CFG.n_frames)
+    resumed = extract([c.stem for c in clips], clips, CFG, cache)
+    assert resumed.cache_hits == len(written) and len(resumed.track_ids) == len(clips)
+    assert sorted(p.name for p in cache.iterdir() if p.name.startswith(".")) == []   # no temp left behind

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from ctxtag.common.io import atomic_path, read_matrix, write_json, write_matrix
+from ctxtag.common.io import atomic_dir, atomic_path, read_matrix, write_json, write_matrix
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
@@ -65,3 +65,41 @@ def test_only_a_dead_writers_temp_is_cleared(tmp_path):
     live.write_text("a write in progress")
     write_json({"v": 1}, tmp_path / "out.json")
     assert not dead.exists() and live.exists()
+
+
+DIR_WRITER = """
+import sys, time
+from pathlib import Path
+from ctxtag.common.io import atomic_dir
+with atomic_dir(Path(sys.argv[1])) as staging:
+    (staging / "a.csv").write_text("new a")
+    print("writing", flush=True)
+    time.sleep(60)
+    (staging / "b.csv").write_text("new b")
+"""
+
+
+def test_atomic_dir_swaps_a_whole_folder_in_and_a_kill_keeps_the_old_one(tmp_path):
+    world = tmp_path / "raw"
+    world.mkdir()
+    (world / "a.csv").write_text("old a")
+    (world / "b.csv").write_text("old b")
+    proc = subprocess.Popen([sys.executable, "-c", DIR_WRITER, str(world)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "writing"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert {p.name: p.read_text() for p in world.iterdir()} == {"a.csv": "old a", "b.csv": "old b"}
+
+    with pytest.raises(RuntimeError), atomic_dir(world) as staging:       # a failing writer: same
+        (staging / "a.csv").write_text("new a")
+        raise RuntimeError("failed")
+    assert (world / "a.csv").read_text() == "old a"
+
+    with atomic_dir(world) as staging:
+        (staging / "c.csv").write_text("new c")
+    assert [p.name for p in tmp_path.iterdir()] == ["raw"]              # staging and old cleared
+    assert [p.name for p in world.iterdir()] == ["c.csv"]

@@ -45,6 +45,10 @@ def test_dagbag_loads_the_dags_with_schedules_queues_and_assets():
     assert outlets["publish_features"] == ["ctxtag_features"]
     assert [t.task_id for t in retrain.topological_sort()] == ["train_tagger", "train_embeddings",
                                                                  "train_user_models", "register", "promote"]
+    # every task but the data gate retries with backoff (a service down); the gate fails at once
+    retries = {t.task_id: (t.retries, t.retry_exponential_backoff) for d in (ingest, retrain) for t in d.tasks}
+    assert retries.pop("validate") == (0, True)
+    assert set(retries.values()) == {(3, True)}
 
 
 def _airflow(home: Path, project: Path, *args: str) -> str:

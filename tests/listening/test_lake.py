@@ -1,9 +1,10 @@
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from ctxtag.common.quarantine import InputError, write_quarantine
+from ctxtag.common.quarantine import write_quarantine
 from ctxtag.config import LogsConfig
 from ctxtag.listening.lake import ingest, read_lake
 from tests.conftest import CONTEXTS
@@ -83,11 +84,63 @@ def test_reingest_is_a_no_op_and_late_events_never_rewrite_a_partition(tmp_path)
     assert read_lake(lake)["user_id"].tolist() == ["u3", "u2", "u1"]       # time order across parts
 
 
-def test_missing_required_column_names_the_file(tmp_path):
-    path = tmp_path / "x.csv"
-    path.write_text("user_id,track_id,timestamp\nu,t,2026-01-05T10:00:00Z\n")
-    with pytest.raises(InputError, match=r"x\.csv: missing required column\(s\) \['device', 'network'\]"):
-        _ingest([path], tmp_path / "lake")
+def test_a_file_without_required_columns_is_refused_and_the_others_go_on(tmp_path):
+    bad = tmp_path / "x.csv"
+    bad.write_text("user_id,track_id,timestamp\nu,t,2026-01-05T10:00:00Z\n")
+    good = tmp_path / "y.csv"
+    good.write_text(HEADER + "u1,t1,2026-01-05T09:00:00+01:00,phone,wifi,,,,\n")
+    result = _ingest([bad, good], tmp_path / "lake")
+    assert result.stats["files_refused"] == {
+        str(bad): "file refused: missing required column(s) ['device', 'network']; found ['user_id', 'track_id', 'timestamp']"}
+    assert [(r.source, r.row) for r in result.rejections] == [(str(bad), 0)]
+    assert result.stats["events_written"] == 1
+
+
+def test_malformed_csv_rows_gzip_drops_and_corrupt_parquet_cost_only_themselves(tmp_path):
+    import gzip
+
+    drop = tmp_path / "date=2026-01-05"
+    drop.mkdir()
+    (drop / "a.csv").write_text(HEADER + "u1,t1,2026-01-05T09:00:00+01:00,phone,wifi,,,,\n"
+                                "u1,t2,2026-01-05T09:01:00+01:00,phone,wifi,,,,,one-too-many\n"
+                                'u1,t3,2026-01-05T09:02:00+01:00,phone,wifi,"Paris,\nFR",,,\n'
+                                "u1,t4,2026-01-05T09:03:00+01:00,phone\n"
+                                "u1,t5,2026-01-05T09:04:00+01:00,phone,wifi,,,,\n")
+    (drop / "b.csv.gz").write_bytes(gzip.compress(
+        ("\ufeff" + HEADER + "u2,t1,2026-01-05T10:00:00Z,car,cellular,,,,\n").replace("\n", "\r\n").encode()))
+    (drop / "c.parquet").write_bytes(b"PAR1 truncated")
+    typed = pd.DataFrame({"user_id": ["u3", "u3"], "track_id": ["t1", "t2"], "device": ["phone"] * 2,
+                          "network": ["wifi"] * 2, "extra": [1, 2],
+                          "timestamp": pd.to_datetime(["2026-01-05T09:00:00+01:00"] * 2, utc=True)
+                          .tz_convert("Europe/Paris")})
+    typed.to_parquet(drop / "d.parquet")
+    typed.assign(timestamp=[1767600000, 1767600001], user_id="u4").to_parquet(drop / "e.parquet")
+    result = _ingest([drop], tmp_path / "lake")
+    by_row = {(r.source.rsplit("/", 1)[-1], r.row): r.reason for r in result.rejections}
+    assert by_row == {
+        ("a.csv", 3): "malformed CSV row: 10 fields, the header has 9",
+        ("a.csv", 6): "malformed CSV row: 4 fields, the header has 9",
+        ("c.parquet", 0): by_row[("c.parquet", 0)],
+        ("e.parquet", 1): "timestamp has no time zone offset (need ISO 8601 like 2026-01-05T08:00:00+01:00)",
+        ("e.parquet", 2): "timestamp has no time zone offset (need ISO 8601 like 2026-01-05T08:00:00+01:00)",
+    }
+    assert by_row[("c.parquet", 0)].startswith("file refused: ArrowInvalid")
+    lake = read_lake(tmp_path / "lake")
+    assert sorted(zip(lake["user_id"], lake["track_id"], strict=True)) == [
+        ("u1", "t1"), ("u1", "t3"), ("u1", "t5"), ("u2", "t1"), ("u3", "t1"), ("u3", "t2")]
+    assert lake.set_index("track_id").loc["t3", "location"] == "Paris,\nFR"
+    assert set(lake.query("user_id == 'u3'")["utc_offset_min"]) == {60}      # Paris in January
+
+
+@pytest.mark.parametrize("content", [None, b"", HEADER.encode()])
+def test_an_empty_drop_folder_or_file_ingests_nothing_without_error(tmp_path, content):
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    if content is not None:
+        (drop / "x.csv").write_bytes(content)
+    result = _ingest([drop], tmp_path / "lake")
+    assert result.stats["rows_read"] == 0 and result.stats["events_written"] == 0
+    assert result.rejections == []
 
 
 def test_non_utf8_row_is_quarantined(tmp_path):
@@ -113,3 +166,118 @@ def test_feedback_is_optional_case_folded_and_unknown_values_are_quarantined(tmp
     assert [(r.row, r.reason.split(" (")[0]) for r in result.rejections] == [(5, "unknown feedback")]
     lake = read_lake(tmp_path / "lake").sort_values("track_id")
     assert lake["feedback"].tolist()[:2] == ["like", "skip"] and pd.isna(lake["feedback"].iloc[2])
+
+
+INGESTER = """
+import sys
+from pathlib import Path
+import pandas as pd
+from ctxtag.config import LogsConfig
+from ctxtag.listening.lake import ingest
+from tests.conftest import CONTEXTS
+ingest([sys.argv[1]], Path(sys.argv[2]), LogsConfig(), CONTEXTS, now=pd.Timestamp("2026-03-01T00:00:00Z"))
+"""
+
+
+def test_kill_9_mid_ingest_leaves_whole_parts_and_a_rerun_converges(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    n, days = 120_000, 50
+    stamps = pd.Timestamp("2026-01-01T00:00:00Z") + pd.to_timedelta(pd.RangeIndex(n) * (days * 86400 // n), unit="s")
+    drop = tmp_path / "drop.csv"
+    pd.DataFrame({"user_id": [f"u{i % 997}" for i in range(n)], "track_id": [f"t{i % 89}" for i in range(n)],
+                  "timestamp": stamps.strftime("%Y-%m-%dT%H:%M:%S+01:00"), "device": "phone",
+                  "network": "wifi"}).to_csv(drop, index=False)
+    lake = tmp_path / "lake"
+    proc = subprocess.Popen([sys.executable, "-c", INGESTER, str(drop), str(lake)], cwd=Path(__file__).parents[2],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not list(lake.glob("date=*/part-*.parquet")) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.002)
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL                    # killed mid-ingest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    parts = list(lake.glob("date=*/part-*.parquet"))
+    assert 1 <= len(parts) < days
+    assert sum(len(pd.read_parquet(p)) for p in parts) < n                # whole parts only, some missing
+
+    _ingest([drop], lake)                                                   # the rerun
+    clean = tmp_path / "clean"
+    _ingest([drop], clean)
+    cols = ["user_id", "track_id", "event_timestamp"]
+    assert read_lake(lake)[cols].sort_values(cols).reset_index(drop=True).equals(
+        read_lake(clean)[cols].sort_values(cols).reset_index(drop=True))
+    assert len(read_lake(lake)) == n                                        # every event once
+    assert not [p for p in lake.rglob(".*") if p.is_file()]                # no temp file left
+
+
+# --- property: corrupt random rows of a valid drop in random ways --------------------------------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+# corruption -> (how it changes one CSV row's fields or text, what its reason must name)
+CSV_CORRUPTIONS = {
+    "extra field": (lambda f: f + ["surplus"], "fields, the header has"),
+    "missing fields": (lambda f: f[:3], "fields, the header has"),
+    "not UTF-8": (lambda f: [b"u\xe9\xff".decode("utf-8", "surrogateescape"), *f[1:]], "not valid UTF-8"),
+    "unknown device": (lambda f: [*f[:3], "toaster", *f[4:]], "unknown device"),
+    "no offset": (lambda f: [f[0], f[1], f[2][:19], *f[3:]], "no time zone offset"),
+    "garbage timestamp": (lambda f: [f[0], f[1], "yesterday+01:00", *f[3:]], "unparseable timestamp"),
+    "year 3000": (lambda f: [f[0], f[1], "3000-01-05T09:00:00+01:00", *f[3:]], "timestamp"),
+    "missing user": (lambda f: ["", *f[1:]], "missing user_id"),
+    "huge field": (lambda f: [*f[:5], "x" * 200_000, *f[6:]], "field longer than 131072 characters: location"),
+    "bad age": (lambda f: [*f[:6], "-3", *f[7:]], "age not a number"),
+}
+
+
+def _csv_line(fields):
+    import csv
+    import io
+
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(fields)
+    return buf.getvalue().encode("utf-8", "surrogateescape")
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(1, 25), data=st.data(), gz=st.booleans(), crlf=st.booleans(), bom=st.booleans(),
+       multiline=st.booleans())
+def test_property_corrupt_rows_are_quarantined_and_every_valid_row_kept_once(tmp_path_factory, n, data, gz, crlf, bom,
+                                                                            multiline):
+    import gzip
+
+    # quoted newlines send the file to the exact reader, one-line records to Arrow's: both are drawn
+    rows = [[f"u{i % 4}", f"t{i}", f"2026-01-{1 + i % 28:02d}T{i % 24:02d}:00:00+01:00", "phone", "wifi",
+             "Paris,\nFR" if multiline and i % 5 == 0 else "Paris, FR", str(18 + i % 50), "", ""] for i in range(n)]
+    bad = data.draw(st.dictionaries(st.integers(0, n - 1), st.sampled_from(sorted(CSV_CORRUPTIONS))))
+    body, expected, line = b"", {}, 2
+    for i, fields in enumerate(rows):
+        text = _csv_line(CSV_CORRUPTIONS[bad[i]][0](fields) if i in bad else fields)
+        if i in bad:
+            expected[line] = CSV_CORRUPTIONS[bad[i]][1]
+        body += text
+        line += text.count(b"\n")
+    content = (b"\xef\xbb\xbf" if bom else b"") + HEADER.encode() + body
+    if crlf:
+        content = content.replace(b"\n", b"\r\n")
+    folder = tmp_path_factory.mktemp("drop")
+    path = folder / ("drop.csv.gz" if gz else "drop.csv")
+    path.write_bytes(gzip.compress(content) if gz else content)
+    before = path.read_bytes()
+
+    result = _ingest([folder], folder / "lake")                          # no exception escapes
+
+    got = {r.row: r.reason for r in result.rejections}
+    assert set(got) == set(expected)
+    for row, must_name in expected.items():
+        assert must_name in got[row], (row, got[row])
+    kept = read_lake(folder / "lake")
+    assert sorted(kept["track_id"]) == sorted(f"t{i}" for i in range(n) if i not in bad)   # each once
+    assert path.read_bytes() == before                                   # the raw drop untouched

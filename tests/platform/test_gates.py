@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -67,8 +68,19 @@ def test_too_many_bad_rows_fail_the_gate_with_a_readable_report(params):
         run_gate("listening_logs", *logs_suite(ev, params, NOW), params, "lake")
     text = str(err.value)
     assert "FAILED" in text and "expect_column_values_to_be_in_set(network)" in text
-    assert "expect_compound_columns_to_be_unique" in text and "data docs: file://" in text
+    assert "expect_compound_columns_to_be_unique" in text
+    assert f"data docs: {params.paths.data_docs / 'gx/uncommitted/data_docs/local_site/index.html'}" in text
     assert len(_quarantined(params, "listening_logs")) == 31 + 2             # both copies of the duplicate
+
+
+def test_the_report_names_the_data_docs_relative_to_the_project(params, tmp_path, monkeypatch):
+    """paths.data_docs as params.yaml gives it (relative to the project), not GX's absolute file://
+    URL: reports/quality.json moves with the project."""
+    monkeypatch.chdir(tmp_path)
+    params = dataclasses.replace(params, paths=dataclasses.replace(params.paths, data_docs=Path("data/gx")))
+    report = run_gate("listening_logs", *logs_suite(_events(), params, NOW), params, "lake")
+    assert report.data_docs == "data/gx/gx/uncommitted/data_docs/local_site/index.html"
+    assert (tmp_path / report.data_docs).exists()
 
 
 def test_label_balance_is_a_dataset_level_gate(params):

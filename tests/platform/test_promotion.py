@@ -1,8 +1,11 @@
-"""The promotion gate's rule (ctxtag.platform.promotion.decide), a pure function."""
+"""The promotion gate's rule (ctxtag.platform.promotion.decide), a pure function; promote and
+rollback with the MLflow server gone."""
 
 import numpy as np
+import pytest
 
 from ctxtag.platform.promotion import decide
+from tests.conftest import MlflowServer
 
 CONTEXTS = ("party", "sleep", "car")
 
@@ -38,3 +41,45 @@ def test_contexts_without_an_auc_are_left_out_of_means_and_drops():
     assert np.allclose([result.challenger_macro_auc, result.champion_macro_auc], [0.75, 0.65])
     refused = decide(np.array([0.8, np.nan, 0.7]), np.array([0.7, 0.9, np.nan]), CONTEXTS, 0.02)
     assert not refused.passed                        # 0.75 < 0.80: the sleep AUC it lost still counts
+
+
+@pytest.mark.slow
+def test_promote_and_rollback_with_the_server_gone_fail_clearly_and_change_nothing(tmp_path, mlflow_env, capsys):
+    """A real `mlflow server` holding a champion and its audit trail, then killed (SIGKILL)."""
+    import time
+
+    import mlflow
+
+    from ctxtag.cli import main
+    from ctxtag.config import Params
+    from ctxtag.platform.registry import ensure_registered, open_client, record
+
+    name = Params().registry.model_name
+    server = MlflowServer(tmp_path / "mlflow-server")
+    try:
+        mlflow_env.setenv("MLFLOW_TRACKING_URI", server.uri)
+        client = open_client(Params())
+        ensure_registered(client, name, "test")
+        for version in ("1", "2"):
+            run = client.create_run(mlflow.get_experiment_by_name(Params().train.experiment).experiment_id)
+            client.create_model_version(name, f"runs:/{run.info.run_id}/model", run.info.run_id)
+            client.set_registered_model_alias(name, "champion", version)
+            record(client, name, {"action": "promote", "version": version, "previous": None if version == "1" else "1"})
+        client.set_registered_model_alias(name, "challenger", "1")
+    finally:
+        server.kill()
+
+    mlflow_env.chdir(tmp_path)
+    capsys.readouterr()                                       # the set-up's own MLflow logging
+    for command in (["rollback", "--why", "bad canary"], ["promote", "--force", "--why", "hotfix"]):
+        started = time.monotonic()
+        assert main(command) == 5
+        assert time.monotonic() - started < 60
+        err = capsys.readouterr().err
+        assert err.startswith(f"ctxtag {command[0]}: MLflow at {server.uri} unreachable: ConnectionRefusedError")
+        assert err.count("\n") == 1 and "Traceback" not in err
+
+    store = mlflow.MlflowClient(tracking_uri=f"sqlite:///{server.db}", registry_uri=f"sqlite:///{server.db}")
+    model = store.get_registered_model(name)                 # the registry as the server left it
+    assert {k: str(v) for k, v in model.aliases.items()} == {"champion": "2", "challenger": "1"}
+    assert sorted(k for k in model.tags if k.startswith("audit.")) == ["audit.0001", "audit.0002"]

@@ -44,7 +44,7 @@ def test_repro_builds_every_output(dvc_project):
 
 
 @pytest.mark.slow
-def test_repro_trains_tracks_and_reports_every_configuration(dvc_project):
+def test_repro_trains_tracks_and_reports_every_configuration(dvc_project, monkeypatch):
     project = dvc_project
     for cfg in ("none", "neg_ignore_zeros"):
         assert (project / f"data/models/{cfg}/best.pt").exists()
@@ -61,6 +61,7 @@ def test_repro_trains_tracks_and_reports_every_configuration(dvc_project):
 
     import mlflow
 
+    monkeypatch.chdir(project)                    # artifact locations are relative to the project root
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlruns.db'}")
     client = mlflow.MlflowClient()
     exp = client.get_experiment_by_name("ctxtag-audio-tagger")

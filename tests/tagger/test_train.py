@@ -119,3 +119,98 @@ def test_trains_on_cuda_with_bf16_autocast(tmp_path):
     result = train(_model(), _data(96, 0), _data(32, 1), cfg, _ck(tmp_path), seed=0, fp="x")
     assert all(np.isfinite(h["val_loss"]) for h in result.history)
     assert result.history[-1]["val_loss"] < result.history[0]["val_loss"]
+
+
+def _truncate(path, keep: float = 0.5) -> bytes:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return data
+
+
+class Killed(BaseException):
+    pass
+
+
+def _interrupted_after(epoch: int):
+    """An on_epoch that stops the run once ``epoch`` is checkpointed, as a kill would: the run's
+    last.pt and last.prev.pt stay as a run in progress leaves them."""
+    def on_epoch(e, _row):
+        if e == epoch:
+            raise Killed
+    return on_epoch
+
+
+def _train_interrupted(ck, epoch, train_ds, val_ds, seed, fp, max_epochs=4):
+    with pytest.raises(Killed):
+        train(_model(), train_ds, val_ds, dataclasses.replace(CFG, max_epochs=max_epochs), ck, seed=seed, fp=fp,
+              on_epoch=_interrupted_after(epoch))
+
+
+def test_a_truncated_last_checkpoint_is_moved_aside_and_the_previous_one_resumed(tmp_path, capsys):
+    train_ds, val_ds = _data(64, 0), _data(16, 1)
+    cfg = dataclasses.replace(CFG, max_epochs=4)
+    straight = _model()
+    train(straight, train_ds, val_ds, cfg, _ck(tmp_path / "a"), seed=3, fp="f")
+
+    ck = _ck(tmp_path / "b")
+    _train_interrupted(ck, 3, train_ds, val_ds, seed=3, fp="f")
+    assert torch.load(ck.previous, weights_only=True)["epoch"] == 2          # the one before is kept
+    _truncate(ck.last)
+    with pytest.raises((RuntimeError, OSError)) as died:                     # what every run used to die of
+        torch.load(ck.last, weights_only=True)
+    capsys.readouterr()
+
+    resumed = _model()
+    result = train(resumed, train_ds, val_ds, cfg, ck, seed=3, fp="f")
+    err = capsys.readouterr().err
+    assert f"warning: {ck.last}: cannot load the checkpoint ({type(died.value).__name__}: {str(died.value)[:60]}" in err
+    assert result.resumed_from == 2 and result.epochs_run == 4              # epoch 3 is run again
+    aside = list(ck.last.parent.glob("last.pt.corrupt-*"))
+    assert len(aside) == 1 and aside[0].name in err
+    assert torch.load(ck.last, weights_only=True)["epoch"] == 4
+    for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)                            # as if never interrupted
+    assert not ck.previous.exists()                                           # a finished run keeps no fallback
+    assert train(_model(), train_ds, val_ds, cfg, ck, seed=3, fp="f").resumed_from == 4
+    assert "warning" not in capsys.readouterr().err                           # nothing left to trip over
+
+
+def test_with_no_loadable_checkpoint_training_starts_afresh(tmp_path, capsys):
+    train_ds, val_ds = _data(32, 0), _data(16, 1)
+    ck = _ck(tmp_path)
+    _train_interrupted(ck, 2, train_ds, val_ds, seed=0, fp="x")
+    ck.last.write_bytes(b"\x80\x02garbage, not a checkpoint")
+    _truncate(ck.previous, keep=0.0)
+    result = train(_model(), train_ds, val_ds, dataclasses.replace(CFG, max_epochs=2), ck, seed=0, fp="x")
+    assert result.resumed_from is None and result.epochs_run == 2
+    err = capsys.readouterr().err
+    assert f"{ck.last}: cannot load" in err and f"{ck.previous}: cannot load" in err and "starting afresh" in err
+    assert len(list(tmp_path.glob("*.corrupt-*"))) == 2
+    assert torch.load(ck.last, weights_only=True)["epoch"] == 2
+
+
+def test_deleting_last_pt_starts_over_whatever_the_previous_one_holds(tmp_path):
+    train_ds, val_ds = _data(32, 0), _data(16, 1)
+    ck = _ck(tmp_path)
+    _train_interrupted(ck, 2, train_ds, val_ds, seed=0, fp="x")
+    ck.last.unlink()
+    assert ck.previous.exists()
+    result = train(_model(), train_ds, val_ds, dataclasses.replace(CFG, max_epochs=2), ck, seed=0, fp="x")
+    assert result.resumed_from is None and result.epochs_run == 2
+
+
+def test_every_checkpoint_is_written_through_atomic_path(tmp_path, monkeypatch):
+    """atomic_path is what survives kill -9 (tests/common/test_io.py kills a real writer)."""
+    import ctxtag.tagger.train as tagger_train
+
+    written = []
+    real = tagger_train.atomic_path
+
+    def spy(path):
+        written.append(path.name)
+        return real(path)
+
+    monkeypatch.setattr(tagger_train, "atomic_path", spy)
+    train(_model(), _data(32, 0), _data(16, 1), dataclasses.replace(CFG, max_epochs=2), _ck(tmp_path), seed=0, fp="x")
+    assert {"best.pt", "last.pt", "last.prev.pt"} <= set(written)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]      # the fallback removed at the end
