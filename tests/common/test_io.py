@@ -42,10 +42,9 @@ with atomic_path(Path(sys.argv[1])) as tmp, tmp.open("w") as fh:
 """
 
 
-def test_kill_9_mid_write_leaves_the_previous_output(tmp_path):
-    target = tmp_path / "report.json"
-    target.write_text("previous")
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], stdout=subprocess.PIPE, text=True)
+def _kill_9_while_writing(code: str, target) -> None:
+    """Run ``code`` (a writer that prints "writing" mid-write) and kill -9 it there."""
+    proc = subprocess.Popen([sys.executable, "-c", code, str(target)], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "writing"
         os.kill(proc.pid, signal.SIGKILL)
@@ -53,6 +52,12 @@ def test_kill_9_mid_write_leaves_the_previous_output(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_kill_9_mid_write_leaves_the_previous_output(tmp_path):
+    target = tmp_path / "report.json"
+    target.write_text("previous")
+    _kill_9_while_writing(WRITER, target)
     time.sleep(0.1)
     assert target.read_text() == "previous"          # the partial temp file never replaced it
     write_json({"v": 2}, target)                     # the next writer clears what the killed one left
@@ -84,14 +89,7 @@ def test_atomic_dir_swaps_a_whole_folder_in_and_a_kill_keeps_the_old_one(tmp_pat
     world.mkdir()
     (world / "a.csv").write_text("old a")
     (world / "b.csv").write_text("old b")
-    proc = subprocess.Popen([sys.executable, "-c", DIR_WRITER, str(world)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "writing"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    _kill_9_while_writing(DIR_WRITER, world)
     assert {p.name: p.read_text() for p in world.iterdir()} == {"a.csv": "old a", "b.csv": "old b"}
 
     with pytest.raises(RuntimeError), atomic_dir(world) as staging:       # a failing writer: same
