@@ -21,6 +21,22 @@ def test_bad_input_exits_2_naming_file(tmp_path, capsys):
     assert not (tmp_path / "r" / "labels.json").exists()
 
 
+def test_ingest_with_every_drop_refused_exits_2_and_with_one_good_drop_goes_on(tmp_path, capsys):
+    drops = tmp_path / "drops"
+    drops.mkdir()
+    (drops / "a.parquet").write_bytes(b"PAR1 not parquet")
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"paths": {
+        "listening_logs": str(drops), "incoming_logs": str(tmp_path / "none"), "tracks": None,
+        "lake": str(tmp_path / "lake"), "reports": str(tmp_path / "r"), "quarantine": str(tmp_path / "q")}}))
+    assert main(["--params", str(params), "ingest-logs"]) == 2
+    assert "no readable input left" in capsys.readouterr().err
+    (drops / "b.csv").write_text("user_id,track_id,timestamp,device,network\nu1,t1,2026-01-05T09:00:00Z,phone,wifi\n")
+    assert main(["--params", str(params), "ingest-logs"]) == 0
+    assert f"error: {drops / 'a.parquet'}: file refused" in capsys.readouterr().err
+    assert len(list((tmp_path / "lake").rglob("part-*.parquet"))) == 1
+
+
 def test_bad_params_exit_2(tmp_path, capsys):
     params = tmp_path / "params.yaml"
     params.write_text("labels: {min_playlists: many}\n")

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ctxtag.audio.mel_cache import extract
-from ctxtag.common.io import atomic_path, audio_paths
+from ctxtag.common.io import atomic_dir, audio_paths
 from ctxtag.config import AudioConfig
 
 
@@ -43,15 +43,15 @@ def build(wanted: list[str], catalogue: Path, audio_root: Path, audio: AudioConf
     no_audio = [{"track_id": t, "path": "", "reason": "no audio_path in the catalogue"} for t in wanted if t not in known]
     result = extract(have, [audio_root / audio_of[t] for t in have], audio, cache)
 
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "mels.npy") as tmp, tmp.open("wb") as fh:
-        np.save(fh, result.mels)
     skipped = pd.DataFrame(no_audio + result.skipped, columns=["track_id", "path", "reason"])
-    for path, frame in ((index_csv(out), pd.DataFrame({"track_id": result.track_ids,
-                                                     "row": np.arange(len(result.track_ids))})),
-                        (out / "skipped.csv", skipped)):
-        with atomic_path(path) as tmp:
-            frame.to_csv(tmp, index=False)
+    # the mels and their index are one thing: swapped in together, so no reader pairs a new
+    # mels.npy with an old index.csv after a kill
+    with atomic_dir(out) as staging:
+        with (staging / "mels.npy").open("wb") as fh:
+            np.save(fh, result.mels)
+        pd.DataFrame({"track_id": result.track_ids, "row": np.arange(len(result.track_ids))}).to_csv(
+            index_csv(staging), index=False)
+        skipped.to_csv(staging / "skipped.csv", index=False)
     return {"tracks": len(wanted), "extracted": len(result.track_ids), "skipped": len(skipped),
             "cache_hits": result.cache_hits, "shape": list(result.mels.shape[1:]),
             "skipped_reasons": skipped["reason"].value_counts().to_dict()}

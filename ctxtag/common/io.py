@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,9 +24,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     succeeds, so a killed writer leaves the old file or the new one, never a partial one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):     # left by a writer killed earlier
-        if not _alive(stale.name.rsplit(".", 2)[-2]):
-            stale.unlink(missing_ok=True)
+    _sweep(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         yield tmp
@@ -33,14 +33,31 @@ def atomic_path(path: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+_SWEPT: set[Path] = set()
+
+
+def _sweep(folder: Path) -> None:
+    """Remove the temp files that writers killed earlier left in ``folder`` — once per folder and
+    process: scanning at every write would make a folder of n entries (the mel cache) cost n^2."""
+    if folder in _SWEPT:
+        return
+    for stale in folder.glob(".*.*.tmp"):
+        pid = re.fullmatch(r"\..+\.(\d+)\.tmp", stale.name)     # only atomic_path's own temps
+        if pid and not _alive(pid.group(1)):
+            stale.unlink(missing_ok=True)
+    _SWEPT.add(folder)
+
+
 @contextmanager
 def atomic_dir(path: Path) -> Iterator[Path]:
     """A staging folder beside ``path`` to fill; swapped in for ``path`` only when the block
     succeeds. A writer killed while filling it leaves the old folder in place (the next writer
-    clears the staging folder); killed between the two renames, it leaves no folder and a rerun
-    writes it again — never a half-written one under the real name."""
+    clears the staging folder); killed between the two renames, it leaves the old folder aside,
+    which the next writer puts back first — never a half-written one under the real name."""
     path = Path(path)
     staging, old = path.with_name(f".{path.name}.staging"), path.with_name(f".{path.name}.old")
+    if old.exists() and not path.exists():          # killed between the two renames: put it back
+        old.rename(path)
     for stale in (staging, old):
         if stale.exists():
             shutil.rmtree(stale)
@@ -115,7 +132,11 @@ def collect_files(paths: Iterable[str | Path], accept: Callable[[Path], bool], w
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            files.extend(sorted(f for f in p.rglob("*") if f.is_file() and accept(f)))
+            found = sorted(f for f in p.rglob("*") if f.is_file())
+            files.extend(f for f in found if accept(f))
+            for f in found:                       # never skipped in silence (hidden files aside)
+                if not accept(f) and not f.name.startswith("."):
+                    print(f"warning: {f}: skipped, not a {what} file by its name", file=sys.stderr)
         elif p.exists():
             files.append(p)
         else:
@@ -123,8 +144,9 @@ def collect_files(paths: Iterable[str | Path], accept: Callable[[Path], bool], w
     return files
 
 
-# bytes that were not UTF-8, as text read with errors='surrogateescape' holds them
-UNDECODABLE = "[\udc80-\udcff]"
+# bytes that were not UTF-8, as text read with errors='surrogateescape' holds them, and lone
+# surrogates from JSON escapes ("\ud800"): neither can be written as UTF-8
+UNDECODABLE = "[\ud800-\udfff]"
 
 
 def undecodable(series: pd.Series) -> pd.Series:

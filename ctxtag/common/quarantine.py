@@ -45,7 +45,10 @@ def to_frame(rejections: Iterable[Rejection]) -> pd.DataFrame:
 
 def printable(text: str) -> str:
     """Text fit to write as UTF-8: bytes that were not UTF-8 appear as \\xNN instead of being lost."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:                      # a lone surrogate from a JSON escape
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def write_quarantine(rejections: Iterable[Rejection] | pd.DataFrame, path: str | Path) -> int:
@@ -60,13 +63,13 @@ def write_quarantine(rejections: Iterable[Rejection] | pd.DataFrame, path: str |
     return len(frame)
 
 
-def report_refused(files: dict[str, str], rows_valid: int) -> None:
-    """Whole files that could not be read are errors a person must see. With other files read,
-    the run goes on (the quarantine names the refused ones); when every file was refused and no
-    row is left, the input as a whole is unusable: InputError naming the files."""
+def report_refused(files: dict[str, str], rows_read: int) -> None:
+    """Whole files that could not be read are errors a person must see. With rows read from other
+    files, the run goes on (the quarantine names the refused ones); when every file was refused
+    there is no input at all: InputError naming the files."""
     for source, reason in files.items():
         print(f"error: {source}: {reason}", file=sys.stderr)
-    if files and rows_valid == 0:
+    if files and rows_read == 0:
         first, reason = next(iter(files.items()))
         more = f" (and {len(files) - 1} more file(s))" if len(files) > 1 else ""
         raise InputError(first, reason.removeprefix("file refused: ") + more + "; no readable input left")

@@ -22,6 +22,7 @@ import csv
 import gzip
 import io
 import zlib
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
@@ -42,23 +43,56 @@ UNREADABLE = (OSError, ValueError, EOFError, zlib.error)
 def open_text(path: Path) -> TextIO:
     """A drop as text: gzip by its name, BOM dropped, undecodable bytes kept as surrogates (the caller closes it)."""
     raw = gzip.open(path, "rb") if path.name.lower().endswith(".gz") else path.open("rb")  # noqa: SIM115
-    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    # lines end at LF only (CRLF keeps its CR for the parsers to drop): a line number is what
+    # `sed -n <row>p` shows, whatever CRs a field holds
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="\n")
 
 
 class _Lines:
-    """The file's lines, remembering those of the record being parsed (its raw text)."""
+    """The file's lines for the csv module, numbered, remembering those of the record being parsed
+    (its raw text and first line) and able to give back all but the first of them: a record that
+    ran over several lines and was rejected (a stray quote swallows the lines after it) costs only
+    its first line; the reader starts again on the next."""
 
     def __init__(self, fh: TextIO):
-        self.fh, self.current = fh, []
+        self.lines, self.current, self.pending, self.number = iter(fh), [], deque(), 0
 
     def __iter__(self) -> Iterator[str]:
-        for line in self.fh:
-            self.current.append(line)
-            yield line
+        return self
 
-    def take(self) -> str:
-        text, self.current = "".join(self.current), []
-        return text.rstrip("\r\n")
+    def __next__(self) -> str:       # not a generator: lines given back after the end are read too
+        if self.pending:
+            item = self.pending.popleft()
+        else:
+            line = next(self.lines, None)
+            if line is None:
+                raise StopIteration
+            self.number += 1
+            item = (self.number, line)
+        self.current.append(item)
+        return item[1]
+
+    def take(self) -> tuple[int, str]:
+        """(first line number, raw text) of the record just parsed."""
+        first = self.current[0][0] if self.current else self.number + 1
+        text = "".join(t for _, t in self.current).rstrip("\r\n")
+        self.current = []
+        return first, text
+
+    def reject(self) -> tuple[int, str]:
+        """Give back every line of the record but the first; (its line number, the first line)."""
+        first, *rest = self.current
+        self.pending.extendleft(reversed(rest))
+        self.current = []
+        return first[0], first[1].rstrip("\r\n")
+
+
+def _columns(header: list[str], path: Path) -> list[str]:
+    names = [h.strip() for h in header]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InputError(path, f"duplicate column name(s) {twice} in the header")
+    return names
 
 
 def read_csv_rows(path: Path, sep: str = ",") -> tuple[pd.DataFrame, list[Rejection]]:
@@ -72,11 +106,9 @@ def read_csv_rows(path: Path, sep: str = ",") -> tuple[pd.DataFrame, list[Reject
     try:
         frame, rejections, longest = _read_fast(path, sep)
     except _Inexact:
-        frame, rejections = _read_exact(path, sep)
-        longest = None
-    if longest is not None and longest <= MAX_FIELD_CHARS:
+        frame, rejections = _read_exact(path, sep)          # it rejects over-long fields as it reads
         return frame, rejections
-    return _field_limit(frame, rejections, path, sep)
+    return (frame, rejections) if longest <= MAX_FIELD_CHARS else _field_limit(frame, rejections, path, sep)
 
 
 class _Inexact(Exception):
@@ -88,12 +120,14 @@ def _header(path: Path, sep: str) -> list[str] | None:
         return next(csv.reader(fh, delimiter=sep), None)
 
 
-def _physical_lines(path: Path) -> int:
-    count, last = 0, b"\n"
+def _physical_lines(path: Path) -> tuple[int, bool]:
+    """(lines as the exact reader numbers them, whether a CR stands alone somewhere)."""
+    count, cr, crlf, last = 0, 0, 0, b"\n"
     with gzip.open(path, "rb") if path.name.lower().endswith(".gz") else path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
-            count, last = count + block.count(b"\n"), block[-1:]
-    return count + (last != b"\n")
+            crlf += block.count(b"\r\n") + (last == b"\r" and block[:1] == b"\n")
+            count, cr, last = count + block.count(b"\n"), cr + block.count(b"\r"), block[-1:]
+    return count + (last != b"\n"), cr != crlf
 
 
 def _read_fast(path: Path, sep: str) -> tuple[pd.DataFrame, list[Rejection], int]:
@@ -106,8 +140,9 @@ def _read_fast(path: Path, sep: str) -> tuple[pd.DataFrame, list[Rejection], int
         header = _header(path, sep)
     except (csv.Error, *UNREADABLE) as exc:
         raise _Inexact from exc
-    if header is None or len(set(header)) < len(header):
+    if header is None:
         raise _Inexact
+    names = _columns(header, path)
     invalid = []
 
     def skip(row) -> str:
@@ -119,16 +154,18 @@ def _read_fast(path: Path, sep: str) -> tuple[pd.DataFrame, list[Rejection], int
             path, read_options=pacsv.ReadOptions(use_threads=False),
             parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=True, invalid_row_handler=skip),
             convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in header},
+                                                 null_values=[""],   # only blanks: "NA", "null" are text
                                                  strings_can_be_null=True, quoted_strings_can_be_null=True))
     except (pa.ArrowException, *UNREADABLE) as exc:
         raise _Inexact from exc
     numbers = [r.number for r in invalid]
-    lines = _physical_lines(path)
-    if None in numbers or lines != 1 + table.num_rows + len(invalid):       # a record spans lines, or blank ones
+    lines, bare_cr = _physical_lines(path)
+    # a record spans lines, or there are blank lines, or Arrow split at a CR that is no line end here
+    if None in numbers or bare_cr or lines != 1 + table.num_rows + len(invalid):
         raise _Inexact
     longest = max((pc.max(pc.utf8_length(col)).as_py() or 0 for col in table.columns), default=0)
     frame = table.to_pandas().astype(object)
-    frame.columns = [h.strip() for h in header]
+    frame.columns = names
     valid = np.ones(lines - 1, dtype=bool)                  # lines 2..: the records after the header
     valid[np.asarray(numbers, dtype=np.int64) - 2] = False
     frame["row"] = np.arange(2, lines + 1)[valid]
@@ -142,37 +179,56 @@ def _field_count(found: int, expected: int) -> str:
 
 
 def _read_exact(path: Path, sep: str) -> tuple[pd.DataFrame, list[Rejection]]:
-    """The csv module, record by record: line numbers follow quoted newlines and blank lines."""
+    """The csv module, record by record: line numbers follow quoted newlines and blank lines. A
+    rejected record that ran over several lines gives its other lines back to be read again. A
+    compressed file that breaks off keeps the rows before the break."""
     csv.field_size_limit(HARD_FIELD_CHARS)
     rows, numbers, rejections = [], [], []
+
+    def reject(reason: str) -> None:
+        if len(lines.current) > 1:
+            first, raw = lines.reject()
+        else:
+            first, raw = lines.take()
+        rejections.append(Rejection(str(path), first, reason, raw=raw))
+
     try:
-        with open_text(path) as fh:
-            lines = _Lines(fh)
-            reader = csv.reader(lines, delimiter=sep)
-            header = next(reader, None)
-            if header is None:
-                return pd.DataFrame(columns=["row"]), []
-            header = [h.strip() for h in header]
-            lines.take()
-            while True:
-                start = reader.line_num + 1
-                try:
-                    fields = next(reader)
-                except StopIteration:
-                    break
-                except csv.Error as exc:
-                    rejections.append(Rejection(str(path), start, f"malformed CSV row: {exc}", raw=lines.take()))
-                    continue
-                raw = lines.take()
-                if not fields:                                    # a blank line
-                    continue
-                if len(fields) != len(header):
-                    rejections.append(Rejection(str(path), start, _field_count(len(fields), len(header)), raw=raw))
-                    continue
-                rows.append(fields)
-                numbers.append(start)
+        fh = open_text(path)
+        lines = _Lines(fh)
+        reader = csv.reader(lines, delimiter=sep)
+        header = next(reader, None)
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise InputError(path, f"cannot read the compressed file: {exc}") from exc
+    with fh:
+        if header is None:
+            return pd.DataFrame(columns=["row"]), []
+        header = _columns(header, path)
+        lines.take()
+        while True:
+            try:
+                fields = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                reject(f"malformed CSV row: {exc}")
+                continue
+            except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+                rejections.append(Rejection(str(path), lines.number + 1,
+                                            f"the compressed file breaks off here ({exc}): the rest is unreadable"))
+                break
+            if not fields:                                    # a blank line
+                lines.take()
+                continue
+            if len(fields) != len(header):
+                reject(_field_count(len(fields), len(header)))
+                continue
+            if max(map(len, fields)) > MAX_FIELD_CHARS:
+                col = header[max(range(len(fields)), key=lambda j: len(fields[j]))]
+                reject(f"field longer than {MAX_FIELD_CHARS} characters: {col}")
+                continue
+            first, _ = lines.take()
+            rows.append(fields)
+            numbers.append(first)
     frame = pd.DataFrame(rows, columns=header, dtype=object) if rows else pd.DataFrame(columns=header, dtype=object)
     frame = frame.mask(frame == "", None)
     frame["row"] = numbers
@@ -208,8 +264,8 @@ def read_json_lines(path: Path) -> Iterator[tuple[int, str | None]]:
                 if not line:
                     return
                 lineno += 1
-                if len(line) == MAX_LINE_CHARS and not line.endswith(("\n", "\r")):
-                    while line and not line.endswith(("\n", "\r")):          # skip the rest of it
+                if len(line) == MAX_LINE_CHARS and not line.endswith("\n"):
+                    while line and not line.endswith("\n"):          # skip the rest of it
                         line = fh.readline(MAX_LINE_CHARS)
                     yield lineno, None
                 elif line.strip():

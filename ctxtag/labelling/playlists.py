@@ -33,6 +33,7 @@ from ctxtag.common.text_rows import (
     read_json_lines,
     refused,
 )
+from ctxtag.common.value_kinds import kind, kinds
 
 ENTRY_COLUMNS = ["playlist_id", "title", "track_id", "artist_id", "album_id"]
 _TRACK_KEYS = ["track_id", "artist_id", "album_id"]
@@ -53,25 +54,26 @@ class PlaylistTable:
 
 
 def detect_format(path: Path) -> str:
-    name = path.name.lower()
+    name = path.name.lower().removesuffix(".gz")           # text formats may come gzipped
     if name.endswith((".jsonl", ".ndjson")):
         return "jsonl"
-    if name.endswith(".parquet"):
+    if name.endswith(".parquet") and name == path.name.lower():
         return "parquet"
-    if name.endswith((".csv", ".csv.gz", ".tsv")):
+    if name.endswith((".csv", ".tsv")):
         return "csv"
     if name.endswith(".json"):
         return "mpd"
-    raise InputError(path, "unknown playlist format (expected .jsonl, .parquet, .csv or MPD .json)")
+    raise InputError(path, "unknown playlist format (expected .jsonl, .csv, .tsv or MPD .json, each optionally "
+                           ".gz, or .parquet)")
 
 
 def _record_problem(rec: object) -> str | None:
     """What makes a whole record unusable before its entries are looked at, or None."""
     if not isinstance(rec, dict):
-        return f"not a playlist object: a JSON {_kind(rec)}"
+        return f"not a playlist object: a JSON {'null' if rec is None else kind(rec)}"
     tracks = rec.get("tracks")
     if tracks is not None and not isinstance(tracks, list | np.ndarray):
-        return f"'tracks' must be a list of {{track_id, artist_id, album_id}}, not {_kind(tracks)}"
+        return f"'tracks' must be a list of {{track_id, artist_id, album_id}}, not {kind(tracks)}"
     return None
 
 
@@ -114,6 +116,9 @@ def _read_jsonl(path: Path, rejections: list[Rejection]) -> pd.DataFrame:
         except json.JSONDecodeError as exc:
             rejections.append(Rejection(str(path), lineno, f"invalid JSON: {exc.msg}", raw=line))
             continue
+        except RecursionError:
+            rejections.append(Rejection(str(path), lineno, "invalid JSON: nested too deeply", raw=line[:1000]))
+            continue
         records.append(rec)
         rows.append(lineno)
     if records and not any(isinstance(r, dict) and "tracks" in r for r in records):
@@ -127,6 +132,8 @@ def _read_mpd(path: Path, rejections: list[Rejection]) -> pd.DataFrame:
             doc = json.load(fh)
         except json.JSONDecodeError as exc:
             raise InputError(path, f"invalid JSON: {exc.msg}", exc.lineno) from exc
+        except RecursionError as exc:
+            raise InputError(path, "invalid JSON: nested too deeply") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("playlists"), list):
         raise InputError(path, "not a Million Playlist Dataset slice: no 'playlists' array")
 
@@ -170,40 +177,6 @@ def _read_parquet(path: Path, rejections: list[Rejection]) -> pd.DataFrame:
     return _read_flat_or_nested_frame(frame.assign(row=np.arange(1, len(frame) + 1)), path)
 
 
-def _kind(value: object) -> str:
-    """A value's kind as a reason names it."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "missing"
-    if isinstance(value, bool | np.bool_):
-        return "boolean"
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, int | np.integer):
-        return "integer"
-    if isinstance(value, float | np.floating):
-        return "integer" if float(value).is_integer() else "number"
-    if isinstance(value, dict):
-        return "object"
-    if isinstance(value, list | tuple | np.ndarray):
-        return "list"
-    return type(value).__name__
-
-
-def _kinds(series: pd.Series) -> pd.Series:
-    """``_kind`` per value; typed columns (parquet, CSV text) without a call per value."""
-    if pd.api.types.is_bool_dtype(series):
-        return pd.Series("boolean", index=series.index).where(series.notna(), "missing")
-    if pd.api.types.is_integer_dtype(series) or pd.api.types.is_string_dtype(series) and series.dtype != object:
-        kind = "integer" if pd.api.types.is_integer_dtype(series) else "text"
-        return pd.Series(kind, index=series.index).where(series.notna(), "missing")
-    if pd.api.types.is_float_dtype(series):
-        integral = series == series.round()
-        return pd.Series(np.where(integral, "integer", "number"), index=series.index).where(series.notna(), "missing")
-    if series.dtype == object:
-        return series.map(_kind)
-    return pd.Series(str(series.dtype), index=series.index).where(series.notna(), "missing")
-
-
 def _as_id(series: pd.Series) -> pd.Series:
     """Ids as strings ("12" and 12 are the same id); missing and blank stay missing."""
     if pd.api.types.is_float_dtype(series):
@@ -229,11 +202,11 @@ def validate_entries(
     mark(flat["_problem"].notna(), flat["_problem"])
     # wrong types first, before a value is turned into text ({"a": 1} must not become an id)
     for col in ENTRY_COLUMNS:
-        kinds = _kinds(flat[col])
+        found = kinds(flat[col])
         allowed = ["text", "missing"] if col == "title" else ["text", "integer", "missing"]
-        wrong = ~kinds.isin(allowed)
-        mark(wrong, f"{col} must be {'text' if col == 'title' else 'text or an integer'}, not " + kinds)
-        flat.loc[wrong, col] = None
+        wrong = ~found.isin(allowed)
+        mark(wrong, f"{col} must be {'text' if col == 'title' else 'text or an integer'}, not " + found)
+        flat[col] = flat[col].astype(object).mask(wrong, None)
     for col in ["playlist_id", *_TRACK_KEYS]:
         flat[col] = _as_id(flat[col])
     flat["title"] = flat["title"].astype("object").where(flat["title"].notna(), None)

@@ -22,6 +22,7 @@ import pandas as pd
 from ctxtag.common.io import atomic_path, collect_files
 from ctxtag.common.quarantine import InputError, Rejection
 from ctxtag.common.text_rows import UNREADABLE, read_csv_rows, refused
+from ctxtag.common.value_kinds import kinds
 from ctxtag.config import LogsConfig
 from ctxtag.listening import rules
 from ctxtag.listening.rules import KEY, OPTIONAL, REQUIRED
@@ -41,10 +42,11 @@ def is_drop(path: Path) -> bool:
 def _read_drop(path: Path) -> tuple[pd.DataFrame, list[Rejection]]:
     """One drop file as text columns with row numbers; CSV records that do not parse are rejected."""
     if path.name.lower().endswith(".parquet"):
-        frame, malformed = pd.read_parquet(path), []
+        frame = pd.read_parquet(path)
         for col in frame.columns[frame.dtypes.map(lambda t: isinstance(t, pd.DatetimeTZDtype))]:
             frame[col] = frame[col].dt.strftime("%Y-%m-%dT%H:%M:%S.%f%z")   # the offset survives as text
         frame["row"] = np.arange(1, len(frame) + 1)
+        frame, malformed = _typed_cells(frame, path)
     else:
         frame, malformed = read_csv_rows(path)
     missing = [c for c in REQUIRED if c not in frame.columns]
@@ -56,6 +58,20 @@ def _read_drop(path: Path) -> tuple[pd.DataFrame, list[Rejection]]:
     frame = frame[[*REQUIRED, *OPTIONAL, "row"]].astype(object)
     frame["source"] = str(path)
     return frame, malformed
+
+
+def _typed_cells(frame: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, list[Rejection]]:
+    """Parquet carries types: a cell that is a list, a map, bytes or a boolean is no id, category
+    or age, and is rejected before anything turns it into text ("[1]" is not a user)."""
+    reason = pd.Series(None, index=frame.index, dtype=object)
+    for col in [c for c in (*REQUIRED, *OPTIONAL) if c in frame.columns]:
+        found = kinds(frame[col])
+        wrong = ~found.isin(["text", "integer", "number", "missing"]) & reason.isna()
+        reason[wrong] = f"{col} must be text or a number, not " + found[wrong]
+    bad = reason.notna()
+    rejections = [Rejection(str(path), int(row), str(why), raw=str(frame.loc[i, [c for c in frame.columns if c != "row"]].to_dict()))
+                  for i, row, why in zip(frame.index[bad], frame.loc[bad, "row"], reason[bad], strict=True)]
+    return frame.loc[~bad], rejections
 
 
 def read_drops(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, list[Rejection]]:

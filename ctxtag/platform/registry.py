@@ -51,8 +51,12 @@ def alias_version(client, name: str, alias: str) -> str | None:
 
     try:
         return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        # only "no such alias / model" means none: a server that is down must not read as "no
+        # champion yet", which would promote without the gate's comparison
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE") and "not found" in str(exc):
+            return None
+        raise
 
 
 def ensure_registered(client, name: str, description: str) -> None:

@@ -16,6 +16,6 @@ def run(params: Params, now: pd.Timestamp | None = None) -> dict:
     result = ingest(sources, p.lake, params.logs, params.contexts, now=now,
                     known_tracks=known_track_ids(p.tracks))
     write_quarantine(result.rejections, p.quarantined("listening_logs"))
-    report_refused(result.stats["files_refused"], result.stats["rows_valid"])
+    report_refused(result.stats["files_refused"], result.stats["rows_read"])
     write_json(result.stats, p.report("ingest_logs"))
     return result.stats

@@ -20,7 +20,8 @@ def run(params: Params, playlist_paths: list[Path] | None = None) -> dict:
     table = read_playlists(playlist_paths or [p.playlists], known_track_ids(p.tracks))
     final, stats, quarantine = label_playlists(table, params.contexts, params.labels, params.seed)
     write_quarantine(quarantine, p.quarantined("playlists"))
-    report_refused(stats["files_refused"], stats["playlists_valid"])      # before any output
+    # before any output; rows read = kept or quarantined, the refusals themselves aside
+    report_refused(stats["files_refused"], stats["playlists_valid"] + stats["rows_quarantined"] - len(stats["files_refused"]))
     write_matrix(final.track_ids, final.labels, final.contexts, p.labels_csv)
     write_matrix(final.track_ids, final.counts, final.contexts, p.counts_csv)
     with atomic_path(p.labelled_tracks_csv) as tmp:

@@ -101,3 +101,13 @@ def test_atomic_dir_swaps_a_whole_folder_in_and_a_kill_keeps_the_old_one(tmp_pat
         (staging / "c.csv").write_text("new c")
     assert [p.name for p in tmp_path.iterdir()] == ["raw"]              # staging and old cleared
     assert [p.name for p in world.iterdir()] == ["c.csv"]
+
+
+def test_atomic_dir_killed_between_its_renames_gets_the_old_folder_back(tmp_path):
+    world = tmp_path / "raw"
+    (tmp_path / ".raw.old").mkdir()                     # as a writer killed after renaming it aside
+    (tmp_path / ".raw.old" / "a.csv").write_text("old a")
+    with pytest.raises(RuntimeError), atomic_dir(world):
+        assert (world / "a.csv").read_text() == "old a"   # restored before the new one is built
+        raise RuntimeError("failed")
+    assert (world / "a.csv").read_text() == "old a"

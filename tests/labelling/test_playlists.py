@@ -303,3 +303,24 @@ def test_million_playlist_dataset_slice_bad_playlists_cost_only_themselves(tmp_p
     }
     assert sorted(table.playlists["playlist_id"]) == ["10", "7"]
     assert len(table.entries) == 2
+
+
+def test_null_lines_lone_surrogates_and_deep_nesting_cost_only_their_record(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text("\n".join([
+        json.dumps(GOOD[0]),
+        "null",                                                                    # 2
+        json.dumps(_pl("3", "\ud800 party", ["t1"])),                             # 3: a lone surrogate escape
+        "[" * 100_000 + "]" * 100_000,                                             # 4: nested too deeply
+        json.dumps({**_pl("5", "NA", ["t1"]), "playlist_id": "null"}),             # 5: "NA", "null" are text
+        json.dumps(GOOD[1]),
+    ]) + "\n")
+    table = read_playlists([path])
+    reasons = {r.row: r.reason for r in table.rejections}
+    assert reasons == {2: "not a playlist object: a JSON null",
+                       3: "not valid UTF-8: title contains undecodable bytes",
+                       4: "invalid JSON: nested too deeply"}
+    assert sorted(table.playlists["playlist_id"]) == ["1", "2", "null"]
+    out = tmp_path / "q.jsonl"
+    write_quarantine(table.rejections, out)                                    # a lone surrogate is writable
+    assert "\\\\ud800" in out.read_text(encoding="utf-8")

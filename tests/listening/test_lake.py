@@ -281,3 +281,16 @@ def test_property_corrupt_rows_are_quarantined_and_every_valid_row_kept_once(tmp
     kept = read_lake(folder / "lake")
     assert sorted(kept["track_id"]) == sorted(f"t{i}" for i in range(n) if i not in bad)   # each once
     assert path.read_bytes() == before                                   # the raw drop untouched
+
+
+def test_parquet_cells_of_the_wrong_kind_are_quarantined_not_turned_into_text(tmp_path):
+    good = {"track_id": ["t1", "t2"], "timestamp": ["2026-01-05T09:00:00+01:00"] * 2,
+            "device": ["phone"] * 2, "network": ["wifi"] * 2}
+    pd.DataFrame({"user_id": [[1], [2]], **good}).to_parquet(tmp_path / "lists.parquet")
+    pd.DataFrame({"user_id": [b"\xe9x", b"u"], **good}).to_parquet(tmp_path / "bytes.parquet")
+    pd.DataFrame({"user_id": ["u1", "NA"], **good}).to_parquet(tmp_path / "good.parquet")
+    result = _ingest([tmp_path], tmp_path / "lake")
+    reasons = sorted({r.reason for r in result.rejections})
+    assert reasons == ["user_id must be text or a number, not bytes", "user_id must be text or a number, not list"]
+    assert len(result.rejections) == 4
+    assert sorted(read_lake(tmp_path / "lake")["user_id"]) == ["NA", "u1"]

@@ -78,3 +78,21 @@ def test_rollback_without_history_and_promote_without_challenger_are_refused(dvc
     _ctxtag(dvc_project, main, "promote")
     proc = _ctxtag(dvc_project, main, "rollback", ok=False)
     assert proc.returncode == 3 and "no earlier champion" in proc.stderr
+
+
+def test_a_registry_that_does_not_answer_is_never_read_as_no_alias(tmp_path, monkeypatch):
+    """alias_version None means "no such alias": the gate then passes with "no champion yet". A
+    server that is down must raise instead, or promotion would skip the comparison."""
+    from mlflow.exceptions import MlflowException
+
+    from ctxtag.platform.registry import alias_version
+    from tests.conftest import closed_port
+
+    local = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")
+    local.create_registered_model("m")
+    assert alias_version(local, "m", "champion") is None                  # no alias
+    assert alias_version(local, "nope", "champion") is None               # no model
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    down = mlflow.MlflowClient(tracking_uri=f"http://127.0.0.1:{closed_port()}")
+    with pytest.raises(MlflowException):
+        alias_version(down, "m", "champion")
