@@ -27,6 +27,15 @@ def shared_file(*parts: str) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _tracking_uri_stays_in_its_test(monkeypatch):
+    """mlflow.set_tracking_uri also writes MLFLOW_TRACKING_URI into os.environ, where setup_mlflow
+    reads a user's server: one test's local store must not become every later test's "server"."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", os.environ.get("MLFLOW_TRACKING_URI", "unset"))
+    if os.environ["MLFLOW_TRACKING_URI"] == "unset":
+        monkeypatch.delenv("MLFLOW_TRACKING_URI")          # restored as unset after the test
+
+
 @pytest.fixture
 def contexts() -> tuple[str, ...]:
     return CONTEXTS
