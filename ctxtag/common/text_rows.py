@@ -192,13 +192,17 @@ def _read_exact(path: Path, sep: str) -> tuple[pd.DataFrame, list[Rejection]]:
             first, raw = lines.take()
         rejections.append(Rejection(str(path), first, reason, raw=raw))
 
+    fh = open_text(path)
+    lines = _Lines(fh)
+    reader = csv.reader(lines, delimiter=sep)
     try:
-        fh = open_text(path)
-        lines = _Lines(fh)
-        reader = csv.reader(lines, delimiter=sep)
         header = next(reader, None)
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        fh.close()
         raise InputError(path, f"cannot read the compressed file: {exc}") from exc
+    except csv.Error as exc:
+        fh.close()
+        raise InputError(path, f"unreadable CSV header: {exc}") from exc
     with fh:
         if header is None:
             return pd.DataFrame(columns=["row"]), []
