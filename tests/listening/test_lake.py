@@ -257,11 +257,12 @@ def test_property_corrupt_rows_are_quarantined_and_every_valid_row_kept_once(tmp
     rows = [[f"u{i % 4}", f"t{i}", f"2026-01-{1 + i % 28:02d}T{i % 24:02d}:00:00+01:00", "phone", "wifi",
              "Paris,\nFR" if multiline and i % 5 == 0 else "Paris, FR", str(18 + i % 50), "", ""] for i in range(n)]
     bad = data.draw(st.dictionaries(st.integers(0, n - 1), st.sampled_from(sorted(CSV_CORRUPTIONS))))
-    body, expected, line = b"", {}, 2
+    body, expected, spans, line = b"", {}, set(), 2
     for i, fields in enumerate(rows):
         text = _csv_line(CSV_CORRUPTIONS[bad[i]][0](fields) if i in bad else fields)
         if i in bad:
             expected[line] = CSV_CORRUPTIONS[bad[i]][1]
+            spans |= set(range(line, line + text.count(b"\n")))
         body += text
         line += text.count(b"\n")
     content = (b"\xef\xbb\xbf" if bom else b"") + HEADER.encode() + body
@@ -275,7 +276,9 @@ def test_property_corrupt_rows_are_quarantined_and_every_valid_row_kept_once(tmp
     result = _ingest([folder], folder / "lake")                          # no exception escapes
 
     got = {r.row: r.reason for r in result.rejections}
-    assert set(got) == set(expected)
+    # a rejected record over several lines costs its first line, and its other lines are read
+    # again (so a stray quote never swallows the rows after it): they may be rejected in turn
+    assert set(expected) <= set(got) <= spans
     for row, must_name in expected.items():
         assert must_name in got[row], (row, got[row])
     kept = read_lake(folder / "lake")
