@@ -25,7 +25,7 @@ import zlib
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 import numpy as np
 import pandas as pd
@@ -40,9 +40,14 @@ MAX_LINE_CHARS = 8 * 1024 * 1024    # a JSON line longer than this is quarantine
 UNREADABLE = (OSError, ValueError, EOFError, zlib.error)
 
 
+def _open_bytes(path: Path) -> BinaryIO:
+    """The file's bytes, decompressed when its name ends in .gz (the caller closes it)."""
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else path.open("rb")  # noqa: SIM115
+
+
 def open_text(path: Path) -> TextIO:
     """A drop as text: gzip by its name, BOM dropped, undecodable bytes kept as surrogates (the caller closes it)."""
-    raw = gzip.open(path, "rb") if path.name.lower().endswith(".gz") else path.open("rb")  # noqa: SIM115
+    raw = _open_bytes(path)
     # lines end at LF only (CRLF keeps its CR for the parsers to drop): a line number is what
     # `sed -n <row>p` shows, whatever CRs a field holds
     return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="\n")
@@ -95,6 +100,11 @@ def _columns(header: list[str], path: Path) -> list[str]:
     return names
 
 
+def headerless(frame: pd.DataFrame) -> bool:
+    """Whether ``read_csv_rows`` read an empty file: no header, so no columns to check, no rows."""
+    return list(frame.columns) == ["row"]
+
+
 def read_csv_rows(path: Path, sep: str = ",") -> tuple[pd.DataFrame, list[Rejection]]:
     """Every well-formed record of a CSV file as text (blank -> None) with its ``row``; the
     malformed ones as rejections. An empty file has no columns; a header-only file no rows.
@@ -123,7 +133,7 @@ def _header(path: Path, sep: str) -> list[str] | None:
 def _physical_lines(path: Path) -> tuple[int, bool]:
     """(lines as the exact reader numbers them, whether a CR stands alone somewhere)."""
     count, cr, crlf, last = 0, 0, 0, b"\n"
-    with gzip.open(path, "rb") if path.name.lower().endswith(".gz") else path.open("rb") as fh:
+    with _open_bytes(path) as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             crlf += block.count(b"\r\n") + (last == b"\r" and block[:1] == b"\n")
             count, cr, last = count + block.count(b"\n"), cr + block.count(b"\r"), block[-1:]

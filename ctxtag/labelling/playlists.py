@@ -28,6 +28,7 @@ from ctxtag.common.quarantine import InputError, Rejection
 from ctxtag.common.text_rows import (
     MAX_LINE_CHARS,
     UNREADABLE,
+    headerless,
     open_text,
     read_csv_rows,
     read_json_lines,
@@ -155,7 +156,7 @@ def _read_flat_or_nested_frame(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
         flat.attrs["_nested"] = True
         return flat
     missing = [c for c in ENTRY_COLUMNS if c not in frame.columns]
-    if missing and list(frame.columns) == ["row"]:          # an empty file: no header, no rows
+    if missing and headerless(frame):
         frame = pd.DataFrame(columns=[*ENTRY_COLUMNS, "row"])
     elif missing:
         raise InputError(path, f"missing required column(s) {missing}; found {[c for c in frame.columns if c != 'row']}")

@@ -21,7 +21,7 @@ import pandas as pd
 
 from ctxtag.common.io import atomic_path, collect_files
 from ctxtag.common.quarantine import InputError, Rejection
-from ctxtag.common.text_rows import UNREADABLE, read_csv_rows, refused
+from ctxtag.common.text_rows import UNREADABLE, headerless, read_csv_rows, refused
 from ctxtag.common.value_kinds import kinds
 from ctxtag.config import LogsConfig
 from ctxtag.listening import rules
@@ -50,7 +50,7 @@ def _read_drop(path: Path) -> tuple[pd.DataFrame, list[Rejection]]:
     else:
         frame, malformed = read_csv_rows(path)
     missing = [c for c in REQUIRED if c not in frame.columns]
-    if missing and not (frame.empty and list(frame.columns) == ["row"]):      # an empty file has no header
+    if missing and not headerless(frame):
         raise InputError(path, f"missing required column(s) {missing}; found {[c for c in frame.columns if c != 'row']}")
     for col in (*REQUIRED, *OPTIONAL):
         if col not in frame.columns:
