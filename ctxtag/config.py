@@ -86,6 +86,19 @@ class LogsConfig:
 
 
 @dataclass(frozen=True)
+class DataPlaneConfig:
+    """Where the listening-data plane (ingest, user snapshots) runs: see ctxtag.listening.engine."""
+
+    engine: str = "duckdb"          # duckdb: embedded, out of core | spark: pyspark (local[*] or a cluster)
+    memory_limit: str = "4GB"       # DuckDB spills to disk past this
+    spark_master: str | None = None  # e.g. spark://host:7077; default $CTXTAG_SPARK_MASTER, else local[*]
+
+    def __post_init__(self) -> None:
+        if self.engine not in ("duckdb", "spark"):
+            raise ConfigError(f"data_plane.engine must be duckdb or spark, not {self.engine!r}")
+
+
+@dataclass(frozen=True)
 class AudioConfig:
     """Front-end of ICASSP 2020 §4.1: 30 s from 30 s, 96 log-mel bands, 646 frames."""
 
@@ -257,6 +270,7 @@ class Params:
     weights: WeightsConfig = field(default_factory=WeightsConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     logs: LogsConfig = field(default_factory=LogsConfig)
+    data_plane: DataPlaneConfig = field(default_factory=DataPlaneConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)

@@ -151,3 +151,29 @@ class MlflowServer:
         with contextlib.suppress(ProcessLookupError):   # the server's own group: its workers too
             os.killpg(self.proc.pid, self._signal)
         self.proc.wait(timeout=30)
+
+
+# --- the data-plane engines: every transformation of ctxtag.listening runs on both
+@pytest.fixture(scope="session")
+def spark_engine():
+    """One local Spark session for the test run (a JVM start costs seconds)."""
+    if shutil.which("java") is None:
+        pytest.skip("Spark needs a Java runtime (java not on PATH)")
+    from ctxtag.listening.engine import Spark
+
+    engine = Spark(master="local[2]", conf={"spark.sql.shuffle.partitions": "2",
+                                            "spark.default.parallelism": "2"})
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(params=["duckdb", "spark"])
+def engine(request):
+    """Each data-plane engine in turn."""
+    if request.param == "spark":
+        return request.getfixturevalue("spark_engine")
+    from ctxtag.listening.engine import DuckDB
+
+    duck = DuckDB(memory_limit="1GB")
+    request.addfinalizer(duck.close)
+    return duck

@@ -105,20 +105,25 @@ def headerless(frame: pd.DataFrame) -> bool:
     return list(frame.columns) == ["row"]
 
 
-def read_csv_rows(path: Path, sep: str = ",") -> tuple[pd.DataFrame, list[Rejection]]:
+def read_csv_rows(path: Path, sep: str = ",", arrow: bool = False) -> tuple[pd.DataFrame, list[Rejection]]:
     """Every well-formed record of a CSV file as text (blank -> None) with its ``row``; the
     malformed ones as rejections. An empty file has no columns; a header-only file no rows.
 
     Arrow's CSV reader parses the file when every record is one line of valid UTF-8 (then its
     record numbers are line numbers): ~6x the csv module's speed. Anything else — a quoted
     newline, a blank line, bytes that are not UTF-8, a record larger than Arrow's block — is read
-    again by the exact reader, which follows the file line by line."""
+    again by the exact reader, which follows the file line by line.
+
+    ``arrow``: where the fast reader read the file, its Arrow table (text columns and ``row``) is
+    returned as is, sparing a copy into Python objects; it holds only valid UTF-8."""
     try:
-        frame, rejections, longest = _read_fast(path, sep)
+        frame, rejections, longest = _read_fast(path, sep, arrow)
     except _Inexact:
         frame, rejections = _read_exact(path, sep)          # it rejects over-long fields as it reads
         return frame, rejections
-    return (frame, rejections) if longest <= MAX_FIELD_CHARS else _field_limit(frame, rejections, path, sep)
+    if longest <= MAX_FIELD_CHARS:
+        return frame, rejections
+    return _field_limit(frame.to_pandas().astype(object) if arrow else frame, rejections, path, sep)
 
 
 class _Inexact(Exception):
@@ -140,7 +145,7 @@ def _physical_lines(path: Path) -> tuple[int, bool]:
     return count + (last != b"\n"), cr != crlf
 
 
-def _read_fast(path: Path, sep: str) -> tuple[pd.DataFrame, list[Rejection], int]:
+def _read_fast(path: Path, sep: str, arrow: bool = False) -> tuple[pd.DataFrame, list[Rejection], int]:
     """(frame, rejections, the longest field's length) or _Inexact."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -174,11 +179,14 @@ def _read_fast(path: Path, sep: str) -> tuple[pd.DataFrame, list[Rejection], int
     if None in numbers or bare_cr or lines != 1 + table.num_rows + len(invalid):
         raise _Inexact
     longest = max((pc.max(pc.utf8_length(col)).as_py() or 0 for col in table.columns), default=0)
-    frame = table.to_pandas().astype(object)
-    frame.columns = names
     valid = np.ones(lines - 1, dtype=bool)                  # lines 2..: the records after the header
     valid[np.asarray(numbers, dtype=np.int64) - 2] = False
-    frame["row"] = np.arange(2, lines + 1)[valid]
+    if arrow:
+        frame = table.rename_columns(names).append_column("row", pa.array(np.arange(2, lines + 1)[valid]))
+    else:
+        frame = table.to_pandas().astype(object)
+        frame.columns = names
+        frame["row"] = np.arange(2, lines + 1)[valid]
     rejections = [Rejection(str(path), r.number, _field_count(r.actual_columns, r.expected_columns), raw=r.text)
                   for r in invalid]
     return frame, rejections, longest

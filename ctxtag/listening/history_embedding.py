@@ -18,12 +18,29 @@ from scipy import sparse
 
 def fit_item_projection(user_ids: pd.Series, track_ids: pd.Series, dim: int, seed: int) -> pd.DataFrame:
     """V S^-1 as a (track x dim) frame indexed by track_id, from one row per listening event."""
+    pairs = pd.DataFrame({"user_id": user_ids.to_numpy(), "track_id": track_ids.to_numpy()})
+    counts = pairs.groupby(["user_id", "track_id"], sort=False).size().reset_index(name="n")
+    return fit_projection_from_counts(counts["user_id"], counts["track_id"], counts["n"], dim, seed)
+
+
+def fit_lake_projection(engine, lake_parts, dim: int, seed: int) -> pd.DataFrame:
+    """``fit_item_projection`` over the lake: the engine counts (user, track) pairs, so only the
+    pairs, not the events, reach memory."""
+    engine.parquet("events", lake_parts)
+    counts = engine.arrow("SELECT user_id, track_id, count(*) AS n FROM events GROUP BY user_id, track_id").to_pandas()
+    return fit_projection_from_counts(counts["user_id"], counts["track_id"], counts["n"], dim, seed)
+
+
+def fit_projection_from_counts(user_ids: pd.Series, track_ids: pd.Series, counts: pd.Series, dim: int,
+                               seed: int) -> pd.DataFrame:
+    """The fit, from how often each user streamed each track."""
     from sklearn.utils.extmath import randomized_svd
 
-    users = pd.Categorical(user_ids)
-    tracks = pd.Categorical(track_ids)
-    x = sparse.csr_matrix((np.ones(len(users)), (users.codes, tracks.codes)),
+    users = pd.Categorical(user_ids, categories=np.sort(pd.unique(user_ids)))
+    tracks = pd.Categorical(track_ids, categories=np.sort(pd.unique(track_ids)))
+    x = sparse.csr_matrix((counts.to_numpy(dtype=np.float64), (users.codes, tracks.codes)),
                           shape=(len(users.categories), len(tracks.categories)))
+    x.sum_duplicates()                  # canonical form: the fit never depends on the pairs' order
     x = sparse.diags(1.0 / np.maximum(np.asarray(x.sum(axis=1)).ravel(), 1.0)) @ x   # shares per user
     k = max(1, min(dim, min(x.shape) - 1))
     _, s, vt = randomized_svd(x, n_components=k, random_state=seed)

@@ -1,36 +1,50 @@
 """Listening-log ingestion: validated, deduplicated, date-partitioned, immutable.
 
 Rows of (user_id, track_id, timestamp with time zone, device, network, [location, age, gender,
-context, feedback]) arrive as CSV or parquet drops. Every rule is vectorised; a row that breaks one goes to
-the quarantine with its file, row and reason, and the others go on. Valid events are stored by
-UTC date as ``date=YYYY-MM-DD/part-<content hash>.parquet``: a partition file is never rewritten,
+context, feedback]) arrive as CSV or parquet drops. A row that breaks a rule goes to the
+quarantine with its file, row and reason, and the others go on. Valid events are stored by UTC
+date as ``date=YYYY-MM-DD/part-<content hash>.parquet``: a partition file is never rewritten,
 late or out-of-order events for a date land in a new part, and an event already in the lake
 (same user, track and instant) is not written again — so re-ingesting the same drop is a no-op.
-The rules themselves live in ctxtag.listening.rules, shared with the logs gate and the API.
+
+It streams, so a batch of any size runs in bounded memory: each drop is read alone (the one
+reader, ctxtag.common.text_rows), checked by the rule table's SQL (ctxtag.listening.rules) on the
+data-plane engine (ctxtag.listening.engine: DuckDB here, Spark beyond one machine) and staged as
+parquet; then each UTC date is de-duplicated against the batch and the lake and written. Only
+quarantined rows ever become Python objects.
 """
 
 from __future__ import annotations
 
-import hashlib
+import os
+import shutil
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from ctxtag.common.io import atomic_path, collect_files
+from ctxtag.common.io import _alive, atomic_path, collect_files, undecodable
+from ctxtag.common.progress import progress
 from ctxtag.common.quarantine import InputError, Rejection
 from ctxtag.common.text_rows import UNREADABLE, headerless, read_csv_rows, refused
 from ctxtag.common.value_kinds import kinds
-from ctxtag.config import LogsConfig
+from ctxtag.config import DataPlaneConfig, LogsConfig
 from ctxtag.listening import rules
+from ctxtag.listening.engine import Engine, open_engine
 from ctxtag.listening.rules import KEY, OPTIONAL, REQUIRED
+
+LAKE_COLUMNS = [*KEY, "utc_offset_min", "device", "network", "location", "age", "gender", "context", "feedback"]
+TEXT_COLUMNS = [*REQUIRED, *OPTIONAL]
+BATCH_ROWS = 1_000_000        # rows checked in one query: large enough to amortise a query, small enough to bound memory
+_DUPLICATE = next(r.reason for r in rules.log_rules(LogsConfig(), ()) if r.check == "unique")
 
 
 @dataclass
 class Ingestion:
-    valid: pd.DataFrame
     rejections: list[Rejection]
     stats: dict
 
@@ -39,8 +53,10 @@ def is_drop(path: Path) -> bool:
     return path.name.lower().endswith((".csv", ".csv.gz", ".parquet"))
 
 
-def _read_drop(path: Path) -> tuple[pd.DataFrame, list[Rejection]]:
-    """One drop file as text columns with row numbers; CSV records that do not parse are rejected."""
+# --- reading: one drop -> an Arrow table of text columns, ``row`` and ``source`` -------------
+def _read_drop(path: Path) -> tuple[pa.Table, list[Rejection]]:
+    """One drop file as text columns with row numbers; what cannot be read is rejected: CSV
+    records that do not parse, parquet cells of the wrong kind, text that is not UTF-8."""
     if path.name.lower().endswith(".parquet"):
         frame = pd.read_parquet(path)
         for col in frame.columns[frame.dtypes.map(lambda t: isinstance(t, pd.DatetimeTZDtype))]:
@@ -48,15 +64,21 @@ def _read_drop(path: Path) -> tuple[pd.DataFrame, list[Rejection]]:
         frame["row"] = np.arange(1, len(frame) + 1)
         frame, malformed = _typed_cells(frame, path)
     else:
-        frame, malformed = read_csv_rows(path)
-    missing = [c for c in REQUIRED if c not in frame.columns]
-    if missing and not headerless(frame):
-        raise InputError(path, f"missing required column(s) {missing}; found {[c for c in frame.columns if c != 'row']}")
-    for col in (*REQUIRED, *OPTIONAL):
-        if col not in frame.columns:
-            frame[col] = None
-    frame = frame[[*REQUIRED, *OPTIONAL, "row"]].astype(object)
-    frame["source"] = str(path)
+        frame, malformed = read_csv_rows(path, arrow=True)
+    names = frame.column_names if isinstance(frame, pa.Table) else list(frame.columns)
+    missing = [c for c in REQUIRED if c not in names]
+    if missing and not (isinstance(frame, pd.DataFrame) and headerless(frame)):
+        raise InputError(path, f"missing required column(s) {missing}; found {[c for c in names if c != 'row']}")
+    if isinstance(frame, pd.DataFrame):
+        frame, bad = _undecodable(frame, path)
+        malformed += bad
+        frame = pa.table({c: pa.array(frame[c].astype("string") if c in frame else [None] * len(frame),
+                                      type=pa.string(), from_pandas=True) for c in TEXT_COLUMNS}
+                         | {"row": pa.array(frame["row"].to_numpy(dtype=np.int64))})
+    else:                                   # Arrow's reader: valid UTF-8, text columns already
+        n = frame.num_rows
+        frame = pa.table({c: frame.column(c) if c in names else pa.nulls(n, pa.string()) for c in TEXT_COLUMNS}
+                         | {"row": frame.column("row").cast(pa.int64())})
     return frame, malformed
 
 
@@ -64,100 +86,256 @@ def _typed_cells(frame: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, list[Re
     """Parquet carries types: a cell that is a list, a map, bytes or a boolean is no id, category
     or age, and is rejected before anything turns it into text ("[1]" is not a user)."""
     reason = pd.Series(None, index=frame.index, dtype=object)
-    for col in [c for c in (*REQUIRED, *OPTIONAL) if c in frame.columns]:
+    for col in [c for c in TEXT_COLUMNS if c in frame.columns]:
         found = kinds(frame[col])
         wrong = ~found.isin(["text", "integer", "number", "missing"]) & reason.isna()
         reason[wrong] = f"{col} must be text or a number, not " + found[wrong]
     bad = reason.notna()
     rejections = [Rejection(str(path), int(row), str(why), raw=str(frame.loc[i, [c for c in frame.columns if c != "row"]].to_dict()))
                   for i, row, why in zip(frame.index[bad], frame.loc[bad, "row"], reason[bad], strict=True)]
+    frame = frame.loc[~bad].copy()
+    for col in [c for c in TEXT_COLUMNS if c in frame.columns]:       # numbers as text, as a CSV has them
+        frame[col] = frame[col].astype("string")
+    return frame, rejections
+
+
+_NOT_UTF8 = next(r.reason for r in rules.log_rules(LogsConfig(), ()) if r.check == "decodes")
+
+
+def _undecodable(frame: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, list[Rejection]]:
+    """The rule table's first rule, at the reader: text holding bytes that were not UTF-8 cannot
+    reach an engine (it holds UTF-8 only), so such a row is quarantined here."""
+    cols = [c for c in TEXT_COLUMNS if c in frame.columns]
+    if frame.empty or not cols:
+        return frame, []
+    bad = np.zeros(len(frame), dtype=bool)
+    for c in cols:
+        bad |= undecodable(frame[c]).to_numpy()
+    if not bad.any():
+        return frame, []
+    rejections = [Rejection(str(path), int(r), _NOT_UTF8, raw=",".join("" if pd.isna(v) else str(v) for v in vals))
+                  for r, vals in zip(frame.loc[bad, "row"], frame.loc[bad, cols].itertuples(index=False), strict=True)]
     return frame.loc[~bad], rejections
 
 
-def read_drops(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, list[Rejection]]:
-    """Every CSV (plain or gzipped) and parquet file under ``paths``, with its source file and row
-    number, and what could not be read: malformed CSV records, and whole files that are not what
-    their name says (refused one by one; the others go on)."""
-    frames, rejections = [], []
-    for f in collect_files(paths, is_drop, "listening-log"):
-        try:
-            frame, malformed = _read_drop(f)
-        except UNREADABLE as exc:
-            rejections.append(refused(f, exc))
-            continue
-        frames.append(frame)
-        rejections += malformed
-    if not frames:
-        return pd.DataFrame(columns=[*REQUIRED, *OPTIONAL, "row", "source"], dtype=object), rejections
-    return pd.concat(frames, ignore_index=True), rejections
+# --- the rule table as SQL, on the engine -----------------------------------------------------
+def _checked_sql(engine: Engine, source: str, cfg: LogsConfig, contexts: Sequence[str], now: pd.Timestamp,
+                 catalogue: bool) -> str:
+    """Every row of ``source`` (prepared: rules.prepare) with the first rule it breaks (``reason``)
+    and its UTC date."""
+    d = engine.dialect
+    table = rules.log_rules(cfg, contexts)
+    join = "LEFT JOIN (SELECT DISTINCT track_id AS catalogue_hit FROM catalogue) c ON p.track_id = c.catalogue_hit" \
+        if catalogue else ""
+    return f"""
+        SELECT p.*, {rules.sql_reason(table, d, now, catalogue)} AS reason, {d.day_text('p.event_timestamp')} AS date
+        FROM {source} p {join}"""
+
+
+def _rejections(engine: Engine, sql: str) -> list[Rejection]:
+    cols = ", ".join(f"coalesce({c}, '')" for c in ("timestamp", "user_id", "track_id", "device", "network"))
+    bad = engine.arrow(f"SELECT source, row, reason, track_id, concat_ws(' | ', {cols}) AS raw FROM ({sql}) q "
+                       f"WHERE reason IS NOT NULL ORDER BY source, row").to_pylist()
+    return [Rejection(r["source"], int(r["row"]), r["reason"], track_id=r["track_id"], raw=r["raw"]) for r in bad]
+
+
+def _register_catalogue(engine: Engine, known_tracks: set[str] | None) -> bool:
+    if known_tracks is None:
+        return False
+    engine.table("catalogue", pa.table({"track_id": pa.array(sorted(known_tracks), type=pa.string())}))
+    return True
+
+
+def _with_source(table: pa.Table, path: Path, file_no: int) -> pa.Table:
+    n = table.num_rows
+    return rules.prepare(table).append_column("source", pa.array([str(path)] * n, type=pa.string())) \
+        .append_column("file", pa.array(np.full(n, file_no, dtype=np.int64)))
+
+
+def checked_rows(raw: pd.DataFrame, cfg: LogsConfig, contexts: Sequence[str], now: pd.Timestamp,
+                 known_tracks: set[str] | None = None, engine: Engine | None = None) -> pd.DataFrame:
+    """Every row of a text frame (``source``, ``row`` and the log columns) as the rules read it,
+    with ``reason``: the first rule it breaks (<NA>: none; duplicates are not looked for here).
+    In the frame's order. For tests and tools; ingest streams the same SQL over the drops."""
+    own = engine is None
+    engine = engine or open_engine(DataPlaneConfig(memory_limit="1GB"))
+    try:
+        frame = raw.copy()
+        for c in TEXT_COLUMNS:
+            frame[c] = frame[c].astype("string") if c in frame else pd.Series(pd.NA, index=frame.index, dtype="string")
+        frame, undecoded = _undecodable(frame, Path(str(raw["source"].iat[0]) if len(raw) else "-"))
+        table = rules.prepare(pa.table(
+            {c: pa.array(frame[c], type=pa.string(), from_pandas=True) for c in TEXT_COLUMNS}
+            | {"row": pa.array(frame["row"].to_numpy(dtype=np.int64)),
+               "source": pa.array(frame["source"].astype(str).tolist(), type=pa.string()),
+               "file": pa.array(np.zeros(len(frame), dtype=np.int64))}))
+        engine.table("raw_rows", table)
+        got = engine.arrow(_checked_sql(engine, "raw_rows", cfg, contexts, now,
+                                        _register_catalogue(engine, known_tracks)) + " ORDER BY row").to_pandas()
+        if undecoded:
+            got = pd.concat([got, pd.DataFrame({"row": [r.row for r in undecoded], "reason": [r.reason for r in undecoded],
+                                                "source": [r.source for r in undecoded]})])
+        return _lake_types(got.sort_values("row").reset_index(drop=True))
+    finally:
+        if own:
+            engine.close()
 
 
 def validate(raw: pd.DataFrame, cfg: LogsConfig, contexts: Sequence[str], now: pd.Timestamp,
              known_tracks: set[str] | None = None) -> tuple[pd.DataFrame, list[Rejection]]:
-    """Apply the rule table (ctxtag.listening.rules); a row's reason is the first rule it breaks.
-    Returns valid events."""
-    df = rules.prepare(raw)
-    reason = rules.first_broken(df, rules.log_rules(cfg, contexts), now, known_tracks)
-    df["age"] = pd.to_numeric(df["age"], errors="coerce")
-    bad = reason.notna()
-    rejections = [
-        Rejection(r.source, int(r.row), str(reason.loc[i]), track_id=None if pd.isna(r.track_id) else str(r.track_id),
-                  raw=str(r.timestamp) + " | " + " | ".join(str(getattr(r, c)) for c in ("user_id", "track_id", "device", "network")))
-        for i, r in zip(df.index[bad], df.loc[bad].itertuples(index=False), strict=True)
-    ]
-    valid = df.loc[~bad, [*KEY, "utc_offset_min", "device", "network", "location", "age", "gender", "context", "feedback"]]
+    """The rule table over one text frame, duplicates included: (valid events, rejections)."""
+    rows = checked_rows(raw, cfg, contexts, now, known_tracks)
+    ok = rows["reason"].isna()
+    dup = ok & rows[ok].duplicated(list(KEY), keep="first").reindex(rows.index, fill_value=False)
+    rows.loc[dup, "reason"] = _DUPLICATE
+    bad = rows["reason"].notna()
+    rejections = [Rejection(str(s), int(r), str(why)) for s, r, why in
+                  zip(rows.loc[bad, "source"], rows.loc[bad, "row"], rows.loc[bad, "reason"], strict=True)]
+    valid = rows.loc[~bad, LAKE_COLUMNS]
     return valid.sort_values(["event_timestamp", "user_id", "track_id"]).reset_index(drop=True), rejections
 
 
+# --- ingestion: stage per drop, then de-duplicate and write per UTC date ----------------------
+def ingest(paths: Iterable[str | Path], lake: Path, cfg: LogsConfig, contexts: Sequence[str],
+           now: pd.Timestamp | None = None, known_tracks: set[str] | None = None,
+           data_plane: DataPlaneConfig | None = None, show_progress: bool = False) -> Ingestion:
+    now = now if now is not None else pd.Timestamp.now(tz="UTC")
+    lake = Path(lake)
+    lake.mkdir(parents=True, exist_ok=True)
+    for old in lake.parent.glob(f".staging-{lake.name}-*"):   # a killed run's: nothing in it was published
+        if not _alive(old.name.rsplit("-", 1)[-1]):
+            shutil.rmtree(old, ignore_errors=True)
+    staging = lake.parent / f".staging-{lake.name}-{os.getpid()}"
+    staging.mkdir(parents=True, exist_ok=True)
+    engine = open_engine(data_plane, temp_dir=staging / "spill")
+    start = time.perf_counter()
+    try:
+        catalogue = _register_catalogue(engine, known_tracks)
+        files = collect_files(paths, is_drop, "listening-log")
+        rejections, rows_read, unreadable, staged, pending = [], 0, [], [], []
+
+        def check(tables: list[pa.Table]) -> None:
+            """The rules over a batch of drops: one query a batch, so small files cost no more."""
+            engine.table("drop_rows", pa.concat_tables(tables))
+            engine.materialize("checked", _checked_sql(engine, "drop_rows", cfg, contexts, now, catalogue))
+            rejections.extend(_rejections(engine, "SELECT * FROM checked"))
+            engine.append("staged", f"SELECT {', '.join(LAKE_COLUMNS)}, source, row, file, date FROM checked "
+                                    f"WHERE reason IS NULL", fresh=not staged)
+            staged.append(len(tables))
+            tables.clear()
+
+        for file_no, f in enumerate(progress(files, total=len(files), description="checking drops")
+                                    if show_progress else files):
+            try:
+                table, malformed = _read_drop(f)
+            except UNREADABLE as exc:
+                unreadable.append(refused(f, exc))
+                continue
+            rows_read += table.num_rows + len(malformed)
+            rejections += malformed
+            if table.num_rows:
+                pending.append(_with_source(table, f, file_no))
+            if sum(t.num_rows for t in pending) >= BATCH_ROWS:
+                check(pending)
+        if pending:
+            check(pending)
+        checked_s = time.perf_counter() - start
+        stored = _write_dates(engine, staged, lake, rejections, show_progress)
+    finally:
+        engine.close()
+        shutil.rmtree(staging, ignore_errors=True)
+    rejections = unreadable + rejections
+    reasons = pd.Series([r.reason.split(":")[0].split(" (")[0] for r in rejections], dtype="object")
+    stats = {"rows_read": rows_read + sum(r.row > 0 for r in unreadable),
+             "rows_valid": stored.pop("rows_valid"),
+             "rows_quarantined": len(rejections),
+             "files_refused": {r.source: r.reason for r in unreadable if r.row == 0},
+             "quarantine_reasons": {k: int(v) for k, v in reasons.value_counts().sort_index().items()},
+             **stored,
+             "engine": type(engine).__name__.lower(), "seconds_checking": round(checked_s, 2),
+             "seconds": round(time.perf_counter() - start, 2)}
+    stats["events_per_s"] = round(stats["rows_read"] / max(stats["seconds"], 1e-9))
+    return Ingestion(rejections, stats)
+
+
+def _write_dates(engine: Engine, staged: list[int], lake: Path, rejections: list[Rejection],
+                 show_progress: bool) -> dict:
+    """Per UTC date: the first of each (user, track, instant) in the batch that the lake does not
+    hold yet goes to a new part; later copies are quarantined as duplicates. One date's events
+    at a time, so memory is bounded by the busiest day, not the batch."""
+    empty = {"events_written": 0, "events_already_in_lake": 0, "part_files_written": 0, "users": 0, "tracks": 0,
+             "rows_valid": 0}
+    if not staged:
+        return empty
+    dates = [r[0] for r in engine.rows("SELECT DISTINCT date FROM staged ORDER BY date")]
+    key = ", ".join(KEY)
+    written = already = valid = 0
+    parts = []
+    for date in progress(dates, total=len(dates), description="writing dates") if show_progress else dates:
+        folder = lake / f"date={date}"
+        existing = sorted(folder.glob("part-*.parquet"))
+        lit = engine.dialect.lit(date)
+        engine.materialize("day", f"""
+            SELECT *, row_number() OVER (PARTITION BY {key} ORDER BY file, row) AS nth
+            FROM staged WHERE date = {lit}""")
+        rejections += [Rejection(s, int(r), _DUPLICATE, track_id=t) for s, r, t in
+                       engine.rows("SELECT source, row, track_id FROM day WHERE nth > 1 ORDER BY file, row")]
+        fresh = "SELECT * FROM day WHERE nth = 1"
+        if existing:
+            engine.parquet("held", existing)
+            fresh += (" AND NOT EXISTS (SELECT 1 FROM held h WHERE h.user_id = day.user_id AND "
+                      "h.track_id = day.track_id AND h.event_timestamp = day.event_timestamp)")
+        engine.materialize("fresh", fresh)
+        (n_first,) = engine.rows("SELECT count(*) FROM day WHERE nth = 1")[0]
+        (n_fresh, digest) = engine.rows(f"SELECT count(*), bit_xor({_key_hash(engine)}) FROM fresh")[0]
+        valid += n_first
+        already += n_first - n_fresh
+        if not n_fresh:
+            continue
+        target = folder / f"part-{(digest or 0) & (2**64 - 1):016x}.parquet"
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(target) as tmp:                    # readers never see half a file
+            engine.write(f"SELECT {', '.join(LAKE_COLUMNS)} FROM fresh ORDER BY {key}", tmp)
+        written += n_fresh
+        parts.append(target)
+    (users, tracks) = engine.rows("SELECT count(DISTINCT user_id), count(DISTINCT track_id) FROM staged")[0]
+    return {"rows_valid": valid, "events_written": written, "events_already_in_lake": already,
+            "part_files_written": len(parts), "users": int(users), "tracks": int(tracks)}
+
+
+def _key_hash(engine: Engine) -> str:
+    """A 64-bit hash of one event's key; XOR-ed over a part, it names the part by its content."""
+    fn = "xxhash64" if engine.dialect.name == "spark" else "hash"
+    return f"{fn}(user_id, track_id, CAST(event_timestamp AS {'STRING' if fn == 'xxhash64' else 'VARCHAR'}))"
+
+
+# --- reading the lake --------------------------------------------------------------------------
+def lake_parts(lake: Path) -> list[Path]:
+    return sorted(Path(lake).glob("date=*/part-*.parquet"))
+
+
+def _lake_types(frame: pd.DataFrame) -> pd.DataFrame:
+    """The lake's columns with the dtypes readers expect, whichever engine wrote them."""
+    if "event_timestamp" in frame:
+        frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True).astype("datetime64[ns, UTC]")
+    if "utc_offset_min" in frame:
+        frame["utc_offset_min"] = frame["utc_offset_min"].astype("Int64")
+    if "age" in frame:
+        frame["age"] = pd.to_numeric(frame["age"], errors="coerce").astype("float64")
+    for c in set(frame.columns) & (set(TEXT_COLUMNS) - {"age"}):
+        frame[c] = frame[c].astype(object).where(frame[c].notna(), None)
+    return frame
+
+
 def read_lake(lake: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """Every stored event, in time order (empty frame when the lake is empty)."""
-    parts = sorted(lake.glob("date=*/part-*.parquet"))
+    """Every stored event in time order, in pandas: for the small worlds of the demo and the
+    tests, and for stages that are not on the data plane yet. Jobs over the lake at volume read
+    it on the engine (``lake_parts``) instead."""
+    parts = lake_parts(lake)
     if not parts:
         return pd.DataFrame(columns=list(columns or KEY))
     frame = pd.concat([pd.read_parquet(p, columns=list(columns) if columns else None) for p in parts],
                       ignore_index=True)
-    return frame.sort_values("event_timestamp").reset_index(drop=True) if "event_timestamp" in frame else frame
-
-
-def write_partitions(valid: pd.DataFrame, lake: Path) -> dict:
-    """Append the events the lake does not hold yet; existing part files are never touched."""
-    valid = valid.assign(date=valid["event_timestamp"].dt.strftime("%Y-%m-%d"))
-    written, already, files = 0, 0, []
-    for date, part in valid.groupby("date", sort=True):
-        folder = lake / f"date={date}"
-        existing = [pd.read_parquet(p, columns=list(KEY)) for p in sorted(folder.glob("part-*.parquet"))]
-        if existing:
-            seen = pd.concat(existing, ignore_index=True)
-            fresh = part.merge(seen, on=list(KEY), how="left", indicator=True)
-            fresh = fresh[fresh["_merge"] == "left_only"].drop(columns="_merge")
-        else:
-            fresh = part
-        already += len(part) - len(fresh)
-        if fresh.empty:
-            continue
-        fresh = fresh.drop(columns="date").sort_values(list(KEY)).reset_index(drop=True)
-        digest = hashlib.sha256(pd.util.hash_pandas_object(fresh[list(KEY)], index=False).values.tobytes()).hexdigest()
-        target = folder / f"part-{digest[:16]}.parquet"
-        with atomic_path(target) as tmp:                    # readers never see half a file
-            fresh.to_parquet(tmp, index=False)
-        written += len(fresh)
-        files.append(str(target))
-    return {"events_written": written, "events_already_in_lake": already, "part_files_written": files}
-
-
-def ingest(paths: Iterable[str | Path], lake: Path, cfg: LogsConfig, contexts: Sequence[str],
-           now: pd.Timestamp | None = None, known_tracks: set[str] | None = None) -> Ingestion:
-    raw, unreadable = read_drops(paths)
-    now = now if now is not None else pd.Timestamp.now(tz="UTC")
-    valid, rejections = validate(raw, cfg, contexts, now, known_tracks)
-    rejections = unreadable + rejections
-    stored = write_partitions(valid, lake)
-    reasons = pd.Series([r.reason.split(":")[0].split(" (")[0] for r in rejections], dtype="object")
-    stats = {"rows_read": len(raw) + sum(r.row > 0 for r in unreadable), "rows_valid": len(valid),
-             "rows_quarantined": len(rejections),
-             "files_refused": {r.source: r.reason for r in unreadable if r.row == 0},
-             "quarantine_reasons": {k: int(v) for k, v in reasons.value_counts().sort_index().items()},
-             **{k: v for k, v in stored.items() if k != "part_files_written"},
-             "part_files_written": len(stored["part_files_written"]),
-             "users": int(valid["user_id"].nunique()), "tracks": int(valid["track_id"].nunique())}
-    return Ingestion(valid, rejections, stats)
+    frame = _lake_types(frame)
+    return frame.sort_values("event_timestamp", kind="stable").reset_index(drop=True) \
+        if "event_timestamp" in frame else frame

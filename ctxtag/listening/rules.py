@@ -25,13 +25,17 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from ctxtag.common.io import UNDECODABLE, undecodable
+from ctxtag.common.io import UNDECODABLE
 from ctxtag.config import LogsConfig
+from ctxtag.listening.engine import Dialect
 
 Kind = Literal["id", "timestamp", "category", "number", "text"]
 Check = Literal["decodes", "present", "max_length", "has_offset", "parses", "offset_range", "not_future",
@@ -63,7 +67,13 @@ KEY = ("user_id", "track_id", "event_timestamp")     # one event: the same user,
 MAX_ID_LENGTH = 64
 UTC_OFFSET_MIN = (-12 * 60, 14 * 60)                 # Etc/GMT+12 .. Pacific/Kiritimati
 # ISO 8601 with an explicit offset: the local time of day is part of the signal
-OFFSET = r"(?:Z|[+-]\d\d:?\d\d)$"
+OFFSET = r"(?:Z|[+-][0-9][0-9]:?[0-9][0-9])$"
+# the timestamps that parse: ISO 8601's extended form with a date, hours and minutes, optional
+# seconds and fraction (digits past microseconds are cut), and the offset
+YEARS = (1678, 2261)          # what a pandas timestamp can hold; any other year is no real time here
+ISO_SHAPE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:[.][0-9]{1,9})?)?(?:Z|[+-][0-9]{2}:?[0-9]{2})$"
+ISO_NAMED = (r"^(?P<d>[0-9]{4}-[0-9]{2}-[0-9]{2})[T ](?P<hm>[0-9]{2}:[0-9]{2})"
+             r"(?::(?P<s>[0-9]{2})(?:[.](?P<f>[0-9]{1,6})(?P<cut>[0-9]{0,3}))?)?(?P<off>Z|[+-][0-9]{2}:?[0-9]{2})$")
 
 
 @dataclass(frozen=True)
@@ -113,84 +123,135 @@ def find(rules: Sequence[Rule], column: str, check: Check) -> Rule | None:
     return next((r for r in rules if r.column == column and r.check == check), None)
 
 
-# --- the checks, twice: vectorised over a frame (ingestion) and on one value (the API, where
-# pandas would cost milliseconds a request). tests/listening/test_rules.py holds the twins to
-# the same answers.
-def _offset_minutes(stamps: pd.Series) -> pd.Series:
-    off = stamps.str.extract(f"({OFFSET[:-1]})$", expand=False)
-    sign = np.where((off.str[0] == "-").fillna(False).to_numpy(dtype=bool), -1, 1)
-    digits = off.str.replace(":", "", regex=False).str.lstrip("+-")
-    minutes = pd.to_numeric(digits.str[:2], errors="coerce") * 60 + pd.to_numeric(digits.str[2:4], errors="coerce")
-    return (sign * minutes.where(off != "Z", 0)).astype("Int64")
+# --- the checks, twice: as SQL over a whole drop (ingestion, on DuckDB or Spark:
+# ctxtag.listening.engine) and in Python on one value (the API, where an engine would cost
+# milliseconds a request). tests/listening/test_rules.py holds the twins to the same answers.
+WHITESPACE_CHARS = " \t\n\r\f\x0b"    # what strip() removes: ASCII whitespace, the same in Arrow and Python
 
 
-def prepare(raw: pd.DataFrame) -> pd.DataFrame:
-    """The form the rules read: text stripped (blank = missing), categories lower-cased, and the
-    timestamp read as event_timestamp (UTC) and utc_offset_min (the listener's local offset)."""
-    df = raw.copy()
-    for col in TEXT:
-        if col in df:
-            s = df[col].astype("string").str.strip()
-            s = s.mask(s == "")
-            df[col] = s.str.lower() if COLUMNS[col].kind == "category" else s
-    if "timestamp" in df:
-        has_tz = df["timestamp"].str.contains(OFFSET, regex=True).fillna(False).astype(bool)
-        df["event_timestamp"] = pd.to_datetime(df["timestamp"].where(has_tz), utc=True, errors="coerce",
-                                               format="ISO8601")
-        df["utc_offset_min"] = _offset_minutes(df["timestamp"].fillna(""))
-    return df
+def strip(text: str) -> str:
+    return text.strip(WHITESPACE_CHARS)
 
 
-@dataclass
-class _Rows:
-    df: pd.DataFrame                   # prepared
-    now: pd.Timestamp
-    known_tracks: set[str] | None
-    ok: pd.Series                      # rows that broke no earlier rule
+def prepare(table: pa.Table) -> pa.Table:
+    """The form the rules read, vectorised in Arrow (it runs in the reader, in-process beside
+    DuckDB or inside Spark's tasks): text stripped (blank = missing), categories lower-cased, and
+    the timestamp read as event_timestamp (UTC) and utc_offset_min (the listener's local offset).
+    Other columns (row, source, ...) pass through."""
+    out = {}
+    for name in table.column_names:
+        col = table.column(name)
+        kind = COLUMNS[name].kind if name in COLUMNS else None
+        if kind is not None and kind != "number":
+            col = pc.utf8_trim(col.cast(pa.string()), characters=WHITESPACE_CHARS)
+            col = pc.if_else(pc.equal(col, ""), pa.scalar(None, pa.string()), col)
+            col = pc.utf8_lower(col) if kind == "category" else col
+        out[name] = col
+    if "timestamp" in out:
+        out["event_timestamp"], out["utc_offset_min"], out["has_offset"] = _instants(out["timestamp"])
+    return pa.table(out)
 
 
-def _broken(rule: Rule, rows: _Rows) -> pd.Series:
-    """True where a row breaks ``rule`` (a missing optional value breaks nothing but 'present')."""
-    df, col = rows.df, rows.df[rule.column]
-    nothing = pd.Series(False, index=df.index)
+def _instants(text: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """ISO 8601 text -> (UTC instant, offset minutes, whether it ends in an offset); the instant
+    is null where the text does not parse. The shape is checked by one regular expression, then
+    the fields are read as bytes at their positions (the shape makes them ASCII digits), and the
+    date and time checked field by field as Python's datetime does: 2026-02-29 or 24:00 are no time."""
+    text = (text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text).cast(pa.large_string())
+    n = len(text)
+    has_off = pc.fill_null(pc.match_substring_regex(text, pattern=OFFSET), False).to_numpy(zero_copy_only=False)
+    shaped = pc.fill_null(pc.match_substring_regex(text, pattern=ISO_SHAPE), False).to_numpy(zero_copy_only=False)
+    data = text.buffers()[2]
+    # the bytes, padded so that reading a few past the last string's end stays in bounds
+    raw = np.concatenate([np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8),
+                          np.zeros(32, np.uint8)])
+    bounds = np.frombuffer(text.buffers()[1], dtype=np.int64)[text.offset: text.offset + n + 1]
+    start, end = bounds[:-1], bounds[1:]
+
+    def at(first: np.ndarray, j: int) -> np.ndarray:
+        """The byte at ``first + j`` of every string. Past a string's end it reads its
+        neighbour's bytes, harmlessly: only shaped rows are kept, and for them every field read
+        lies inside the string (the fraction's digits are counted first)."""
+        return raw[np.maximum(first, 0) + j].astype(np.int32)
+
+    def two(first: np.ndarray, j: int) -> np.ndarray:
+        return (at(first, j) - 48) * 10 + at(first, j + 1) - 48
+
+    # the offset at the end: Z, +HH:MM or +HHMM
+    last6 = end - 6
+    zulu = at(last6, 5) == ord("Z")
+    colon = at(last6, 3) == ord(":")
+    oh, om = np.where(colon, two(last6, 1), two(last6, 2)), two(last6, 4)
+    sign = np.where(colon, at(last6, 0), at(last6, 1)) == ord("-")
+    offset = np.where(zulu, 0, np.where(sign, -1, 1) * (oh * 60 + om))
+    off_len = np.where(zulu, 1, np.where(colon, 6, 5))
+    # YYYY-MM-DD?HH:MM[:SS[.fffffffff]]
+    y, mo, d = two(start, 0) * 100 + two(start, 2), two(start, 5), two(start, 8)
+    hh, mi = two(start, 11), two(start, 14)
+    has_sec = at(start, 16) == ord(":")
+    ss = np.where(has_sec, two(start, 17), 0)
+    frac_len = np.where(has_sec & (at(start, 19) == ord(".")), (end - start) - off_len - 20, 0)
+    frac = np.zeros(n, dtype=np.int64)
+    for k in range(6):                               # microseconds: digits past the sixth are cut
+        frac = frac * 10 + np.where(k < frac_len, at(start, 20 + k) - 48, 0)
+    leap = (y % 4 == 0) & ((y % 100 != 0) | (y % 400 == 0))
+    month_days = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])[np.clip(mo - 1, 0, 11)] + (leap & (mo == 2))
+    real = shaped & (y >= YEARS[0]) & (y <= YEARS[1]) & (mo >= 1) & (mo <= 12) & (d >= 1) & (d <= month_days) & (hh <= 23) & (mi <= 59) \
+        & (ss <= 59) & (zulu | (om <= 59))
+    # days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil)
+    yy = y - (mo <= 2)
+    era = np.floor_divide(yy, 400)
+    yoe = yy - era * 400
+    doy = (153 * (mo + np.where(mo > 2, -3, 9)) + 2) // 5 + d - 1
+    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+    micros = (days * 86400 + hh * 3600 + mi * 60 + ss - offset * 60) * 1_000_000 + frac
+    instant = pa.array(np.where(real, micros, 0), type=pa.int64(), mask=~real).cast(pa.timestamp("us", tz="UTC"))
+    offsets = pa.array(np.where(shaped, offset, 0), type=pa.int32(), mask=~shaped)
+    return instant, offsets, pa.array(has_off)
+
+
+def _sql_broken(rule: Rule, d: Dialect, now: pd.Timestamp) -> str | None:
+    """SQL true where a prepared row breaks ``rule`` (NULL counts as not broken, as a missing
+    optional value breaks nothing but 'present'). None: checked elsewhere (see sql_reason)."""
+    c = rule.column
     match rule.check:
-        case "decodes":
-            return undecodable(col)
         case "present":
-            return col.isna()
+            return f"{c} IS NULL"
         case "max_length":
-            return col.str.len() > rule.high
+            return f"length({c}) > {int(rule.high)}"
         case "has_offset":
-            return col.notna() & ~col.str.contains(OFFSET, regex=True)
+            return f"{c} IS NOT NULL AND NOT has_offset"         # read by prepare
         case "parses":
-            return col.notna() & df["event_timestamp"].isna()
+            return f"{c} IS NOT NULL AND event_timestamp IS NULL"
         case "offset_range":
-            return df["event_timestamp"].notna() & ~df["utc_offset_min"].between(rule.low, rule.high)
+            return f"event_timestamp IS NOT NULL AND NOT (utc_offset_min BETWEEN {int(rule.low)} AND {int(rule.high)})"
         case "not_future":
-            return df["event_timestamp"] > rows.now + pd.Timedelta(seconds=rule.high)
+            limit = (now + pd.Timedelta(seconds=rule.high)).tz_convert("UTC").strftime("%Y-%m-%d %H:%M:%S.%f")
+            return f"event_timestamp > {d.instant(limit)}"
         case "in_set":
-            return col.notna() & ~col.isin(rule.allowed)
+            return f"NOT ({c} IN ({', '.join(d.lit(a) for a in rule.allowed)}))" if rule.allowed else f"{c} IS NOT NULL"
         case "between":
-            num = pd.to_numeric(col, errors="coerce")
-            return col.notna() & (num.isna() | (num < rule.low) | (num > rule.high))
+            num = f"TRY_CAST({c} AS DOUBLE)"
+            return (f"{c} IS NOT NULL AND ({num} IS NULL OR isnan({num}) OR NOT ({num} >= {rule.low} AND {num} <= {rule.high}))")
         case "in_catalogue":
-            return nothing if rows.known_tracks is None else col.notna() & ~col.isin(rows.known_tracks)
-        case "unique":                 # among rows that are otherwise valid, the first occurrence wins
-            if not set(KEY) <= set(df):
-                return nothing
-            ok = rows.ok
-            return ok & df[ok].duplicated(list(KEY), keep="first").reindex(df.index, fill_value=False)
+            return "catalogue_hit IS NULL"      # the caller joins the catalogue (see lake.validate)
+        case "decodes" | "unique":
+            # decodes: text an engine can hold is valid UTF-8, so the reader checks it
+            # (ctxtag.listening.lake); unique: across files and the lake, per UTC date (lake.write_partitions)
+            return None
     raise ValueError(f"unknown check {rule.check!r}")
 
 
-def first_broken(df: pd.DataFrame, rules: Sequence[Rule], now: pd.Timestamp,
-                 known_tracks: set[str] | None = None) -> pd.Series:
-    """Per row of a ``prepare``d frame, the reason of the first rule it breaks (<NA>: none)."""
-    reason = pd.Series(pd.NA, index=df.index, dtype="object")
+def sql_reason(rules: Sequence[Rule], d: Dialect, now: pd.Timestamp, catalogue: bool) -> str:
+    """SQL: the reason of the first rule a prepared row breaks (NULL: none)."""
+    whens = []
     for rule in rules:
-        broken = _broken(rule, _Rows(df, now, known_tracks, reason.isna())).fillna(False).astype(bool)
-        reason[broken & reason.isna()] = rule.reason
-    return reason
+        if rule.check == "in_catalogue" and not catalogue:
+            continue
+        cond = _sql_broken(rule, d, now)
+        if cond is not None:
+            whens.append(f"WHEN coalesce({cond}, false) THEN {d.lit(rule.reason)}")
+    return "CASE " + " ".join(whens) + " END"
 
 
 _UNDECODABLE = re.compile(UNDECODABLE)
@@ -207,18 +268,36 @@ class _One:
     offset: int | None = None
 
 
+def parse_instant(text: str) -> tuple[pd.Timestamp | None, int | None]:
+    """ISO 8601 text -> (the UTC instant, the UTC offset in minutes), as sql_prepare reads it:
+    (None, offset) when it has an offset but is no real time, (None, None) without an offset."""
+    m = _ISO.match(text)
+    off = re.search(OFFSET, text)
+    if off is None:
+        return None, None
+    o = off.group(0).replace(":", "")
+    offset = 0 if o == "Z" else (-1 if o[0] == "-" else 1) * (int(o[1:3]) * 60 + int(o[3:5]))
+    if m is None or (o != "Z" and int(o[3:5]) >= 60) or not YEARS[0] <= int(m["d"][:4]) <= YEARS[1]:
+        return None, offset
+    date, hm, sec, frac = m["d"], m["hm"], m["s"] or "00", m["f"] or ""
+    try:
+        local = pd.Timestamp(datetime.fromisoformat(f"{date} {hm}:{sec}" + (f".{frac.ljust(6, '0')}" if frac else "")))
+    except ValueError:
+        return None, offset
+    return (local - pd.Timedelta(minutes=offset)).tz_localize("UTC"), offset
+
+
+_ISO = re.compile(ISO_NAMED)
+
+
 def _prepare_one(column: str, value: Any) -> _One:
     kind = COLUMNS[column].kind
     if kind == "number" or _missing(value):
         return _One(None if _missing(value) else value)
-    text = str(value).strip() or None
+    text = strip(str(value)) or None
     one = _One(text.lower() if text and kind == "category" else text)
-    m = re.search(f"({OFFSET[:-1]})$", text or "") if kind == "timestamp" else None
-    if m:
-        instant = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
-        one.instant = None if pd.isna(instant) else instant
-        off = m.group(1).replace(":", "")
-        one.offset = 0 if off == "Z" else (-1 if off[0] == "-" else 1) * (int(off[1:3]) * 60 + int(off[3:5]))
+    if kind == "timestamp" and text:
+        one.instant, one.offset = parse_instant(text)
     return one
 
 
@@ -244,7 +323,7 @@ def _breaks(rule: Rule, one: _One, now: pd.Timestamp) -> bool:
             return v is not None and v not in rule.allowed
         case "between":
             try:
-                return v is not None and not rule.low <= float(v) <= rule.high     # NaN: not a number
+                return v is not None and not rule.low <= float(strip(str(v))) <= rule.high   # NaN: not a number
             except (TypeError, ValueError):
                 return True
         case "in_catalogue" | "unique":

@@ -8,6 +8,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from ctxtag.common.io import atomic_path
 from ctxtag.config import Params
@@ -35,37 +37,49 @@ def open_store(feast_dir: Path, online: str = "sqlite", redis_url: str = "localh
     return FeatureStore(repo_path=str(feast_dir), config=config)
 
 
-def publish(store, params: Params, feast_dir: Path, history: pd.DataFrame, device_time: pd.DataFrame,
+def publish(store, params: Params, feast_dir: Path, history: pd.DataFrame | Path, device_time: pd.DataFrame | Path,
             tracks: pd.DataFrame, embeddings: tuple[pd.DataFrame, pd.DataFrame] | None = None,
             chunk_days: int = 7) -> dict:
     """Write the offline parquet, apply the definitions, materialise in time chunks (bounded memory).
 
+    ``history`` and ``device_time`` are frames, or their offline parquet already written in place
+    by the data-plane engine (ctxtag.listening.snapshots.snapshot_files) at volume.
     ``embeddings``: (track, user) listening-embedding tables of `ctxtag embeddings`, if trained."""
-    frames = [history, device_time, tracks]
     named = {"user_history": history, "user_device_time": device_time, "track_features": tracks}
     if embeddings is not None:
         named |= {"track_embeddings": embeddings[0], "user_embeddings": embeddings[1]}
-        frames += list(embeddings)
+    stamps = []
     for source, frame in named.items():
-        with atomic_path(offline_file(feast_dir, source)) as tmp:
-            frame.to_parquet(tmp, index=False)
+        target = offline_file(feast_dir, source)
+        if isinstance(frame, pd.DataFrame):
+            with atomic_path(target) as tmp:
+                frame.to_parquet(tmp, index=False)
+        elif Path(frame).resolve() != target.resolve():
+            raise ValueError(f"{source}: the engine must write it at {target}, not {frame}")
+        stamps.append(_distinct_stamps(target))
     # the sources name their parquet relative to the store's repo path, so the registry moves with it
     data_dir = Path(os.path.relpath(feast_dir.resolve(), Path(store.repo_path).resolve()))
     store.apply(definitions(data_dir, params.contexts, params.logs.devices, params.logs.networks,
                             embeddings=embeddings is not None))
-    stamps = pd.concat([f["event_timestamp"] for f in frames])
+    stamps = pd.Series(pd.concat(stamps).unique())
     start = stamps.min().to_pydatetime() - timedelta(seconds=1)
     end = stamps.max().to_pydatetime() + timedelta(seconds=1)
     width = timedelta(days=chunk_days)
     # only the windows that hold rows: track features stamped months after the last snapshot
     # must not cost one empty materialisation per week in between
-    windows = sorted({int((t.to_pydatetime() - start) / width) for t in stamps.drop_duplicates()})
+    windows = sorted({int((t.to_pydatetime() - start) / width) for t in stamps})
     for w in windows:
         store.materialize(start_date=start + w * width, end_date=min(start + (w + 1) * width, end))
-    chunks = len(windows)
-    return {"users": int(history["user_id"].nunique()), "snapshots": len(history), "tracks": len(tracks),
+    users = pq.read_table(offline_file(feast_dir, "user_history"), columns=["user_id"]).column(0)
+    return {"users": len(pc.unique(users)), "snapshots": len(users), "tracks": len(tracks),
             "listening_embeddings": {"tracks": len(embeddings[0]), "users": len(embeddings[1])} if embeddings else None,
-            "materialize_chunks": chunks}
+            "materialize_chunks": len(windows)}
+
+
+def _distinct_stamps(path: Path) -> pd.Series:
+    """The distinct event times of an offline file (one column read, not the table)."""
+    stamps = pc.unique(pq.read_table(path, columns=["event_timestamp"]).column(0).combine_chunks())
+    return pd.Series(pd.to_datetime(stamps.to_pandas(), utc=True))
 
 
 def historical(store, entity_df: pd.DataFrame, features) -> pd.DataFrame:

@@ -297,3 +297,41 @@ def test_parquet_cells_of_the_wrong_kind_are_quarantined_not_turned_into_text(tm
     assert reasons == ["user_id must be text or a number, not bytes", "user_id must be text or a number, not list"]
     assert len(result.rejections) == 4
     assert sorted(read_lake(tmp_path / "lake")["user_id"]) == ["NA", "u1"]
+
+
+def test_spark_ingests_exactly_as_duckdb(tmp_path, spark_engine):
+    """The embedded engine and Spark run one definition: the same quarantine, the same lake."""
+    from ctxtag.config import DataPlaneConfig
+
+    rows = ["u1,t1,2026-01-05T09:00:00+01:00,phone,wifi,home,30,f,workout",
+            "u1,t1,2026-01-05T08:00:00Z,CAR,wifi,,,,",                    # the same instant: duplicate
+            "u2,t2,2026-01-05T23:30:00-05:00,Phone,Cellular,,41.5,x,car",  # the next UTC date
+            "u3,t9,2026-01-06T10:00:00Z,phone,wifi,,,,",                   # unknown track
+            "u4,t1,2026-02-30T10:00:00Z,phone,wifi,,,,",                   # no such day
+            "u5,t2,2026-01-06T10:00:00+14:30,phone,wifi,,,,",              # no such time zone
+            "u6,t2,2026-01-06 10:00:00.123456789+0100,tv,offline,,200,,",  # age out of range
+            "u7,t2,2026-01-06 10:00:00.123456789+0100,tv,offline,,20,,"]
+    (tmp_path / "a.csv").write_text(HEADER + "\n".join(rows[:4]) + "\n")
+    (tmp_path / "b.csv").write_text(HEADER + "\n".join(rows[4:] + rows[:1]) + "\n")    # a duplicate across files
+    results = {}
+    for name in ("duckdb", "spark"):
+        if name == "spark":     # the session the tests share, rather than a second JVM
+            import ctxtag.listening.lake as lake_module
+
+            real = lake_module.open_engine
+            lake_module.open_engine = lambda *a, **k: spark_engine
+            try:
+                got = _ingest([tmp_path / "a.csv", tmp_path / "b.csv"], tmp_path / name, known_tracks={"t1", "t2"})
+            finally:
+                lake_module.open_engine = real
+        else:
+            got = _ingest([tmp_path / "a.csv", tmp_path / "b.csv"], tmp_path / name, known_tracks={"t1", "t2"},
+                          data_plane=DataPlaneConfig(engine="duckdb"))
+        results[name] = (sorted((r.source, r.row, r.reason) for r in got.rejections), read_lake(tmp_path / name),
+                         sorted(p.relative_to(tmp_path / name).parent.name for p in (tmp_path / name).rglob("*.parquet")))
+    (duck_q, duck_lake, duck_dates), (spark_q, spark_lake, spark_dates) = results["duckdb"], results["spark"]
+    assert duck_q == spark_q and len(duck_q) == 6
+    assert [r[2].split(":")[0].split(" (")[0] for r in duck_q].count("duplicate event") == 2
+    assert duck_dates == spark_dates == ["date=2026-01-05", "date=2026-01-06"]
+    assert duck_lake.equals(spark_lake) and len(duck_lake) == 3
+    assert duck_lake["event_timestamp"].iloc[-1] == pd.Timestamp("2026-01-06T09:00:00.123456Z")

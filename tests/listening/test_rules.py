@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from ctxtag.config import LogsConfig, Params
 from ctxtag.listening import rules
-from ctxtag.listening.lake import validate
+from ctxtag.listening.lake import checked_rows, validate
 from ctxtag.platform.gates import logs_suite, run_gate
 from ctxtag.serving.api import request_models
 from tests.conftest import CONTEXTS
@@ -76,8 +76,8 @@ def test_the_logs_gate_fails_each_row_the_table_rejects(tmp_path):
                                                               quarantine=tmp_path / "q"),
                                  quality=dataclasses.replace(p.quality, max_bad_share=1.0))
     # the rows as the lake would hold them had ingestion let them through
-    lake = rules.prepare(_raw([{}] * 3 + [{field: value} for field, value, *_ in CASES]))
-    lake = lake.assign(age=pd.to_numeric(lake["age"], errors="coerce"))[LAKE]
+    lake = checked_rows(_raw([{}] * 3 + [{field: value} for field, value, *_ in CASES]), LogsConfig(), CONTEXTS, NOW)
+    lake = lake[LAKE]
     report = run_gate("listening_logs", *logs_suite(lake, params, NOW), params, "lake")
     assert report.bad_rows == len(CASES)
     quarantined = [json.loads(line) for line in (tmp_path / "q/gate_listening_logs.jsonl").read_text().splitlines()]
@@ -135,12 +135,59 @@ VALUES = {
 
 
 def test_one_value_gets_the_same_answer_as_a_row_of_a_drop():
-    """check_value (the API, one value) and first_broken (ingestion, vectorised) are twins."""
+    """check_value (the API, one value) and the rule table's SQL (ingestion) are twins."""
     table = rules.log_rules(LogsConfig(), CONTEXTS)
     cases = [(field, v) for field, values in VALUES.items() for v in values]
     raw = pd.DataFrame([{**GOOD, "user_id": f"u{i}", "track_id": f"t{i}", field: v}
                         for i, (field, v) in enumerate(cases)], dtype=object)
-    frame = rules.first_broken(rules.prepare(raw), table, NOW)
+    frame = checked_rows(raw.assign(source="drop.csv", row=np.arange(len(raw))), LogsConfig(), CONTEXTS, NOW)["reason"]
     for i, (field, v) in enumerate(cases):
         one = rules.check_value(table, field, v, NOW)[1]
         assert (None if pd.isna(frame.iat[i]) else frame.iat[i]) == one, (field, v)
+
+
+def _stamp_text():
+    from hypothesis import strategies as st
+
+    two = st.integers(0, 99).map(lambda v: f"{v:02d}")
+    frac = st.one_of(st.just(""), st.text("0123456789", min_size=1, max_size=10).map(lambda f: "." + f))
+    seconds = st.one_of(st.just(""), st.tuples(two, frac).map(lambda t: ":" + t[0] + t[1]))
+    offset = st.one_of(st.just("Z"), st.just(""), st.tuples(st.sampled_from("+-"), two, st.sampled_from(["", ":"]), two)
+                       .map(lambda t: t[0] + t[1] + t[2] + t[3]))
+    year = st.one_of(st.integers(0, 9999).map(lambda v: f"{v:04d}"), st.just("2026"))
+    return st.tuples(year, two, two, st.sampled_from("T t"), two, two, seconds, offset,
+                     st.sampled_from(["", " ", "\t"])).map(
+        lambda p: f"{p[8]}{p[0]}-{p[1]}-{p[2]}{p[3]}{p[4]}:{p[5]}{p[6]}{p[7]}{p[8]}")
+
+
+def test_property_arrow_and_python_read_a_timestamp_alike():
+    """rules.prepare (Arrow, every drop) and rules.parse_instant (Python, the API) are twins on any
+    text shaped like a timestamp: valid or not, leap days, 24:00, offsets past :59, long fractions."""
+    import pyarrow as pa
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(_stamp_text(), min_size=1, max_size=40))
+    def check(texts):
+        got = rules.prepare(pa.table({"timestamp": pa.array(texts, type=pa.string())})).to_pydict()
+        for i, text in enumerate(texts):
+            instant, offset = rules.parse_instant(rules.strip(text))
+            assert got["event_timestamp"][i] == (None if instant is None else instant.to_pydatetime()), text
+            if instant is not None:
+                assert got["utc_offset_min"][i] == offset, text
+
+    check()
+
+
+def test_prepare_reads_leap_days_and_refuses_impossible_times():
+    import pyarrow as pa
+
+    texts = ["2024-02-29T12:00:00Z", "2026-02-29T12:00:00Z", "2026-01-05T24:00:00Z", "2026-01-05T09:00:00.1234567+05:30",
+             "2026-01-05 09:00-0130", "2026-01-05T09:00:00+01:60", None]
+    got = rules.prepare(pa.table({"timestamp": pa.array(texts, type=pa.string())})).to_pandas()
+    assert got["event_timestamp"].iloc[0] == pd.Timestamp("2024-02-29T12:00:00Z")
+    assert got["event_timestamp"].iloc[1:3].isna().all()
+    assert got["event_timestamp"].iloc[3] == pd.Timestamp("2026-01-05T03:30:00.123456Z")
+    assert got["event_timestamp"].iloc[4] == pd.Timestamp("2026-01-05T10:30:00Z") and got["utc_offset_min"].iloc[4] == -90
+    assert got["event_timestamp"].iloc[5:].isna().all()

@@ -1,0 +1,257 @@
+"""The engines that run the listening-data plane: DuckDB on one machine, Spark beyond it.
+
+Every transformation of the plane (the log rules, the lake's de-duplication, the daily user
+snapshots) is written once, as SQL, in ctxtag.listening. The two dialects agree on nearly all of
+it; where they differ (regular expressions, timestamps, arrays) the SQL calls a macro of
+``Dialect`` instead, so one text runs on both. (sqlglot's DuckDB -> Spark transpilation was tried
+first: it silently dropped the ORDER BY of an ordered list aggregate and mapped ISO weekdays to the
+wrong days, so the differences are spelled out here, where a test can hold them.)
+
+- ``DuckDB``: the embedded default. Out of core: it spills to ``temp_dir`` past ``memory_limit``,
+  reads and writes parquet itself, and runs on every core; no JVM, no server.
+- ``Spark``: pyspark, ``local[*]`` in tests and on a laptop, any cluster through ``master`` (or
+  ``spark-submit``, which sets it). The same SQL against temporary views.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from ctxtag.config import DataPlaneConfig
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What the two SQL dialects spell differently, as macros returning SQL text."""
+
+    name: str
+
+    def lit(self, text: str) -> str:
+        """A string literal. Spark unescapes backslashes in literals; DuckDB, like standard SQL, does not."""
+        if self.name == "spark":
+            return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        return "'" + text.replace("'", "''") + "'"
+
+    def matches(self, x: str, pattern: str) -> str:
+        return f"({x} RLIKE {self.lit(pattern)})" if self.name == "spark" else f"regexp_matches({x}, {self.lit(pattern)})"
+
+    def replace_all(self, x: str, pattern: str, by: str = "") -> str:
+        flags = "" if self.name == "spark" else ", 'g'"
+        return f"regexp_replace({x}, {self.lit(pattern)}, {self.lit(by)}{flags})"
+
+    def extract(self, x: str, pattern: str, group: int) -> str:
+        """The group's text; '' where the pattern or the group did not match (both engines)."""
+        return f"regexp_extract({x}, {self.lit(pattern)}, {group})"
+
+    def instant(self, utc: str) -> str:
+        """A UTC instant literal from 'YYYY-MM-DD HH:MM:SS[.ffffff]' text."""
+        if self.name == "spark":                        # the session's time zone is UTC
+            return f"TIMESTAMP {self.lit(utc)}"
+        return f"TIMESTAMPTZ {self.lit(utc + '+00:00')}"
+
+    def plus_minutes(self, ts: str, minutes: str) -> str:
+        if self.name == "spark":
+            return f"timestampadd(MINUTE, {minutes}, {ts})"
+        return f"({ts} + to_minutes(CAST({minutes} AS BIGINT)))"
+
+    def weekday(self, ts: str) -> str:
+        """Monday 0 .. Sunday 6, as pandas' ``dt.weekday``."""
+        return f"weekday({ts})" if self.name == "spark" else f"(isodow({ts}) - 1)"
+
+    def stamp_text(self, ts: str) -> str:
+        """'YYYY-MM-DD HH:MM:SS' in UTC: instants cross into Python as text, never as naive datetimes."""
+        return f"date_format({ts}, 'yyyy-MM-dd HH:mm:ss')" if self.name == "spark" else f"strftime({ts}, '%Y-%m-%d %H:%M:%S')"
+
+    def day_text(self, ts: str) -> str:
+        return f"date_format({ts}, 'yyyy-MM-dd')" if self.name == "spark" else f"strftime({ts}, '%Y-%m-%d')"
+
+    def array(self, items: Sequence[str]) -> str:
+        return f"{'array' if self.name == 'spark' else 'list_value'}({', '.join(items)})"
+
+    def compact(self, items: Sequence[str]) -> str:
+        """The array of ``items`` without its NULLs, in order."""
+        if self.name == "spark":
+            return f"filter({self.array(items)}, x -> x IS NOT NULL)"
+        return f"list_filter({self.array(items)}, lambda x: x IS NOT NULL)"
+
+
+def _microseconds(table: pa.Table) -> pa.Table:
+    """Timestamps at microseconds, as both engines and parquet hold them (pandas has nanoseconds)."""
+    for i, f in enumerate(table.schema):
+        if pa.types.is_timestamp(f.type) and f.type.unit == "ns":
+            table = table.set_column(i, f.name, table.column(i).cast(pa.timestamp("us", tz=f.type.tz)))
+    return table
+
+
+def _files(paths: Sequence[str | Path]) -> list[str]:
+    return [str(p) for p in paths]
+
+
+class DuckDB:
+    """The embedded engine: one in-process DuckDB connection, spilling to ``temp_dir``."""
+
+    dialect = Dialect("duckdb")
+
+    def __init__(self, memory_limit: str = "4GB", threads: int | None = None, temp_dir: Path | None = None):
+        import duckdb
+
+        self._own_temp = temp_dir is None
+        self.temp_dir = Path(temp_dir or tempfile.mkdtemp(prefix="ctxtag-duckdb-"))
+        self.con = duckdb.connect(config={"memory_limit": memory_limit, "temp_directory": str(self.temp_dir),
+                                          # output order is always stated with ORDER BY; not keeping
+                                          # insertion order lets big queries stream in less memory
+                                          "preserve_insertion_order": False,
+                                          **({"threads": threads} if threads else {})})
+        self.con.execute("SET TimeZone = 'UTC'")
+
+    def table(self, name: str, data: Any) -> None:
+        """A pandas frame or Arrow table as a view (no copy but for nanosecond timestamps)."""
+        self.con.register(name, _microseconds(data if isinstance(data, pa.Table)
+                                              else pa.Table.from_pandas(data, preserve_index=False)))
+
+    def parquet(self, name: str, paths: Sequence[str | Path]) -> None:
+        files = _files(paths)
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM read_parquet({files!r}, union_by_name = true)")
+
+    def materialize(self, name: str, sql: str) -> None:
+        """Compute ``sql`` once into a table the following statements read."""
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+
+    def append(self, name: str, sql: str, fresh: bool = False) -> None:
+        """Add the rows of ``sql`` to table ``name`` (``fresh``: replace it); it lives in DuckDB's
+        buffer pool and spills to ``temp_dir`` past the memory limit."""
+        exists = self.con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name]).fetchone()[0]
+        if fresh or not exists:
+            self.materialize(name, sql)
+        else:
+            self.con.execute(f"INSERT INTO {name} {sql}")
+
+    def arrow(self, sql: str) -> pa.Table:
+        result = self.con.sql(sql)
+        return result.to_arrow_table() if hasattr(result, "to_arrow_table") else result.arrow()
+
+    def rows(self, sql: str) -> list[tuple]:
+        return self.con.execute(sql).fetchall()
+
+    def write(self, sql: str, path: Path) -> None:
+        """The result of ``sql`` as one parquet file at ``path`` (the caller makes it atomic)."""
+        self.con.execute(f"COPY ({sql}) TO {self.dialect.lit(str(path))} (FORMAT parquet, COMPRESSION zstd)")
+
+    def close(self) -> None:
+        self.con.close()
+        if self._own_temp:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+class Spark:
+    """pyspark with the same SQL. ``master`` defaults to $CTXTAG_SPARK_MASTER, else local[*];
+    under ``spark-submit`` the session it made is used as is."""
+
+    dialect = Dialect("spark")
+
+    def __init__(self, master: str | None = None, app: str = "ctxtag-data-plane", conf: dict | None = None):
+        from pyspark.sql import SparkSession
+
+        builder = SparkSession.builder.appName(app)
+        master = master or os.environ.get("CTXTAG_SPARK_MASTER")
+        if master or not os.environ.get("SPARK_ENV_LOADED"):
+            builder = builder.master(master or "local[*]")
+        settings = {"spark.sql.session.timeZone": "UTC", "spark.ui.enabled": "false",
+                    "spark.ui.showConsoleProgress": "false",
+                    "spark.sql.execution.arrow.pyspark.enabled": "true",
+                    "spark.sql.shuffle.partitions": os.environ.get("CTXTAG_SPARK_SHUFFLE_PARTITIONS", "8"),
+                    "spark.driver.bindAddress": "127.0.0.1", "spark.driver.host": "127.0.0.1",
+                    **(conf or {})}
+        for k, v in settings.items():
+            builder = builder.config(k, v)
+        self.spark = builder.getOrCreate()
+        self.spark.sparkContext.setLogLevel("ERROR")
+        self._staging = Path(tempfile.mkdtemp(prefix="ctxtag-spark-"))
+
+    def table(self, name: str, data: Any) -> None:
+        import pandas as pd
+
+        if isinstance(data, pa.Table):
+            frame = self.spark.createDataFrame(data.to_pandas()) if data.num_rows else None
+            schema = _spark_schema(data.schema)
+        else:
+            frame = self.spark.createDataFrame(data) if len(data) else None
+            schema = _spark_schema(pa.Schema.from_pandas(pd.DataFrame(data), preserve_index=False))
+        if frame is None:                     # an empty frame has no rows to infer types from
+            frame = self.spark.createDataFrame([], schema)
+        frame.createOrReplaceTempView(name)
+
+    def parquet(self, name: str, paths: Sequence[str | Path]) -> None:
+        self.spark.read.option("mergeSchema", "true").parquet(*_files(paths)).createOrReplaceTempView(name)
+
+    def materialize(self, name: str, sql: str) -> None:
+        # cut the lineage: a loop of statements over views of views would replan everything each time
+        self.spark.sql(sql).localCheckpoint(eager=True).createOrReplaceTempView(name)
+        shutil.rmtree(self._staging / name, ignore_errors=True)       # what append added before is gone
+
+    def append(self, name: str, sql: str, fresh: bool = False) -> None:
+        """Add the rows of ``sql`` to the view ``name`` (``fresh``: replace it), staged as parquet
+        so the plan stays short."""
+        folder = self._staging / name
+        if fresh:
+            shutil.rmtree(folder, ignore_errors=True)
+        self.spark.sql(sql).write.mode("append").parquet(str(folder))
+        self.spark.read.parquet(str(folder)).createOrReplaceTempView(name)
+
+    def arrow(self, sql: str) -> pa.Table:
+        return self.spark.sql(sql).toArrow()
+
+    def rows(self, sql: str) -> list[tuple]:
+        return [tuple(r) for r in self.spark.sql(sql).collect()]
+
+    def write(self, sql: str, path: Path) -> None:
+        """One parquet file at ``path``: Spark writes a folder of parts, coalesced to one here."""
+        folder = Path(str(path) + ".spark")
+        self.spark.sql(sql).coalesce(1).write.mode("overwrite").parquet(str(folder))
+        (part,) = folder.glob("part-*.parquet")
+        os.replace(part, path)
+        shutil.rmtree(folder, ignore_errors=True)
+
+    def close(self) -> None:
+        """The session is shared by the process (getOrCreate) and stops with it; the staging goes now."""
+        shutil.rmtree(self._staging, ignore_errors=True)
+
+
+def _spark_schema(schema: pa.Schema):
+    from pyspark.sql import types as T
+
+    def kind(t: pa.DataType):
+        if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t):
+            return T.StringType()
+        if pa.types.is_integer(t):
+            return T.LongType()
+        if pa.types.is_floating(t):
+            return T.DoubleType()
+        if pa.types.is_boolean(t):
+            return T.BooleanType()
+        if pa.types.is_timestamp(t):
+            return T.TimestampType()
+        if pa.types.is_list(t) or pa.types.is_large_list(t):
+            return T.ArrayType(kind(t.value_type))
+        raise TypeError(f"no Spark type for {t}")
+
+    return T.StructType([T.StructField(f.name, kind(f.type), True) for f in schema])
+
+
+Engine = DuckDB | Spark
+
+
+def open_engine(cfg: DataPlaneConfig | None = None, temp_dir: Path | None = None) -> Engine:
+    """The engine ``cfg`` (params.yaml's data_plane) names; DuckDB by default."""
+    cfg = cfg or DataPlaneConfig()
+    if cfg.engine == "spark":
+        return Spark(master=cfg.spark_master)
+    return DuckDB(memory_limit=cfg.memory_limit, temp_dir=temp_dir)
