@@ -21,7 +21,7 @@ STAGES: dict[str, tuple[str, Callable[[argparse.Namespace], dict]]] = {
     "weights": ("weights", lambda a: {}),
     "split": ("split", lambda a: {}),
     "ingest-logs": ("ingest_logs", lambda a: {}),
-    "track-features": ("track_features", lambda a: {}),
+    "track-features": ("track_features", lambda a: {"partition": a.partition, "combine_only": a.combine}),
     "publish-features": ("publish_features", lambda a: {"online": a.online, "redis_url": a.redis_url}),
     "streams": ("streams", lambda a: {}),
     "user-models": ("user_models", lambda a: {}),
@@ -166,6 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
                            default=os.environ.get("CTXTAG_ONLINE_STORE", "sqlite"),
                            help="online store (default: $CTXTAG_ONLINE_STORE or sqlite)")
             p.add_argument("--redis-url", default=os.environ.get("CTXTAG_REDIS_URL", "localhost:6379"))
+        if name == "track-features":
+            p.add_argument("--partition", metavar="K/N", default=None,
+                           help="only partition K of N (N = track_features.partitions); skipped when its part is current")
+            p.add_argument("--combine", action="store_true",
+                           help="only combine the parts (refused while one is missing or stale)")
         if name == "train":
             p.add_argument("--loss", default=None, help="loss configuration (default: train.loss in params)")
         if name in ("register", "promote", "rollback"):

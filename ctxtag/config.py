@@ -86,6 +86,20 @@ class LogsConfig:
 
 
 @dataclass(frozen=True)
+class TrackFeaturesConfig:
+    """`ctxtag track-features` as a partitioned batch job (ctxtag.tagger.batch)."""
+
+    partitions: int = 8               # N; changing it redoes every partition
+    batch_size: int = 32              # mels per forward pass (padded; a multiple of 16: see inference.infer)
+    chunk_tracks: int = 256           # tracks decoded (mels in memory) at once: ~124 KB each at 96 x 646
+    device: str = "cpu"               # cpu | cuda | auto
+
+    def __post_init__(self) -> None:
+        if self.partitions < 1 or self.batch_size < 1 or self.chunk_tracks < 1:
+            raise ConfigError(f"track_features: partitions, batch_size and chunk_tracks must be >= 1: {self}")
+
+
+@dataclass(frozen=True)
 class DataPlaneConfig:
     """Where the listening-data plane (ingest, user snapshots) runs: see ctxtag.listening.engine."""
 
@@ -271,6 +285,7 @@ class Params:
     split: SplitConfig = field(default_factory=SplitConfig)
     logs: LogsConfig = field(default_factory=LogsConfig)
     data_plane: DataPlaneConfig = field(default_factory=DataPlaneConfig)
+    track_features: TrackFeaturesConfig = field(default_factory=TrackFeaturesConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)

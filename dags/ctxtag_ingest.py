@@ -5,6 +5,11 @@ the user and track features to Feast (apply + materialize). Updates the `ctxtag_
 Top level: airflow and the standard library only (parsing stays fast); the work is in ctxtag.
 Reruns of a logical date are no-ops: copied files are skipped, known events are not re-ingested,
 the Feast snapshots are rebuilt from the lake (no duplicate rows).
+
+The listening-data plane runs embedded (DuckDB, inside the task) unless CTXTAG_DATA_PLANE=spark:
+then ingest_logs and publish_features are spark-submit jobs (the Spark provider's
+SparkSubmitOperator, connection `spark_default` naming the cluster's master) running the same
+stage functions (ctxtag/listening/spark_main.py) on the cluster.
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ FEATURES = Asset(name="ctxtag_features", uri="file:///ctxtag/feast/features")
 # every task is idempotent (dvc repro, deduplicating ingest, resumable training), so a retry is safe
 RETRIES = {"retries": 3, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True,
            "max_retry_delay": timedelta(minutes=10)}
+
+
+DATA_PLANE = os.environ.get("CTXTAG_DATA_PLANE", "embedded")     # embedded | spark
 
 
 def project_dir() -> Path:
@@ -74,7 +82,22 @@ def ctxtag_ingest():
 
         return repro(project_dir(), "--single-item", "publish_features")[-2000:]
 
-    publish_features(validate(ingest_logs(fetch_drops())))
+    if DATA_PLANE == "spark":
+        # the provider is imported only here: parsing the embedded DAG stays airflow + stdlib
+        from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+        def submit(stage: str, **kw) -> SparkSubmitOperator:
+            return SparkSubmitOperator(
+                task_id=stage.replace("-", "_"), conn_id="spark_default", name=f"ctxtag-{stage}",
+                application=str(project_dir() / "ctxtag/listening/spark_main.py"),
+                application_args=[stage, "--project", str(project_dir())],
+                conf={"spark.sql.session.timeZone": "UTC"}, **kw)
+
+        ingested, published = submit("ingest-logs"), submit("publish-features", outlets=[FEATURES])
+        fetch_drops() >> ingested
+        validate(ingested.output) >> published
+    else:
+        publish_features(validate(ingest_logs(fetch_drops())))
 
 
 ctxtag_ingest()

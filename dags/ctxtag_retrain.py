@@ -48,8 +48,35 @@ def ctxtag_retrain():
 
         return repro(project_dir(), "evaluate")[-2000:]
 
+    @task
+    def plan_track_features(_tagger: str) -> list[int]:
+        """The catalogue's partitions (track_features.partitions); a current part skips itself."""
+        from ctxtag.platform.orchestration import in_project
+        from ctxtag.tagger.batch import plan_partitions
+
+        with in_project(project_dir()) as params:
+            return plan_partitions(params)
+
     @task(**GPU)
-    def train_embeddings(_tagger: str) -> str:
+    def tag_partition(k: int) -> dict:
+        """One partition of the catalogue through the tagger: resumable, idempotent by content hash."""
+        from ctxtag.platform.orchestration import in_project
+        from ctxtag.tagger.batch import run_partition
+
+        with in_project(project_dir()) as params:
+            return run_partition(params, k)
+
+    @task
+    def combine_track_features(results) -> dict:
+        """The parts -> track_features.parquet (refused while one is missing or out of date)."""
+        from ctxtag.platform.orchestration import in_project
+        from ctxtag.tagger.batch import combine
+
+        with in_project(project_dir()) as params:
+            return combine(params, list(results))
+
+    @task(**GPU)
+    def train_embeddings(_features: dict) -> str:
         """liked / disliked tracks -> user branch (UE) + Siamese CNN (AE), Table 1, hit rate, transfer."""
         from ctxtag.platform.orchestration import repro
 
@@ -95,7 +122,10 @@ def ctxtag_retrain():
                     decisions[family] = {"promoted": False, "version": version, "reason": str(exc)}
         return decisions
 
-    promote(register(train_user_models(train_embeddings(train_tagger()))))
+    # the catalogue is tagged as a fan-out over workers; the embeddings stage then finds every
+    # part current (its `dvc repro` only re-combines them)
+    features = combine_track_features(tag_partition.expand(k=plan_track_features(train_tagger())))
+    promote(register(train_user_models(train_embeddings(features))))
 
 
 ctxtag_retrain()

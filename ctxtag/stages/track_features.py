@@ -3,29 +3,38 @@
 Covers the whole catalogue, not only the labelled tracks the tagger was trained on; mels come
 through the same content-hash cache as `ctxtag features`, so the labelled ones are not recomputed
 and a growing catalogue never retrains the models.
+
+A partitioned, resumable job (ctxtag.tagger.batch): the catalogue is split into N stable
+partitions, each tagged into its own part (skipped when its key — checkpoint, front-end, code and
+the partition's audio content — is unchanged), then the parts are combined into
+``paths.track_features_parquet`` in catalogue order. Airflow can fan the partitions out over
+workers with the same functions (plan_partitions, run_partition, combine).
 """
 
 from __future__ import annotations
 
-import pandas as pd
-
-from ctxtag.audio.mel_cache import extract
-from ctxtag.common.io import atomic_path, audio_paths, write_json
-from ctxtag.config import Params
-from ctxtag.tagger.inference import infer, load_cnn, track_frame
+from ctxtag.config import ConfigError, Params
+from ctxtag.tagger.batch import batch_config, combine, run_all, run_partition
 
 
-def run(params: Params) -> dict:
-    p = params.paths
-    model, meta = load_cnn(p.checkpoint(params.train.loss))
-    audio_of = audio_paths(p.tracks)
-    mels = extract(audio_of.index.tolist(), [p.audio_root / a for a in audio_of], params.audio, p.mel_cache)
-    probs, embs = infer(model, mels.mels)
-    frame = track_frame(mels.track_ids, probs, embs, f"cnn-{meta['loss']}", pd.Timestamp.now(tz="UTC").floor("s"))
-    with atomic_path(p.track_features_parquet) as tmp:
-        frame.to_parquet(tmp, index=False)
-    stats = {"tracks": len(frame), "skipped": len(mels.skipped), "mel_cache_hits": mels.cache_hits,
-             "tagger": f"cnn-{meta['loss']}", "embedding_dim": int(embs.shape[1]),
-             "mean_context_probability": float(probs.mean()) if len(probs) else None}
-    write_json(stats, p.report("track_features"))
-    return stats
+def parse_partition(text: str, partitions: int) -> tuple[int, int]:
+    """"k/N" -> (k, N): N must be the configured number of partitions (parts of another N are not
+    combined, and combine removes them), and 0 <= k < N."""
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--partition {text!r}: expected k/N, e.g. 3/{partitions}") from None
+    if n != partitions:
+        raise ConfigError(f"--partition {text!r}: the catalogue is split into {partitions} partitions, not {n}")
+    if not 0 <= k < n:
+        raise ConfigError(f"--partition {text!r}: k must be in 0..{n - 1}")
+    return k, n
+
+
+def run(params: Params, partition: str | None = None, combine_only: bool = False) -> dict:
+    """All partitions then combine (default); one partition ("k/N"); or only the combine step."""
+    if partition is not None:
+        return run_partition(params, *parse_partition(partition, batch_config(params).partitions))
+    if combine_only:
+        return combine(params)
+    return run_all(params)

@@ -63,16 +63,42 @@ def predict_files(model_path: Path, files: list[Path], top: int = 5) -> tuple[li
     return out, errors
 
 
+def sigmoid(logits: torch.Tensor) -> torch.Tensor:
+    """torch.sigmoid with every element on the vectorised path. ATen computes the tail of a tensor
+    (its size mod 16 on AVX2, mod 32 on AVX-512) with the scalar function, which can differ in the
+    last bit, so a track's probability would depend on where its row falls in the batch; padded to
+    a multiple of 64 elements, no element is in the tail (a full batch of 32 x 15 never had one, so
+    its values are unchanged)."""
+    flat = logits.reshape(-1)
+    n = flat.numel()
+    return torch.sigmoid(torch.nn.functional.pad(flat, (0, -n % 64)))[:n].view_as(logits)
+
+
 @torch.no_grad()
-def infer(model: ChoiCNN, mels: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities (n, m), embeddings (n, 256)) for stored float16 mels, batch by batch."""
+def infer(model: ChoiCNN, mels: np.ndarray, batch_size: int = 32, pad: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities (n, m), embeddings (n, 256)) for stored float16 mels, batch by batch, on the
+    model's device (the float16 batch is sent as is and widened there: the same float32 values).
+
+    pad: the last, short batch is padded with zeros to ``batch_size`` (their outputs dropped), so
+    every mel goes through the network in a batch of the same size. On the CPU a batch of 7 and one
+    of 32 can differ in the last bit (the kernels block by batch size; eval-mode BatchNorm never
+    mixes samples), so padding makes a track's floats independent of how the catalogue was split
+    (with ``sigmoid`` above, which does the same for the probabilities). Take a batch size that is
+    a multiple of 16: with an odd one (5) a row's floats also depended on its place in the batch.
+    """
     model.eval()
+    device = next(model.parameters()).device
     probs, embs = [], []
     for start in range(0, len(mels), batch_size):
-        mel = torch.from_numpy(np.asarray(mels[start:start + batch_size], dtype=np.float32))
+        batch = np.ascontiguousarray(mels[start:start + batch_size])
+        n = len(batch)
+        if pad and n < batch_size:
+            batch = np.concatenate([batch, np.zeros((batch_size - n, *batch.shape[1:]), batch.dtype)])
+        mel = torch.from_numpy(batch).to(device, non_blocking=True).float()
         emb = model.embed(mel)
-        embs.append(emb.numpy())
-        probs.append(torch.sigmoid(model.head(emb)).numpy())
+        prob = sigmoid(model.head(emb))
+        embs.append(emb[:n].cpu().numpy())
+        probs.append(prob[:n].cpu().numpy())
     m, d = model.head.out_features, model.fc.out_features
     return (np.concatenate(probs) if probs else np.zeros((0, m), np.float32),
             np.concatenate(embs) if embs else np.zeros((0, d), np.float32))

@@ -40,15 +40,37 @@ def test_dagbag_loads_the_dags_with_schedules_queues_and_assets():
     assert isinstance(retrain.timetable, AssetOrTimeSchedule)            # weekly, or when features land
     assert retrain.timetable.timetable.expression == "0 3 * * 1"
     gpu = {t.task_id for t in retrain.tasks if t.queue == "gpu" and t.pool == "gpu"}
-    assert gpu == {"train_tagger", "train_embeddings", "train_user_models"}
+    assert gpu == {"train_tagger", "tag_partition", "train_embeddings", "train_user_models"}
     outlets = {t.task_id: [o.name for o in t.outlets] for t in ingest.tasks}
     assert outlets["publish_features"] == ["ctxtag_features"]
-    assert [t.task_id for t in retrain.topological_sort()] == ["train_tagger", "train_embeddings",
-                                                                 "train_user_models", "register", "promote"]
+    assert [t.task_id for t in retrain.topological_sort()] == [
+        "train_tagger", "plan_track_features", "tag_partition", "combine_track_features", "train_embeddings",
+        "train_user_models", "register", "promote"]
     # every task but the data gate retries with backoff (a service down); the gate fails at once
-    retries = {t.task_id: (t.retries, t.retry_exponential_backoff) for d in (ingest, retrain) for t in d.tasks}
+    retries = {t.task_id: (t.retries, bool(t.retry_exponential_backoff)) for d in (ingest, retrain) for t in d.tasks}
     assert retries.pop("validate") == (0, True)
     assert set(retries.values()) == {(3, True)}
+
+
+def test_with_the_spark_data_plane_the_ingest_dag_submits_the_stages_to_spark():
+    """CTXTAG_DATA_PLANE=spark: ingest and publish are spark-submit jobs of the same stages."""
+    code = ("import sys, json; "
+            "from airflow.dag_processing.dagbag import DagBag; bag = DagBag(dag_folder=sys.argv[1]); "
+            "dag = bag.dags['ctxtag_ingest']; "
+            "print(json.dumps({t.task_id: [type(t).__name__, getattr(t, 'application', None), "
+            "getattr(t, 'application_args', None), [o.name for o in t.outlets], "
+            "sorted(u.task_id for u in t.upstream_list)] for t in dag.tasks}))")
+    out = subprocess.run([sys.executable, "-c", code, str(DAGS / "ctxtag_ingest.py")], capture_output=True, text=True,
+                         env={**tool_env(), "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "CTXTAG_DATA_PLANE": "spark",
+                              "CTXTAG_PROJECT": str(ROOT)}, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    tasks = json.loads(out.stdout.strip().splitlines()[-1])
+    app = str(ROOT / "ctxtag/listening/spark_main.py")
+    assert tasks["ingest_logs"][:3] == ["SparkSubmitOperator", app, ["ingest-logs", "--project", str(ROOT)]]
+    assert tasks["publish_features"][:4] == ["SparkSubmitOperator", app, ["publish-features", "--project", str(ROOT)],
+                                             ["ctxtag_features"]]
+    assert tasks["ingest_logs"][4] == ["fetch_drops"] and tasks["validate"][4] == ["ingest_logs"]
+    assert tasks["publish_features"][4] == ["validate"] and Path(app).exists()
 
 
 def _airflow(home: Path, project: Path, *args: str) -> str:

@@ -335,3 +335,31 @@ def test_spark_ingests_exactly_as_duckdb(tmp_path, spark_engine):
     assert duck_dates == spark_dates == ["date=2026-01-05", "date=2026-01-06"]
     assert duck_lake.equals(spark_lake) and len(duck_lake) == 3
     assert duck_lake["event_timestamp"].iloc[-1] == pd.Timestamp("2026-01-06T09:00:00.123456Z")
+
+
+def test_spark_submit_runs_the_ingest_stage_on_a_cluster_master(tmp_path):
+    """What the DAG's SparkSubmitOperator runs: the real spark-submit (master local[1] here)."""
+    import shutil
+    import subprocess
+    import sys
+
+    import pyspark
+
+    from tests.conftest import ROOT, tool_env
+
+    if shutil.which("java") is None:
+        pytest.skip("Spark needs a Java runtime (java not on PATH)")
+    drops = tmp_path / "data/raw/listening_logs"
+    drops.mkdir(parents=True)
+    (drops / "d.csv").write_text(HEADER + "u1,t1,2026-01-05T09:00:00+01:00,phone,wifi,,,,\n"
+                                 "u2,t1,2026-01-05T09:00:00+01:00,toaster,wifi,,,,\n")
+    submit = Path(sys.executable).parent / "spark-submit"
+    proc = subprocess.run([str(submit), "--master", "local[1]", "--conf", "spark.ui.enabled=false",
+                           str(ROOT / "ctxtag/listening/spark_main.py"), "ingest-logs", "--project", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                          env={**tool_env(), "PYTHONPATH": str(ROOT), "SPARK_HOME": str(Path(pyspark.__file__).parent),
+                               "PYSPARK_PYTHON": sys.executable})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "reports/ingest_logs.json").read_text())
+    assert (report["engine"], report["rows_valid"], report["rows_quarantined"]) == ("spark", 1, 1)
+    assert read_lake(tmp_path / "data/lake/listening_logs")["user_id"].tolist() == ["u1"]
