@@ -20,7 +20,9 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +42,7 @@ from ctxtag.listening.rules import KEY, OPTIONAL, REQUIRED
 
 LAKE_COLUMNS = [*KEY, "utc_offset_min", "device", "network", "location", "age", "gender", "context", "feedback"]
 TEXT_COLUMNS = [*REQUIRED, *OPTIONAL]
+ROWS_PER_FILE = 10_000_000_000  # (file, row) as one number: file * this + row, ordered as the pair
 BATCH_ROWS = 1_000_000        # rows checked in one query: large enough to amortise a query, small enough to bound memory
 _DUPLICATE = next(r.reason for r in rules.log_rules(LogsConfig(), ()) if r.check == "unique")
 
@@ -147,9 +150,30 @@ def _register_catalogue(engine: Engine, known_tracks: set[str] | None) -> bool:
     return True
 
 
+def _read_ahead(files: list[Path], depth: int = 2) -> Iterator[tuple[Path, tuple]]:
+    """(file, (table, malformed, None) or (None, None, the reason it is unreadable)) in order, the
+    next ``depth`` files read and prepared on threads meanwhile (Arrow and NumPy release the GIL),
+    so reading overlaps the engine's work on the batch before and memory stays bounded."""
+    def one(f: Path) -> tuple:
+        try:
+            table, malformed = _read_drop(f)
+            return rules.prepare(table), malformed, None
+        except UNREADABLE as exc:
+            return None, None, exc
+
+    with ThreadPoolExecutor(max_workers=depth) as pool:
+        queue = deque(pool.submit(one, f) for f in files[:depth])
+        for i, f in enumerate(files):
+            result = queue.popleft().result()
+            if i + depth < len(files):
+                queue.append(pool.submit(one, files[i + depth]))
+            yield f, result
+
+
 def _with_source(table: pa.Table, path: Path, file_no: int) -> pa.Table:
+    """A prepared drop with its file's name and number."""
     n = table.num_rows
-    return rules.prepare(table).append_column("source", pa.array([str(path)] * n, type=pa.string())) \
+    return table.append_column("source", pa.array([str(path)] * n, type=pa.string())) \
         .append_column("file", pa.array(np.full(n, file_no, dtype=np.int64)))
 
 
@@ -167,9 +191,9 @@ def checked_rows(raw: pd.DataFrame, cfg: LogsConfig, contexts: Sequence[str], no
         frame, undecoded = _undecodable(frame, Path(str(raw["source"].iat[0]) if len(raw) else "-"))
         table = rules.prepare(pa.table(
             {c: pa.array(frame[c], type=pa.string(), from_pandas=True) for c in TEXT_COLUMNS}
-            | {"row": pa.array(frame["row"].to_numpy(dtype=np.int64)),
-               "source": pa.array(frame["source"].astype(str).tolist(), type=pa.string()),
-               "file": pa.array(np.zeros(len(frame), dtype=np.int64))}))
+            | {"row": pa.array(frame["row"].to_numpy(dtype=np.int64))}))
+        table = table.append_column("source", pa.array(frame["source"].astype(str).tolist(), type=pa.string())) \
+            .append_column("file", pa.array(np.zeros(len(frame), dtype=np.int64)))
         engine.table("raw_rows", table)
         got = engine.arrow(_checked_sql(engine, "raw_rows", cfg, contexts, now,
                                         _register_catalogue(engine, known_tracks)) + " ORDER BY row").to_pandas()
@@ -225,11 +249,10 @@ def ingest(paths: Iterable[str | Path], lake: Path, cfg: LogsConfig, contexts: S
             staged.append(len(tables))
             tables.clear()
 
-        for file_no, f in enumerate(progress(files, total=len(files), description="checking drops")
-                                    if show_progress else files):
-            try:
-                table, malformed = _read_drop(f)
-            except UNREADABLE as exc:
+        read = _read_ahead(files)
+        for file_no, (f, (table, malformed, exc)) in enumerate(
+                progress(read, total=len(files), description="checking drops") if show_progress else read):
+            if exc is not None:
                 unreadable.append(refused(f, exc))
                 continue
             rows_read += table.num_rows + len(malformed)
@@ -264,32 +287,39 @@ def ingest(paths: Iterable[str | Path], lake: Path, cfg: LogsConfig, contexts: S
 def _write_dates(engine: Engine, staged: list[int], lake: Path, rejections: list[Rejection],
                  show_progress: bool) -> dict:
     """Per UTC date: the first of each (user, track, instant) in the batch that the lake does not
-    hold yet goes to a new part; later copies are quarantined as duplicates. One date's events
-    at a time, so memory is bounded by the busiest day, not the batch."""
+    hold yet goes to a new part; later copies are quarantined as duplicates. The engine spills
+    the batch past its memory limit; the lake is read and written one date at a time."""
     empty = {"events_written": 0, "events_already_in_lake": 0, "part_files_written": 0, "users": 0, "tracks": 0,
              "rows_valid": 0}
     if not staged:
         return empty
-    dates = [r[0] for r in engine.rows("SELECT DISTINCT date FROM staged ORDER BY date")]
     key = ", ".join(KEY)
+    # sorted by date once, so each date below reads its own rows only
+    engine.materialize("by_date", "SELECT * FROM staged ORDER BY date")
+    firsts = dict(engine.rows("SELECT date, count(*) FROM by_date GROUP BY date"))     # rows a date, copies too
+    dates = sorted(firsts)
     written = already = valid = 0
     parts = []
     for date in progress(dates, total=len(dates), description="writing dates") if show_progress else dates:
         folder = lake / f"date={date}"
         existing = sorted(folder.glob("part-*.parquet"))
-        lit = engine.dialect.lit(date)
-        engine.materialize("day", f"""
-            SELECT *, row_number() OVER (PARTITION BY {key} ORDER BY file, row) AS nth
-            FROM staged WHERE date = {lit}""")
-        rejections += [Rejection(s, int(r), _DUPLICATE, track_id=t) for s, r, t in
-                       engine.rows("SELECT source, row, track_id FROM day WHERE nth > 1 ORDER BY file, row")]
-        fresh = "SELECT * FROM day WHERE nth = 1"
-        if existing:
+        # an event's key holds its instant, so its copies all fall on one date: de-duplicate per
+        # date. The first copy (by file, row) is kept; the keys seen twice are few, so a GROUP BY
+        # finds them (a window over every row costs ~4x as much)
+        day = f"SELECT * FROM by_date WHERE date = {engine.dialect.lit(date)}"
+        engine.materialize("twice", f"SELECT {key}, min(file * {ROWS_PER_FILE} + row) AS keep FROM ({day}) d "
+                                    f"GROUP BY {key} HAVING count(*) > 1")
+        later = (f"EXISTS (SELECT 1 FROM twice w WHERE {_same_key('w', 'd')} "
+                 f"AND d.file * {ROWS_PER_FILE} + d.row <> w.keep)")
+        copies = [Rejection(s, int(r), _DUPLICATE, track_id=t) for s, r, t in
+                  engine.rows(f"SELECT source, row, track_id FROM ({day}) d WHERE {later} ORDER BY file, row")]
+        rejections += copies
+        fresh = f"SELECT * FROM ({day}) d WHERE NOT {later}"
+        if existing:                                         # events the lake holds already are not written again
             engine.parquet("held", existing)
-            fresh += (" AND NOT EXISTS (SELECT 1 FROM held h WHERE h.user_id = day.user_id AND "
-                      "h.track_id = day.track_id AND h.event_timestamp = day.event_timestamp)")
+            fresh += f" AND NOT EXISTS (SELECT 1 FROM held h WHERE {_same_key('h', 'd')})"
         engine.materialize("fresh", fresh)
-        (n_first,) = engine.rows("SELECT count(*) FROM day WHERE nth = 1")[0]
+        n_first = firsts[date] - len(copies)
         (n_fresh, digest) = engine.rows(f"SELECT count(*), bit_xor({_key_hash(engine)}) FROM fresh")[0]
         valid += n_first
         already += n_first - n_fresh
@@ -304,6 +334,10 @@ def _write_dates(engine: Engine, staged: list[int], lake: Path, rejections: list
     (users, tracks) = engine.rows("SELECT count(DISTINCT user_id), count(DISTINCT track_id) FROM staged")[0]
     return {"rows_valid": valid, "events_written": written, "events_already_in_lake": already,
             "part_files_written": len(parts), "users": int(users), "tracks": int(tracks)}
+
+
+def _same_key(a: str, b: str) -> str:
+    return " AND ".join(f"{a}.{c} = {b}.{c}" for c in KEY)
 
 
 def _key_hash(engine: Engine) -> str:
