@@ -242,10 +242,9 @@ def ingest(paths: Iterable[str | Path], lake: Path, cfg: LogsConfig, contexts: S
         def check(tables: list[pa.Table]) -> None:
             """The rules over a batch of drops: one query a batch, so small files cost no more."""
             engine.table("drop_rows", pa.concat_tables(tables))
-            engine.materialize("checked", _checked_sql(engine, "drop_rows", cfg, contexts, now, catalogue))
-            rejections.extend(_rejections(engine, "SELECT * FROM checked"))
-            engine.append("staged", f"SELECT {', '.join(LAKE_COLUMNS)}, source, row, file, date FROM checked "
-                                    f"WHERE reason IS NULL", fresh=not staged)
+            # every row is staged with its reason (one pass); the quarantined ones are read back
+            engine.append("staged", _checked_sql(engine, "drop_rows", cfg, contexts, now, catalogue),
+                          fresh=not staged)
             staged.append(len(tables))
             tables.clear()
 
@@ -263,6 +262,8 @@ def ingest(paths: Iterable[str | Path], lake: Path, cfg: LogsConfig, contexts: S
                 check(pending)
         if pending:
             check(pending)
+        if staged:
+            rejections += _rejections(engine, "SELECT * FROM staged")
         checked_s = time.perf_counter() - start
         stored = _write_dates(engine, staged, lake, rejections, show_progress)
     finally:
@@ -295,7 +296,8 @@ def _write_dates(engine: Engine, staged: list[int], lake: Path, rejections: list
         return empty
     key = ", ".join(KEY)
     # sorted by date once, so each date below reads its own rows only
-    engine.materialize("by_date", "SELECT * FROM staged ORDER BY date")
+    engine.materialize("by_date", f"SELECT {', '.join(LAKE_COLUMNS)}, source, row, file, date FROM staged "
+                                  f"WHERE reason IS NULL ORDER BY date")
     firsts = dict(engine.rows("SELECT date, count(*) FROM by_date GROUP BY date"))     # rows a date, copies too
     dates = sorted(firsts)
     written = already = valid = 0
@@ -318,20 +320,23 @@ def _write_dates(engine: Engine, staged: list[int], lake: Path, rejections: list
         if existing:                                         # events the lake holds already are not written again
             engine.parquet("held", existing)
             fresh += f" AND NOT EXISTS (SELECT 1 FROM held h WHERE {_same_key('h', 'd')})"
-        engine.materialize("fresh", fresh)
         n_first = firsts[date] - len(copies)
-        (n_fresh, digest) = engine.rows(f"SELECT count(*), bit_xor({_key_hash(engine)}) FROM fresh")[0]
         valid += n_first
-        already += n_first - n_fresh
-        if not n_fresh:
-            continue
-        target = folder / f"part-{(digest or 0) & (2**64 - 1):016x}.parquet"
-        folder.mkdir(parents=True, exist_ok=True)
-        with atomic_path(target) as tmp:                    # readers never see half a file
-            engine.write(f"SELECT {', '.join(LAKE_COLUMNS)} FROM fresh ORDER BY {key}", tmp)
-        written += n_fresh
-        parts.append(target)
-    (users, tracks) = engine.rows("SELECT count(DISTINCT user_id), count(DISTINCT track_id) FROM staged")[0]
+        # written under a temporary name, then named by its content (a hash of its keys, read
+        # back from the small file) and renamed: readers never see half a file
+        with atomic_path(folder / "part-new.parquet") as tmp:     # (a killed run's temp is swept)
+            engine.write(f"SELECT {', '.join(LAKE_COLUMNS)} FROM ({fresh}) f ORDER BY {key}", tmp)
+            engine.parquet("written", [tmp])
+            (n_fresh, digest) = engine.rows(f"SELECT count(*), bit_xor({_key_hash(engine)}) FROM written")[0]
+            already += n_first - n_fresh
+            if n_fresh:
+                target = folder / f"part-{(digest or 0) & (2**64 - 1):016x}.parquet"
+                os.replace(tmp, target)
+                written += n_fresh
+                parts.append(target)
+            else:
+                tmp.unlink()
+    (users, tracks) = engine.rows("SELECT count(DISTINCT user_id), count(DISTINCT track_id) FROM by_date")[0]
     return {"rows_valid": valid, "events_written": written, "events_already_in_lake": already,
             "part_files_written": len(parts), "users": int(users), "tracks": int(tracks)}
 
