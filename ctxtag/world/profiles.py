@@ -61,6 +61,17 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def first_above(cum_t: np.ndarray, rows: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """``(cum_t.T[rows] > r[:, None]).argmax(1)`` without the (n, k) matrix: each row of the
+    cumulative table rises, so the first column above r is the number of columns at or below it
+    (argmax of an all-False row is 0)."""
+    count = np.zeros(len(rows), dtype=np.int64)
+    for col in cum_t:                                  # k columns, each a vectorised pass
+        count += col[rows] <= r
+    count[count == len(cum_t)] = 0
+    return count
+
+
 def true_context_probability(energy: np.ndarray, valence: np.ndarray, contexts: Sequence[str]) -> np.ndarray:
     """P(context fits the track | latent traits), (n_tracks, m)."""
     prof = np.array([CONTEXT_PROFILES[c] for c in contexts])

@@ -12,9 +12,10 @@ pick device, network and time of day from the context. The true labels are writt
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property, partial
 from pathlib import Path
 
 import numpy as np
@@ -22,19 +23,27 @@ import pandas as pd
 
 from ctxtag.common.progress import progress
 from ctxtag.config import SynthConfig
-from ctxtag.world import catalogue, listeners
+from ctxtag.world import catalogue, eventlog, listeners
 from ctxtag.world.synth_audio import render, traits_from_latent
 
 
 @dataclass
 class World:
-    """The generated world, as written to ``raw``."""
+    """The generated world, as written to ``raw``. ``events`` is every event as one frame (with
+    its true context, feedback and ``_local`` time), built when first asked for, when they were
+    drawn in one chunk; None when they were drawn and written chunk by chunk. ``n_events`` counts
+    them either way."""
 
     tracks: pd.DataFrame
     true_labels: pd.DataFrame
     users: pd.DataFrame
-    playlists: list[dict]
-    events: pd.DataFrame
+    playlists: catalogue.Playlists
+    n_events: int
+    events_frame: Callable[[], pd.DataFrame] | None = field(default=None, repr=False)
+
+    @cached_property
+    def events(self) -> pd.DataFrame | None:
+        return None if self.events_frame is None else self.events_frame()
 
 
 def _render_one(args: tuple[float, float, int, float, int, str]) -> dict:
@@ -48,10 +57,45 @@ def _render_one(args: tuple[float, float, int, float, int, str]) -> dict:
             "brightness": traits.brightness, "major": traits.major, "percussion": traits.percussion}
 
 
+def _frame(batch: listeners.EventBatch, codes: np.ndarray, contexts: Sequence[str], tracks: pd.DataFrame,
+           users: pd.DataFrame) -> pd.DataFrame:
+    frame = listeners.events_frame(batch, contexts, tracks, users)
+    frame["feedback"] = np.array([None, *listeners.FEEDBACK[1:]], dtype=object)[codes]
+    return frame
+
+
+def _write_events(cfg: SynthConfig, contexts: Sequence[str], tracks: pd.DataFrame, truth: np.ndarray,
+                  users: pd.DataFrame, seed: int, rng: np.random.Generator, out: Path,
+                  chunk: int | None) -> tuple[int, Callable[[], pd.DataFrame] | None, pd.DataFrame]:
+    """Draw and write the listening events chunk by chunk (memory bounded by the chunk, not by
+    n_events), one CSV per local day as a log shipper would deliver them, the truth apart: chunk 0
+    from the world's generator, as the one-frame version drew them, chunk i >= 1 from its own
+    stream ``[seed, 7, i]``. Returns the number written, what builds the events as one frame when
+    there is a single chunk (else None), and the users' taste."""
+    sizes = listeners.chunk_sizes(cfg.n_events, chunk)
+    tables = listeners.EventTables(cfg, contexts, tracks, truth, users)
+    # feedback draws from its own streams so adding it left every other draw of the world unchanged
+    feedback = listeners.Feedback(tracks, users, contexts, seed)
+    log = eventlog.EventLog(out, contexts, tracks, users)
+    frame = None
+    parts = range(len(sizes))
+    try:
+        for i in (progress(parts, total=len(sizes), description="listening events") if len(sizes) > 1 else parts):
+            batch = listeners.draw_events(tables, rng if i == 0 else np.random.default_rng([seed, 7, i]), sizes[i])
+            codes = feedback.draw(batch.user, batch.track, chunk=i)
+            log.write(batch, codes, part=i)
+            if len(sizes) == 1:
+                frame = partial(_frame, batch, codes, contexts, tracks, users)
+    finally:
+        log.close()
+    return log.rows, frame, feedback.taste
+
+
 def generate(cfg: SynthConfig, contexts: Sequence[str], seed: int, out: Path, workers: int = 2,
-             audio: bool = True) -> World:
+             audio: bool = True, chunk: int | None = None) -> World:
     """Write the world under ``out``: tracks.csv, users.csv, playlists.jsonl, listening_logs/,
-    audio/, and truth/ (complete true labels, traits, true contexts of events)."""
+    audio/, and truth/ (complete true labels, traits, true contexts of events). Events are drawn
+    and written ``chunk`` at a time (default listeners.CHUNK)."""
     rng = np.random.default_rng(seed)
     out = Path(out)
     for sub in ("audio", "truth", "listening_logs"):
@@ -59,10 +103,7 @@ def generate(cfg: SynthConfig, contexts: Sequence[str], seed: int, out: Path, wo
     tracks, truth = catalogue.catalogue(cfg, contexts, rng)
     users = listeners.users(cfg, contexts, rng)
     playlists = catalogue.playlists(cfg, contexts, tracks, truth, users, rng)
-    events = listeners.events(cfg, contexts, tracks, truth, users, rng)
-    # feedback draws from its own stream so adding it left every other draw of the world unchanged
-    events["feedback"], taste = listeners.feedback(tracks, users, events, contexts, np.random.default_rng([seed, 6]))
-
+    n_events, events, taste = _write_events(cfg, contexts, tracks, truth, users, seed, rng, out, chunk)
     tracks["audio_path"] = [f"audio/{t}.{cfg.audio_format}" for t in tracks["track_id"]]
     tracks["duration_s"] = cfg.clip_seconds
     if audio:
@@ -83,17 +124,10 @@ def generate(cfg: SynthConfig, contexts: Sequence[str], seed: int, out: Path, wo
     pd.DataFrame(np.stack(users["_prefs"].to_numpy()), columns=list(contexts)).assign(
         user_id=users["user_id"]).to_csv(out / "truth/user_preferences.csv", index=False)
     taste.to_csv(out / "truth/user_taste.csv", index=False)
-    with (out / "playlists.jsonl").open("w", encoding="utf-8") as fh:
-        for p in playlists:
-            fh.write(json.dumps(p, ensure_ascii=False) + "\n")
-    # one CSV per local day, as a log shipper would deliver them; the truth stays apart
-    events["_day"] = events["_local"].dt.strftime("%Y-%m-%d")
-    for day, part in events.groupby("_day"):
-        part.drop(columns=["true_context", "_local", "_day"]).to_csv(out / f"listening_logs/{day}.csv", index=False)
-    events[["user_id", "track_id", "timestamp", "true_context"]].to_csv(out / "truth/event_contexts.csv", index=False)
+    playlists.write_jsonl(out / "playlists.jsonl")
     summary = {"tracks": len(tracks), "artists": int(tracks["artist_id"].nunique()),
                "albums": int(tracks["album_id"].nunique()), "users": len(users),
-               "playlists": len(playlists), "events": len(events),
+               "playlists": len(playlists), "events": n_events,
                "true_labels_per_track": float(truth.sum(1).mean())}
     (out / "truth/world.json").write_text(json.dumps(summary, indent=2))
-    return World(tracks, true_labels, users, playlists, events)
+    return World(tracks, true_labels, users, playlists, n_events, events)
