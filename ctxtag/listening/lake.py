@@ -325,7 +325,7 @@ def _write_dates(engine: Engine, staged: list[int], lake: Path, rejections: list
         # written under a temporary name, then named by its content (a hash of its keys, read
         # back from the small file) and renamed: readers never see half a file
         with atomic_path(folder / "part-new.parquet") as tmp:     # (a killed run's temp is swept)
-            engine.write(f"SELECT {', '.join(LAKE_COLUMNS)} FROM ({fresh}) f ORDER BY {key}", tmp)
+            engine.write(f"SELECT {_lake_select()} FROM ({fresh}) f ORDER BY {key}", tmp)
             engine.parquet("written", [tmp])
             (n_fresh, digest) = engine.rows(f"SELECT count(*), bit_xor({_key_hash(engine)}) FROM written")[0]
             already += n_first - n_fresh
@@ -339,6 +339,12 @@ def _write_dates(engine: Engine, staged: list[int], lake: Path, rejections: list
     (users, tracks) = engine.rows("SELECT count(DISTINCT user_id), count(DISTINCT track_id) FROM by_date")[0]
     return {"rows_valid": valid, "events_written": written, "events_already_in_lake": already,
             "part_files_written": len(parts), "users": int(users), "tracks": int(tracks)}
+
+
+def _lake_select() -> str:
+    """The lake's columns with the types every engine writes alike (age a number, the offset an int)."""
+    typed = {"age": "TRY_CAST(age AS DOUBLE) AS age", "utc_offset_min": "CAST(utc_offset_min AS INT) AS utc_offset_min"}
+    return ", ".join(typed.get(c, c) for c in LAKE_COLUMNS)
 
 
 def _same_key(a: str, b: str) -> str:

@@ -363,3 +363,17 @@ def test_spark_submit_runs_the_ingest_stage_on_a_cluster_master(tmp_path):
     report = json.loads((tmp_path / "reports/ingest_logs.json").read_text())
     assert (report["engine"], report["rows_valid"], report["rows_quarantined"]) == ("spark", 1, 1)
     assert read_lake(tmp_path / "data/lake/listening_logs")["user_id"].tolist() == ["u1"]
+
+
+def test_the_lake_holds_typed_columns(tmp_path):
+    """Ages are numbers and offsets integers in the parquet itself, not only after read_lake."""
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "d.csv"
+    path.write_text(HEADER + "u1,t1,2026-01-05T09:00:00+05:30,phone,wifi,,30,,\n")
+    _ingest([path], tmp_path / "lake")
+    (part,) = (tmp_path / "lake").rglob("part-*.parquet")
+    schema = pq.read_schema(part)
+    assert str(schema.field("age").type) == "double" and str(schema.field("utc_offset_min").type) == "int32"
+    assert str(schema.field("event_timestamp").type) == "timestamp[us, tz=UTC]"
+    assert pq.read_table(part).column("utc_offset_min").to_pylist() == [330]
