@@ -39,8 +39,10 @@ def test_cli_runs_every_partition_and_writes_the_file_and_report(project, capsys
     assert report["partitions"] == n and report["partitions_computed"] == n
     assert sorted(p.name for p in batch.parts_dir(params).iterdir()) == sorted(
         f"part-{k}-of-{n}.parquet" for k in range(n))
-    assert main(["track-features"]) == 0                         # a rerun: every partition reused
-    assert json.loads(params.paths.report("track_features").read_text())["partitions_reused"] == n
+    written = params.paths.track_features_parquet.stat().st_mtime_ns
+    assert main(["track-features"]) == 0                         # a rerun: every partition reused,
+    assert params.paths.track_features_parquet.stat().st_mtime_ns == written     # nothing rewritten
+    assert json.loads(params.paths.report("track_features").read_text()) == report
 
 
 def test_partitions_run_one_by_one_then_combined_equal_the_one_process_run(project):
