@@ -21,16 +21,14 @@ from ctxtag.common.quarantine import InputError
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """A temporary name beside ``path`` to write to; renamed over ``path`` only when the block
-    succeeds, so a killed writer leaves the old file or the new one, never a partial one. (A block
-    that names the file by its content renames the temp itself, or removes it.)"""
+    succeeds, so a killed writer leaves the old file or the new one, never a partial one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _sweep(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         yield tmp
-        if tmp.exists():          # the block may have put it in place under a name of its own
-            os.replace(tmp, path)
+        os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 

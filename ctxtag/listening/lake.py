@@ -322,20 +322,15 @@ def _write_dates(engine: Engine, staged: list[int], lake: Path, rejections: list
             fresh += f" AND NOT EXISTS (SELECT 1 FROM held h WHERE {_same_key('h', 'd')})"
         n_first = firsts[date] - len(copies)
         valid += n_first
-        # written under a temporary name, then named by its content (a hash of its keys, read
-        # back from the small file) and renamed: readers never see half a file
-        with atomic_path(folder / "part-new.parquet") as tmp:     # (a killed run's temp is swept)
+        (n_fresh, digest) = engine.rows(f"SELECT count(*), bit_xor({_key_hash(engine)}) FROM ({fresh}) f")[0]
+        already += n_first - n_fresh
+        if not n_fresh:
+            continue
+        target = folder / f"part-{(digest or 0) & (2**64 - 1):016x}.parquet"     # named by its content
+        with atomic_path(target) as tmp:                    # readers never see half a file
             engine.write(f"SELECT {_lake_select()} FROM ({fresh}) f ORDER BY {key}", tmp)
-            engine.parquet("written", [tmp])
-            (n_fresh, digest) = engine.rows(f"SELECT count(*), bit_xor({_key_hash(engine)}) FROM written")[0]
-            already += n_first - n_fresh
-            if n_fresh:
-                target = folder / f"part-{(digest or 0) & (2**64 - 1):016x}.parquet"
-                os.replace(tmp, target)
-                written += n_fresh
-                parts.append(target)
-            else:
-                tmp.unlink()
+        written += n_fresh
+        parts.append(target)
     (users, tracks) = engine.rows("SELECT count(DISTINCT user_id), count(DISTINCT track_id) FROM by_date")[0]
     return {"rows_valid": valid, "events_written": written, "events_already_in_lake": already,
             "part_files_written": len(parts), "users": int(users), "tracks": int(tracks)}
