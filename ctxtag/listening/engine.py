@@ -40,17 +40,6 @@ class Dialect:
             return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
         return "'" + text.replace("'", "''") + "'"
 
-    def matches(self, x: str, pattern: str) -> str:
-        return f"({x} RLIKE {self.lit(pattern)})" if self.name == "spark" else f"regexp_matches({x}, {self.lit(pattern)})"
-
-    def replace_all(self, x: str, pattern: str, by: str = "") -> str:
-        flags = "" if self.name == "spark" else ", 'g'"
-        return f"regexp_replace({x}, {self.lit(pattern)}, {self.lit(by)}{flags})"
-
-    def extract(self, x: str, pattern: str, group: int) -> str:
-        """The group's text; '' where the pattern or the group did not match (both engines)."""
-        return f"regexp_extract({x}, {self.lit(pattern)}, {group})"
-
     def instant(self, utc: str) -> str:
         """A UTC instant literal from 'YYYY-MM-DD HH:MM:SS[.ffffff]' text."""
         if self.name == "spark":                        # the session's time zone is UTC
