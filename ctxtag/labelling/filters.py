@@ -6,38 +6,24 @@ playlists each one would drop; a playlist is kept only when it passes all of the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import pandas as pd
+import numpy as np
 
 from ctxtag.config import LabelConfig
 
 
-@dataclass
-class FilterResult:
-    kept: pd.Index                 # playlist ids that pass every filter
-    failed: pd.DataFrame           # per playlist: one boolean column per filter
-    stats: dict[str, int]
-
-
-def _max_share(entries: pd.DataFrame, column: str, n_tracks: pd.Series) -> pd.Series:
-    largest = entries.groupby(["playlist_id", column]).size().groupby(level=0).max()
-    return (largest / n_tracks).reindex(n_tracks.index).fillna(0.0)
-
-
-def apply_filters(entries: pd.DataFrame, cfg: LabelConfig) -> FilterResult:
-    """entries: one row per (playlist_id, track_id) with artist_id and album_id."""
-    n_tracks = entries.groupby("playlist_id").size()
-    failed = pd.DataFrame(
-        {
-            # "more than 100 tracks" and "more than 25 %": strict inequalities, as the paper says
-            "too_many_tracks": n_tracks > cfg.max_tracks,
-            "artist_dominated": _max_share(entries, "artist_id", n_tracks) > cfg.max_artist_share,
-            "album_dominated": _max_share(entries, "album_id", n_tracks) > cfg.max_album_share,
-        }
-    )
-    passed = ~failed.any(axis=1)
+def filter_flags(n_tracks: np.ndarray, max_artist: np.ndarray, max_album: np.ndarray, cfg: LabelConfig
+                 ) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Per playlist (its track count and the entries of its most frequent artist and album): which
+    filter it fails, and the stats. A playlist is kept when it fails none."""
+    n = np.asarray(n_tracks, dtype=np.int64)
+    failed = {
+        # "more than 100 tracks" and "more than 25 %": strict inequalities, as the paper says
+        "too_many_tracks": n > cfg.max_tracks,
+        "artist_dominated": np.asarray(max_artist, dtype=np.int64) / n > cfg.max_artist_share,
+        "album_dominated": np.asarray(max_album, dtype=np.int64) / n > cfg.max_album_share,
+    }
+    any_failed = failed["too_many_tracks"] | failed["artist_dominated"] | failed["album_dominated"]
     stats = {f"dropped_{name}": int(col.sum()) for name, col in failed.items()}
-    stats["dropped_any_filter"] = int((~passed).sum())
-    stats["kept_after_filters"] = int(passed.sum())
-    return FilterResult(kept=failed.index[passed], failed=failed, stats=stats)
+    stats["dropped_any_filter"] = int(any_failed.sum())
+    stats["kept_after_filters"] = int((~any_failed).sum())
+    return failed, stats

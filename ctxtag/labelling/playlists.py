@@ -23,16 +23,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ctxtag.common.io import collect_files, undecodable
+from ctxtag.common.io import undecodable
 from ctxtag.common.quarantine import InputError, Rejection
 from ctxtag.common.text_rows import (
     MAX_LINE_CHARS,
-    UNREADABLE,
     headerless,
     open_text,
     read_csv_rows,
     read_json_lines,
-    refused,
 )
 from ctxtag.common.value_kinds import kind, kinds
 
@@ -260,22 +258,11 @@ _READERS = {"jsonl": _read_jsonl, "mpd": _read_mpd, "csv": _read_csv, "parquet":
 
 
 def read_playlists(paths: Iterable[str | Path], known_tracks: set[str] | None = None) -> PlaylistTable:
-    """Read and validate playlist files of any supported format (a directory reads all of them)."""
-    files = collect_files(paths, _known, "playlist")
-    tables = []
-    for f in files:
-        rejections: list[Rejection] = []
-        fmt = detect_format(f)
-        try:
-            flat = _READERS[fmt](f, rejections)
-        except UNREADABLE as exc:                  # this file only; the others go on
-            tables.append(PlaylistTable(_EMPTY_PLAYLISTS, _EMPTY_ENTRIES, [refused(f, exc)]))
-            continue
-        table = validate_entries(flat, f, nested=fmt in ("jsonl", "mpd") or "_nested" in flat.attrs,
-                                 known_tracks=known_tracks)
-        table.rejections[:0] = rejections
-        tables.append(table)
-    return _concat(tables)
+    """Read and validate playlist files of any supported format (a directory reads all of them).
+    Files are read one at a time into codes (``scan.scan_playlists``), then spelt out as frames."""
+    from ctxtag.labelling.scan import scan_playlists
+
+    return scan_playlists(paths, known_tracks).to_table()
 
 
 def _known(path: Path) -> bool:
@@ -284,27 +271,3 @@ def _known(path: Path) -> bool:
     except InputError:
         return False
     return True
-
-
-_EMPTY_PLAYLISTS = pd.DataFrame(columns=["playlist_id", "title", "source", "row"])
-_EMPTY_ENTRIES = pd.DataFrame(columns=["playlist_id", *_TRACK_KEYS])
-
-
-def _concat(tables: list[PlaylistTable]) -> PlaylistTable:
-    """Merge per-file tables; a playlist id already read from an earlier file is a duplicate."""
-    if not tables:
-        return PlaylistTable(_EMPTY_PLAYLISTS, _EMPTY_ENTRIES, [])
-    playlists = pd.concat([t.playlists for t in tables], ignore_index=True)
-    entries = pd.concat([t.entries.assign(source=t.playlists["source"].iloc[0] if len(t.playlists) else "")
-                         for t in tables], ignore_index=True)
-    rejections = [r for t in tables for r in t.rejections]
-    dup = playlists.duplicated("playlist_id", keep="first")
-    first = playlists[~dup].set_index("playlist_id")
-    for r in playlists[dup].itertuples(index=False):
-        src = first.loc[r.playlist_id]
-        rejections.append(Rejection(r.source, int(r.row),
-                                    f"duplicate playlist_id: first seen in {src.source} row {src.row}",
-                                    playlist_id=r.playlist_id, raw=str(r.title)))
-    kept = entries.merge(playlists[~dup][["playlist_id", "source"]], on=["playlist_id", "source"])
-    return PlaylistTable(playlists[~dup].reset_index(drop=True),
-                         kept.drop(columns="source").reset_index(drop=True), rejections)

@@ -6,18 +6,20 @@ from pathlib import Path
 
 import numpy as np
 
-from ctxtag.common.io import atomic_path, known_track_ids, read_matrix, write_json, write_matrix
+from ctxtag.common.io import atomic_path, read_matrix, write_json, write_matrix
 from ctxtag.common.plots import heatmap
 from ctxtag.common.quarantine import report_refused, write_quarantine
 from ctxtag.config import Params
 from ctxtag.labelling.labels import agreement_with_truth, cooccurrence
 from ctxtag.labelling.pipeline import label_playlists
-from ctxtag.labelling.playlists import read_playlists
+from ctxtag.labelling.scan import scan_playlists
 
 
 def run(params: Params, playlist_paths: list[Path] | None = None) -> dict:
     p = params.paths
-    table = read_playlists(playlist_paths or [p.playlists], known_track_ids(p.tracks))
+    # one file at a time, entries as integer codes (worker processes for a large input)
+    table = scan_playlists(playlist_paths or [p.playlists], Path(p.tracks) if p.tracks else None,
+                           contexts=params.contexts)
     final, stats, quarantine = label_playlists(table, params.contexts, params.labels, params.seed)
     write_quarantine(quarantine, p.quarantined("playlists"))
     # before any output; rows read = kept or quarantined, the refusals themselves aside

@@ -2,35 +2,52 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ctxtag.labelling.labels import context_matrix, labels_from_counts, playlist_counts
+from ctxtag.labelling.labels import context_counts, context_matrix, labels_from_counts
 from tests.conftest import shared_file
 
 
-def _entries(playlists: dict[str, list[str]]) -> pd.DataFrame:
-    rows = [(p, t) for p, tracks in playlists.items() for t in tracks]
-    return pd.DataFrame(rows, columns=["playlist_id", "track_id"])
+def _counts(playlists: dict[str, list[str]], titles: list[str], contexts: tuple[str, ...],
+            kept: list[str] | None = None) -> dict[str, list[int]]:
+    """n_ic per track, the playlists and tracks given as text and coded here."""
+    ids = list(playlists)
+    pairs = [(p, t) for p, tracks in playlists.items() for t in tracks]
+    entry_playlist = np.array([ids.index(p) for p, _ in pairs])
+    entry_track, tracks = pd.factorize(np.array([t for _, t in pairs], dtype=object))
+    keep = np.array([kept is None or p in kept for p in ids])
+    n_ic = context_counts(entry_playlist, entry_track, keep, context_matrix(titles, contexts), len(tracks))
+    return {t: n_ic[i].tolist() for i, t in enumerate(tracks)}
 
 
 def test_paper_worked_example_dance_and_party_not_chill():
     # a track in 5 "dance", 3 "party" and 1 "chill" playlists -> dance and party (ICASSP 2020 §3.1)
     titles = ["dance"] * 5 + ["party"] * 3 + ["chill"]
-    ids = [f"p{i}" for i in range(len(titles))]
     contexts = ("chill", "dance", "party")
-    entries = _entries({p: ["x"] for p in ids})
-    track_ids, counts = playlist_counts(entries, pd.Index(ids), context_matrix(titles, contexts))
-    assert list(track_ids) == ["x"]
-    assert counts.tolist() == [[1, 5, 3]]
-    y = labels_from_counts(counts, min_playlists=3)
+    counts = _counts({f"p{i}": ["x"] for i in range(len(titles))}, titles, contexts)
+    assert counts == {"x": [1, 5, 3]}
+    y = labels_from_counts(np.array([counts["x"]]), min_playlists=3)
     assert dict(zip(contexts, y[0].tolist(), strict=True)) == {"chill": 0, "dance": 1, "party": 1}
 
 
-def test_counts_are_distinct_playlists_and_skip_unknown_playlists():
+def test_counts_skip_playlists_not_kept_and_count_every_context_a_title_names():
     contexts = ("dance", "party")
-    entries = _entries({"a": ["t1", "t1", "t2"], "b": ["t1"], "zz": ["t2"]})
-    ids = pd.Index(["a", "b"])
-    track_ids, counts = playlist_counts(entries, ids, context_matrix(["dance party", "party"], contexts))
-    got = dict(zip(track_ids, counts.tolist(), strict=True))
-    assert got == {"t1": [1, 2], "t2": [1, 1]}
+    got = _counts({"a": ["t1", "t2"], "b": ["t1"], "dropped": ["t2", "t3"]},
+                  ["dance party", "party", "dance"], contexts, kept=["a", "b"])
+    assert got == {"t1": [1, 2], "t2": [1, 1], "t3": [0, 0]}
+
+
+def test_counts_of_many_multi_context_playlists_match_a_dense_product():
+    rng = np.random.default_rng(0)
+    contexts = ("chill", "dance", "party", "sad")
+    words = np.array(["chill", "dance", "party", "sad", "misc"])
+    titles = [" ".join(rng.choice(words, size=rng.integers(1, 4))) for _ in range(300)]
+    playlists = {f"p{i}": [f"t{j}" for j in rng.choice(50, size=rng.integers(1, 10), replace=False)]
+                 for i in range(300)}
+    kept = [p for p in playlists if rng.random() < 0.7]
+    got = _counts(playlists, titles, contexts, kept)
+    ctx = context_matrix(titles, contexts)
+    for t, row in got.items():
+        has = np.array([t in playlists[p] and p in kept for p in playlists])
+        assert row == (has.astype(int) @ ctx).tolist()
 
 
 def test_context_matrix_marks_every_named_context():
