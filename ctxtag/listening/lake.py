@@ -24,6 +24,8 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import reduce
+from operator import xor
 from pathlib import Path
 
 import numpy as np
@@ -295,34 +297,46 @@ def _write_dates(engine: Engine, staged: list[int], lake: Path, rejections: list
     if not staged:
         return empty
     key = ", ".join(KEY)
-    # sorted by date once, so each date below reads its own rows only
-    engine.materialize("by_date", f"SELECT {', '.join(LAKE_COLUMNS)}, source, row, file, date FROM staged "
-                                  f"WHERE reason IS NULL ORDER BY date")
-    firsts = dict(engine.rows("SELECT date, count(*) FROM by_date GROUP BY date"))     # rows a date, copies too
-    dates = sorted(firsts)
+    valid_rows = "SELECT * FROM staged WHERE reason IS NULL"
+    # one pass for every date: its rows (copies too) and the XOR of their key hashes; for a date
+    # that the lake holds nothing of yet (the common case), less the copies, that is the count and
+    # name of the part to write.
+    # Drops come a day a file, so each date's rows sit together in the staged table and the
+    # per-date queries below skip the rest by its zone maps; no sort of the whole batch (which
+    # spills at 100M events) is needed
+    per_date = {d: (n, h) for d, n, h in engine.rows(
+        f"SELECT date, count(*), bit_xor({_key_hash(engine)}) FROM ({valid_rows}) v GROUP BY date")}
     written = already = valid = 0
     parts = []
-    for date in progress(dates, total=len(dates), description="writing dates") if show_progress else dates:
+    for date in progress(sorted(per_date), total=len(per_date), description="writing dates") \
+            if show_progress else sorted(per_date):
         folder = lake / f"date={date}"
         existing = sorted(folder.glob("part-*.parquet"))
         # an event's key holds its instant, so its copies all fall on one date: de-duplicate per
         # date. The first copy (by file, row) is kept; the keys seen twice are few, so a GROUP BY
         # finds them (a window over every row costs ~4x as much)
-        day = f"SELECT * FROM by_date WHERE date = {engine.dialect.lit(date)}"
+        day = f"SELECT * FROM staged WHERE reason IS NULL AND date = {engine.dialect.lit(date)}"
         engine.materialize("twice", f"SELECT {key}, min(file * {ROWS_PER_FILE} + row) AS keep FROM ({day}) d "
                                     f"GROUP BY {key} HAVING count(*) > 1")
-        later = (f"EXISTS (SELECT 1 FROM twice w WHERE {_same_key('w', 'd')} "
-                 f"AND d.file * {ROWS_PER_FILE} + d.row <> w.keep)")
-        copies = [Rejection(s, int(r), _DUPLICATE, track_id=t) for s, r, t in
-                  engine.rows(f"SELECT source, row, track_id FROM ({day}) d WHERE {later} ORDER BY file, row")]
-        rejections += copies
-        fresh = f"SELECT * FROM ({day}) d WHERE NOT {later}"
+        (n_twice,) = engine.rows("SELECT count(*) FROM twice")[0]
+        fresh, copies = day, []
+        if n_twice:
+            later = (f"EXISTS (SELECT 1 FROM twice w WHERE {_same_key('w', 'd')} "
+                     f"AND d.file * {ROWS_PER_FILE} + d.row <> w.keep)")
+            found = engine.rows(f"SELECT source, row, track_id, {_key_hash(engine)} FROM ({day}) d WHERE {later} "
+                                f"ORDER BY file, row")
+            copies = [Rejection(s, int(r), _DUPLICATE, track_id=t) for s, r, t, _ in found]
+            rejections += copies
+            fresh = f"SELECT * FROM ({day}) d WHERE NOT {later}"
+            n, h = per_date[date]                  # XOR is its own inverse: the copies' hashes drop out
+            per_date[date] = n - len(found), reduce(xor, (k for *_, k in found), h or 0)
         if existing:                                         # events the lake holds already are not written again
             engine.parquet("held", existing)
-            fresh += f" AND NOT EXISTS (SELECT 1 FROM held h WHERE {_same_key('h', 'd')})"
-        n_first = firsts[date] - len(copies)
+            fresh = f"SELECT * FROM ({fresh}) d WHERE NOT EXISTS (SELECT 1 FROM held h WHERE {_same_key('h', 'd')})"
+        n_first = per_date[date][0]
         valid += n_first
-        (n_fresh, digest) = engine.rows(f"SELECT count(*), bit_xor({_key_hash(engine)}) FROM ({fresh}) f")[0]
+        (n_fresh, digest) = engine.rows(f"SELECT count(*), bit_xor({_key_hash(engine)}) FROM ({fresh}) f")[0] \
+            if existing else per_date[date]
         already += n_first - n_fresh
         if not n_fresh:
             continue
@@ -331,7 +345,7 @@ def _write_dates(engine: Engine, staged: list[int], lake: Path, rejections: list
             engine.write(f"SELECT {_lake_select()} FROM ({fresh}) f ORDER BY {key}", tmp)
         written += n_fresh
         parts.append(target)
-    (users, tracks) = engine.rows("SELECT count(DISTINCT user_id), count(DISTINCT track_id) FROM by_date")[0]
+    (users, tracks) = engine.rows(f"SELECT count(DISTINCT user_id), count(DISTINCT track_id) FROM ({valid_rows}) v")[0]
     return {"rows_valid": valid, "events_written": written, "events_already_in_lake": already,
             "part_files_written": len(parts), "users": int(users), "tracks": int(tracks)}
 
