@@ -43,7 +43,7 @@ def _sweep(folder: Path) -> None:
         return
     for stale in folder.glob(".*.*.tmp"):
         pid = re.fullmatch(r"\..+\.(\d+)\.tmp", stale.name)     # only atomic_path's own temps
-        if pid and not _alive(pid.group(1)):
+        if pid and not process_alive(pid.group(1)):
             stale.unlink(missing_ok=True)
     _SWEPT.add(folder)
 
@@ -73,7 +73,7 @@ def atomic_dir(path: Path) -> Iterator[Path]:
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def _alive(pid: str) -> bool:
+def process_alive(pid: str) -> bool:
     """Whether the process that named a temp file still runs (then its write is in progress)."""
     try:
         os.kill(int(pid), 0)

@@ -25,6 +25,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from ctxtag.common.io import process_alive
 from ctxtag.config import DataPlaneConfig
 
 
@@ -84,6 +85,18 @@ def _files(paths: Sequence[str | Path]) -> list[str]:
     return [str(p) for p in paths]
 
 
+SPILL_PREFIX = "ctxtag-duckdb-"
+
+
+def _sweep_spill_dirs() -> None:
+    """Spill folders of engines whose process is gone (killed before ``close``): they can be
+    gigabytes, and nothing else would remove them. A folder names its process."""
+    for old in Path(tempfile.gettempdir()).glob(f"{SPILL_PREFIX}*-*"):
+        pid = old.name[len(SPILL_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not process_alive(pid):
+            shutil.rmtree(old, ignore_errors=True)
+
+
 class DuckDB:
     """The embedded engine: one in-process DuckDB connection, spilling to ``temp_dir``."""
 
@@ -93,7 +106,9 @@ class DuckDB:
         import duckdb
 
         self._own_temp = temp_dir is None
-        self.temp_dir = Path(temp_dir or tempfile.mkdtemp(prefix="ctxtag-duckdb-"))
+        if temp_dir is None:
+            _sweep_spill_dirs()
+        self.temp_dir = Path(temp_dir or tempfile.mkdtemp(prefix=f"{SPILL_PREFIX}{os.getpid()}-"))
         self.con = duckdb.connect(config={"memory_limit": memory_limit, "temp_directory": str(self.temp_dir),
                                           # output order is always stated with ORDER BY; not keeping
                                           # insertion order lets big queries stream in less memory

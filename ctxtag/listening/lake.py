@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ctxtag.common.io import _alive, atomic_path, collect_files, undecodable
+from ctxtag.common.io import atomic_path, collect_files, process_alive, undecodable
 from ctxtag.common.progress import progress
 from ctxtag.common.quarantine import InputError, Rejection
 from ctxtag.common.text_rows import UNREADABLE, headerless, read_csv_rows, refused
@@ -230,7 +230,7 @@ def ingest(paths: Iterable[str | Path], lake: Path, cfg: LogsConfig, contexts: S
     lake = Path(lake)
     lake.mkdir(parents=True, exist_ok=True)
     for old in lake.parent.glob(f".staging-{lake.name}-*"):   # a killed run's: nothing in it was published
-        if not _alive(old.name.rsplit("-", 1)[-1]):
+        if not process_alive(old.name.rsplit("-", 1)[-1]):
             shutil.rmtree(old, ignore_errors=True)
     staging = lake.parent / f".staging-{lake.name}-{os.getpid()}"
     staging.mkdir(parents=True, exist_ok=True)
