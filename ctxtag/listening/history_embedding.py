@@ -20,37 +20,43 @@ def fit_item_projection(user_ids: pd.Series, track_ids: pd.Series, dim: int, see
     """V S^-1 as a (track x dim) frame indexed by track_id, from one row per listening event."""
     users = pd.Categorical(user_ids.to_numpy(), categories=np.sort(pd.unique(user_ids.to_numpy())))
     tracks = pd.Categorical(track_ids.to_numpy(), categories=np.sort(pd.unique(track_ids.to_numpy())))
-    return _fit(users.codes, tracks.codes, np.ones(len(users.codes)), len(users.categories),
-                np.asarray(tracks.categories), dim, seed)
+    x = sparse.csr_matrix((np.ones(len(users.codes)), (users.codes, tracks.codes)),
+                          shape=(len(users.categories), len(tracks.categories)))
+    x.sum_duplicates()                  # canonical form: the fit never depends on the events' order
+    return _fit(x, np.asarray(tracks.categories), dim, seed)
 
 
 def fit_lake_projection(engine, lake_parts, dim: int, seed: int) -> pd.DataFrame:
-    """``fit_item_projection`` over the lake: the engine counts (user, track) pairs and numbers
-    users and tracks in id order, so only integer codes (and the track ids) reach memory — at 100M
-    events the pairs as Python strings would not fit."""
+    """``fit_item_projection`` over the lake. The engine counts (user, track) pairs and numbers
+    users and tracks in id order; the counts come back as int32 codes sorted by (user, track), which
+    is the sparse matrix's canonical layout already: ~12 bytes a pair reach memory (at 100M events
+    the pairs as Python strings would not fit, and scipy's own conversion would copy them twice)."""
     engine.parquet("events", lake_parts)
-    engine.materialize("pair_counts", "SELECT user_id, track_id, count(*) AS n FROM events GROUP BY user_id, track_id")
-    engine.materialize("track_codes", "SELECT track_id, row_number() OVER (ORDER BY track_id) - 1 AS ti "
-                                      "FROM (SELECT DISTINCT track_id FROM pair_counts) t")
+    engine.materialize("track_codes", "SELECT track_id, CAST(row_number() OVER (ORDER BY track_id) - 1 AS INT) AS ti "
+                                      "FROM (SELECT DISTINCT track_id FROM events) t")
     coded = engine.arrow("""
-        SELECT u.ui, t.ti, c.n FROM pair_counts c
-        JOIN (SELECT user_id, row_number() OVER (ORDER BY user_id) - 1 AS ui
-              FROM (SELECT DISTINCT user_id FROM pair_counts) d) u ON c.user_id = u.user_id
-        JOIN track_codes t ON c.track_id = t.track_id""")
+        SELECT u.ui, t.ti, CAST(count(*) AS INT) AS n FROM events e
+        JOIN (SELECT user_id, CAST(row_number() OVER (ORDER BY user_id) - 1 AS INT) AS ui
+              FROM (SELECT DISTINCT user_id FROM events) d) u ON e.user_id = u.user_id
+        JOIN track_codes t ON e.track_id = t.track_id
+        GROUP BY u.ui, t.ti
+        ORDER BY u.ui, t.ti""")
     tracks = engine.arrow("SELECT track_id FROM track_codes ORDER BY ti").column("track_id").to_numpy(zero_copy_only=False)
-    ui, ti = (coded.column(c).to_numpy().astype(np.int64) for c in ("ui", "ti"))
-    return _fit(ui, ti, coded.column("n").to_numpy().astype(np.float64), int(ui.max(initial=-1)) + 1, tracks, dim, seed)
+    ui = coded.column("ui").to_numpy()
+    indptr = np.zeros(int(ui[-1]) + 2 if len(ui) else 1, dtype=np.int64)
+    np.cumsum(np.bincount(ui), out=indptr[1:])
+    del ui
+    x = sparse.csr_matrix((coded.column("n").to_numpy().astype(np.float64), coded.column("ti").to_numpy().copy(), indptr),
+                          shape=(len(indptr) - 1, len(tracks)))
+    del coded
+    return _fit(x, tracks, dim, seed)
 
 
-def _fit(user_codes: np.ndarray, track_codes: np.ndarray, counts: np.ndarray, n_users: int, track_ids: np.ndarray,
-         dim: int, seed: int) -> pd.DataFrame:
-    """The fit, from how often each user (codes in id order) streamed each track (codes into
-    ``track_ids``, sorted)."""
+def _fit(x: sparse.csr_matrix, track_ids: np.ndarray, dim: int, seed: int) -> pd.DataFrame:
+    """The fit, from the (user x track) stream counts in canonical CSR form; ``track_ids``: the
+    columns' ids, sorted."""
     from sklearn.utils.extmath import randomized_svd
 
-    x = sparse.csr_matrix((np.asarray(counts, dtype=np.float64), (user_codes, track_codes)),
-                          shape=(n_users, len(track_ids)))
-    x.sum_duplicates()                  # canonical form: the fit never depends on the pairs' order
     x = sparse.diags(1.0 / np.maximum(np.asarray(x.sum(axis=1)).ravel(), 1.0)) @ x   # shares per user
     k = max(1, min(dim, min(x.shape) - 1))
     _, s, vt = randomized_svd(x, n_components=k, random_state=seed)
