@@ -87,7 +87,8 @@ def _top_artists(engine: Engine, k: int = 3) -> None:
     a few rows per user a day, where joining every artist to every snapshot grows with both.
 
     Of the artists streamed on D only that day's top k (by count so far) can be: if k of them beat
-    an artist on D, they still do at D. So only those rows are kept (half of them in the benchmark's world)."""
+    an artist on D, they still do at D. So only those rows are kept (half of them in the
+    benchmark's world)."""
     engine.materialize("artist_days", f"""
         SELECT user_id, artist_id, snap, cnt FROM (
           SELECT *, row_number() OVER (PARTITION BY user_id, snap ORDER BY cnt DESC, artist_id) AS day_rank FROM (
