@@ -98,10 +98,9 @@ class _Strings:
     free (a take over a ChunkedArray would concatenate its chunks every time)."""
 
     def __init__(self) -> None:
-        self._data = np.zeros(1 << 16, dtype=np.uint8)
+        self._data = _Growing(np.uint8)
         self._offsets = _Growing(np.int64)
         self._offsets.extend(np.zeros(1, dtype=np.int64))
-        self.nbytes = 0
 
     def __len__(self) -> int:
         return self._offsets.size - 1
@@ -111,18 +110,12 @@ class _Strings:
         _, offsets, data = arr.buffers()
         offs = np.frombuffer(offsets, dtype=np.int64)[arr.offset:arr.offset + len(arr) + 1]
         raw = np.frombuffer(data, dtype=np.uint8)[offs[0]:offs[-1]] if data is not None else np.zeros(0, np.uint8)
-        end = self.nbytes + len(raw)
-        if end > len(self._data):
-            grown = np.zeros(max(2 * len(self._data), end), dtype=np.uint8)
-            grown[:self.nbytes] = self._data[:self.nbytes]
-            self._data = grown
-        self._data[self.nbytes:end] = raw
-        self._offsets.extend(offs[1:] - offs[0] + self.nbytes)
-        self.nbytes = end
+        self._offsets.extend(offs[1:] - offs[0] + self._data.size)
+        self._data.extend(raw)
 
     def array(self) -> pa.LargeStringArray:
         return pa.LargeStringArray.from_buffers(len(self), pa.py_buffer(self._offsets.values),
-                                                pa.py_buffer(self._data[:self.nbytes]))
+                                                pa.py_buffer(self._data.values))
 
 
 class StringTable:
@@ -246,14 +239,6 @@ def _catalogue_array(path: Path) -> pa.Array | None:
         return None
     ids = table.column("track_id").combine_chunks()
     return ids.filter(pc.invert(pc.is_in(ids, value_set=pa.array(sorted(STR_NA_VALUES)))))
-
-
-def catalogue_ids(path: Path) -> set[str] | None:
-    """The catalogue's track ids as ``known_track_ids`` gives them, for membership (Arrow's reader)."""
-    if not Path(path).exists():
-        return None
-    ids = _catalogue_array(Path(path))
-    return known_track_ids(Path(path)) if ids is None else set(ids.to_pylist())
 
 
 # --- one file ------------------------------------------------------------------------------------------
