@@ -33,6 +33,7 @@ bench: setup  ## speed figures (see benchmarks/README.md)
 	python benchmarks/bench_online_lookup.py
 	python benchmarks/bench_dag_parse.py
 	python benchmarks/bench_api.py
+	python benchmarks/bench_recommend.py
 	python benchmarks/bench_embeddings.py
 	python benchmarks/bench_ann.py
 

@@ -1,7 +1,7 @@
 """One user's online feature lookup through Feast over Redis, beside a raw redis-py read of the
 same key, interleaved in one run: p50 / p99 latency and their ratio.
 
-    python benchmarks/bench_online_lookup.py [--n 2000]
+    python benchmarks/bench_online_lookup.py [--n 2000] [--project DIR]
 
 Needs the Redis server on 127.0.0.1:6379 and the snapshots of `make demo` (data/feast/*.parquet).
 The Feast call is what a service does: the situational_model FeatureService for one user,
@@ -28,8 +28,10 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--redis", default="127.0.0.1:6379")
+    ap.add_argument("--project", default=".", help="the project whose data/feast to read")
     args = ap.parse_args()
-    src = Path("data/feast")
+    params = load_params(Path(args.project) / "params.yaml")
+    src = Path(args.project) / params.paths.feast
     if not (src / "user_history.parquet").exists():
         print("skipped: run `make demo` first (needs data/feast/*.parquet)")
         return 0
@@ -38,7 +40,6 @@ def main() -> int:
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
     from feast.protos.feast.types.Value_pb2 import Value
 
-    params = load_params()
     history = pd.read_parquet(src / "user_history.parquet")
     device_time = pd.read_parquet(src / "user_device_time.parquet")
     project = f"ctxtagbench{uuid.uuid4().hex[:6]}"
@@ -46,7 +47,7 @@ def main() -> int:
     client = redis.Redis(host=host, port=int(port))
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(Path(tmp), "redis", redis_url=args.redis, project=project)
-        publish(store, params, Path(tmp), history, device_time)
+        publish(store, params, Path(tmp), history, device_time, pd.read_parquet(src / "track_features.parquet"))
         user = history["user_id"].iloc[0]
         service = store.get_feature_service("situational_model")
         key = _redis_key(project, EntityKey(join_keys=["user_id"], entity_values=[Value(string_val=user)]), 3)

@@ -75,13 +75,21 @@ def _summary(params: Params, args: argparse.Namespace) -> dict:
 
 
 def _serve(params: Params, args: argparse.Namespace) -> dict:
+    """uvicorn with ``--workers`` processes of one thread each (torch, OpenMP and OpenBLAS pools of
+    one: on a few cores, per-library thread pools fight each other under concurrent requests)."""
+    from ctxtag.serving.api import api_keys
+
+    host = args.host or params.serving.host
+    if host not in ("127.0.0.1", "localhost", "::1") and not api_keys(params):
+        raise ConfigError(f"serving on {host} (beyond this machine) needs API keys in ${params.serving.api_keys_env}")
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    os.environ["CTXTAG_PARAMS"] = str(Path(args.params).resolve())
     import uvicorn
 
-    from ctxtag.serving.api import create_app
-
-    app = create_app(params, online=os.environ.get("CTXTAG_ONLINE_STORE", "sqlite"),
-                     redis_url=os.environ.get("CTXTAG_REDIS_URL", "localhost:6379"))
-    uvicorn.run(app, host=args.host or params.serving.host, port=args.port or params.serving.port)
+    uvicorn.run("ctxtag.serving.api:app_from_env", factory=True, host=host,
+                port=args.port or params.serving.port, workers=args.workers or params.serving.workers,
+                log_level="warning")
     return {"stopped": True}
 
 
@@ -186,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "serve":
             p.add_argument("--host", default=None, help="default: serving.host")
             p.add_argument("--port", type=int, default=None, help="default: serving.port")
+            p.add_argument("--workers", type=int, default=None, help="worker processes (default: serving.workers)")
         if name == "predict":
             p.add_argument("audio", nargs="+", help="audio files (wav, flac, ogg, mp3)")
             p.add_argument("--model", default=None, help="checkpoint (default: data/models/<train.loss>/best.pt)")

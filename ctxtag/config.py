@@ -271,7 +271,17 @@ class ServingConfig:
     host: str = "127.0.0.1"
     port: int = 8000
     split: str = "warm"                     # which split's user models answer requests
-    max_upload_mb: int = 20
+    max_upload_mb: int = 20                 # an upload's compressed bytes (413 beyond, before reading)
+    max_body_kb: int = 64                   # a JSON request body
+    workers: int = 1                        # uvicorn worker processes (one thread each)
+    store_timeout_ms: int = 200             # one online-store read; past it (one retry) the request gets 503
+    reload_s: float = 10.0                  # how often the service looks for republished features
+    exhaustive_max: int = 20_000            # /recommend scores catalogues up to this size whole
+    candidates: int = 400                   # beyond it: stage-1 candidates re-scored exactly
+    nprobe: int = 24                        # inverted lists visited per stage-1 query
+    api_keys_env: str = "CTXTAG_API_KEYS"   # comma-separated keys; unset = no authentication (demo)
+    rate_per_s: float = 200.0               # per API key: sustained requests per second
+    burst: int = 400                        # per API key: requests allowed at once
 
 
 @dataclass(frozen=True)

@@ -21,19 +21,22 @@ class AudioError(ValueError):
         super().__init__(f"{path}: {reason}")
 
 
-def decode(path: str | Path, sr: int) -> np.ndarray:
-    """Mono float32 at ``sr``: soundfile (wav/flac/ogg/mp3), librosa's audioread as a fallback."""
+def decode(path: str | Path, sr: int, max_s: float | None = None) -> np.ndarray:
+    """Mono float32 at ``sr``: soundfile (wav/flac/ogg/mp3), librosa's audioread as a fallback.
+    ``max_s``: decode only the file's first seconds (memory bounded whatever the file's length)."""
     import soundfile as sf
 
     path = Path(path)
     try:
-        data, native_sr = sf.read(path, dtype="float32", always_2d=True)
+        with sf.SoundFile(path) as f:
+            native_sr = f.samplerate
+            data = f.read(-1 if max_s is None else int(max_s * native_sr), dtype="float32", always_2d=True)
         data = data.mean(axis=1)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         try:
             import librosa
 
-            data, native_sr = librosa.load(path, sr=None, mono=True)
+            data, native_sr = librosa.load(path, sr=None, mono=True, duration=max_s)
         except Exception as fallback:  # noqa: BLE001 - any decoder failure means the same to callers
             raise AudioError(path, f"cannot decode ({exc}; {type(fallback).__name__}: {fallback})") from fallback
     if data.size == 0:
@@ -57,8 +60,9 @@ def crop(y: np.ndarray, cfg: AudioConfig) -> np.ndarray:
 
 
 def load_clip(path: str | Path, cfg: AudioConfig) -> np.ndarray:
-    """Decode, resample, crop; raise AudioError for a silent clip."""
-    clip = crop(decode(path, cfg.sample_rate), cfg)
+    """Decode (only what the crop can use, plus a second so the resampler's edge falls outside
+    it), resample, crop; raise AudioError for a silent clip. A 2 h upload costs what a 61 s one does."""
+    clip = crop(decode(path, cfg.sample_rate, max_s=cfg.offset_s + cfg.duration_s + 1.0), cfg)
     rms = float(np.sqrt(np.mean(np.square(clip, dtype=np.float64))))
     if not np.isfinite(rms):
         raise AudioError(path, "audio contains NaN or infinite samples")

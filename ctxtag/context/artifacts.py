@@ -1,4 +1,4 @@
-"""The trained stream models on disk (data/user_models/<split kind>/<model>.{pt,joblib}), each
+"""The trained stream models on disk (data/user_models/<split kind>/<model>.{pt,npz}), each
 kind with its one loader."""
 
 from __future__ import annotations
@@ -12,17 +12,17 @@ import torch
 from ctxtag.common.io import atomic_path, write_text
 from ctxtag.config import UserModelConfig
 from ctxtag.context.model import ContextTagger
+from ctxtag.context.situational import Forest
 
 
 def model_path(folder: Path, name: str) -> Path:
-    """Where model ``name`` of a split kind's folder lies: the GBT as joblib, the rest as .pt."""
-    return folder / (f"{name}.joblib" if name == "situational" else f"{name}.pt")
+    """Where model ``name`` of a split kind's folder lies: the GBT as a forest of arrays (.npz), the
+    rest as .pt."""
+    return folder / (f"{name}.npz" if name == "situational" else f"{name}.pt")
 
 
 def save(models: dict, folder: Path, contexts: tuple[str, ...], cfg: UserModelConfig) -> None:
-    """``models``: name -> (model, history); neural models as state dicts, the GBT with joblib."""
-    import joblib
-
+    """``models``: name -> (model, history); neural models as state dicts, the GBT as its arrays."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, (model, history) in models.items():
         if isinstance(model, torch.nn.Module):
@@ -32,8 +32,7 @@ def save(models: dict, folder: Path, contexts: tuple[str, ...], cfg: UserModelCo
                             "contexts": list(contexts), "config": dataclasses.asdict(cfg),
                             "history": history}, tmp)
         else:
-            with atomic_path(model_path(folder, name)) as tmp:
-                joblib.dump(model, tmp)
+            model.save(model_path(folder, name))
         write_text(json.dumps(history), folder / f"{name}.history.json")
 
 
@@ -48,8 +47,6 @@ def load_tagger(path: Path) -> ContextTagger:
     return model.eval()
 
 
-def load_situational(path: Path):
-    """The situational GBT (scikit-learn, joblib)."""
-    import joblib
-
-    return joblib.load(path)
+def load_situational(path: Path) -> Forest:
+    """The situational GBT's flattened forest (plain arrays, no pickle)."""
+    return Forest.load(path)

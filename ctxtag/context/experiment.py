@@ -35,7 +35,7 @@ def run_split(frame: pd.DataFrame, x: dict[str, np.ndarray], y: np.ndarray, spli
         probs[name] = user_train.predict(model, _rows(x, te))
     for name, inputs in GBT.items():
         model = situational.fit(_rows(x, tr), y[tr], _rows(x, va), y[va], inputs, cfg, params.seed)
-        models[name] = (model, [{"iterations": int(model.n_iter_)}])
+        models[name] = (model, [{"iterations": model.n_iter}])
         probs[name] = situational.predict(model, _rows(x, te), m)
     users, tracks = frame["user_id"].to_numpy()[te], frame["track_id"].to_numpy()[te]
     reports = {name: report(name, probs[name], y[te], users, tracks, params.contexts, cfg.top_k, cfg.threshold)

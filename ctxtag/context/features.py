@@ -12,7 +12,7 @@ does not carry) become 0 with an indicator column, so no stream is dropped.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,46 +28,80 @@ def user_feature_columns(frame: pd.DataFrame) -> list[str]:
             or c in ("n_streams", "history_embedding", *PROFILE_TIME)]
 
 
-def _stack(col: pd.Series, dim: int) -> np.ndarray:
+def _column(frame: Mapping, name: str, n: int) -> np.ndarray:
+    """A column as an array; absent (a serving request carries only some inputs) = all missing."""
+    return np.asarray(frame[name]) if name in frame else np.full(n, None, dtype=object)
+
+
+def _as_float(col: np.ndarray) -> np.ndarray:
+    if col.dtype.kind not in "fiub":                 # objects: None, or a value that is not a number
+        col = pd.to_numeric(pd.Series(col, dtype=object), errors="coerce").to_numpy(np.float64)
+    return col.astype(np.float64, copy=False)
+
+
+def _numbers(frame: Mapping, names: Sequence[str], n: int) -> np.ndarray:
+    """Numeric columns -> (n, len(names)) float32; missing values (None, NaN, non-numbers) are 0."""
+    out = np.zeros((n, len(names)))
+    for j, name in enumerate(names):
+        if name in frame:
+            out[:, j] = _as_float(np.asarray(frame[name]))
+    out[np.isnan(out)] = 0.0
+    return out.astype(np.float32)
+
+
+def _missing(frame: Mapping, name: str, n: int) -> np.ndarray:
+    """(n,) bool: which rows lack the number (absent, None, NaN or not a number)."""
+    return np.isnan(_as_float(np.asarray(frame[name]))) if name in frame else np.ones(n, dtype=bool)
+
+
+def _present(col) -> np.ndarray:
+    """(n,) bool: which entries of a column of arrays are there."""
+    if isinstance(col, pd.Series):
+        return col.notna().to_numpy()
+    return np.array([v is not None and not (isinstance(v, float) and v != v) for v in col], dtype=bool)
+
+
+def _stack(frame: Mapping, name: str, n: int, dim: int) -> np.ndarray:
     """A column of arrays -> (n, dim) float32; missing entries are zeros."""
-    out = np.zeros((len(col), dim), dtype=np.float32)
-    ok = col.notna().to_numpy()
+    out = np.zeros((n, dim), dtype=np.float32)
+    if name not in frame:
+        return out
+    col = frame[name]
+    ok = _present(col)
     if ok.any():
-        out[ok] = np.stack(col[ok].to_numpy()).astype(np.float32)
+        values = col[ok].to_numpy() if isinstance(col, pd.Series) else [v for v, k in zip(col, ok, strict=True) if k]
+        out[ok] = np.stack(values).astype(np.float32)
     return out
 
 
-def _one_hot(values: pd.Series, categories: Sequence[str]) -> np.ndarray:
-    codes = pd.Categorical(values, categories=list(categories)).codes
-    return (codes[:, None] == np.arange(len(categories))[None, :]).astype(np.float32)
+def _one_hot(frame: Mapping, name: str, n: int, categories: Sequence[str]) -> np.ndarray:
+    values = _column(frame, name, n).astype(object)
+    values[pd.isna(values)] = None                   # pd.NA would not compare to a category
+    return (values[:, None] == np.asarray(list(categories), dtype=object)[None, :]).astype(np.float32)
 
 
-def blocks(frame: pd.DataFrame, contexts: Sequence[str], devices: Sequence[str], networks: Sequence[str],
+def blocks(frame: Mapping, contexts: Sequence[str], devices: Sequence[str], networks: Sequence[str],
            genders: Sequence[str], history_dim: int, audio_dim: int = 256) -> dict[str, np.ndarray]:
+    """``frame``: a DataFrame, or any mapping of column -> equal-length values (a serving request
+    builds a dict of one-element lists: no one-row DataFrame on the request path)."""
+    n = len(next(iter(frame.values()))) if not isinstance(frame, pd.DataFrame) else len(frame)
     m = len(contexts)
-    needed = ["n_streams", "history_embedding", "audio_embedding", "context_probs", "device", "network", "age",
-              "gender", *STREAM_TIME, *[f"ctx_share_{c}" for c in contexts],
-              *[f"device_share_{d}" for d in devices], *[f"network_share_{n}" for n in networks], *PROFILE_TIME]
-    missing = [c for c in needed if c not in frame]
-    if missing:                       # a serving request carries only some inputs: the rest are missing
-        frame = frame.assign(**dict.fromkeys(missing, None))
-    has_history = frame["n_streams"].notna().to_numpy()[:, None].astype(np.float32)
-    shares = frame[[f"ctx_share_{c}" for c in contexts]].fillna(0).to_numpy(np.float32)
-    user = np.hstack([_stack(frame["history_embedding"], history_dim), shares,
-                      np.log1p(frame["n_streams"].fillna(0).to_numpy(np.float32))[:, None], has_history])
-    profile = frame[[f"device_share_{d}" for d in devices] + [f"network_share_{n}" for n in networks]
-                    + list(PROFILE_TIME)].astype("float64").fillna(0).to_numpy(np.float32)
-    age = pd.to_numeric(frame["age"], errors="coerce")
+    has_history = (~_missing(frame, "n_streams", n)).astype(np.float32)[:, None]
+    shares = _numbers(frame, [f"ctx_share_{c}" for c in contexts], n)
+    n_streams = _numbers(frame, ["n_streams"], n)
+    user = np.hstack([_stack(frame, "history_embedding", n, history_dim), shares, np.log1p(n_streams), has_history])
+    profile = _numbers(frame, [f"device_share_{d}" for d in devices] + [f"network_share_{k}" for k in networks]
+                       + list(PROFILE_TIME), n)
     situation = np.hstack([
-        _one_hot(frame["device"], devices), _one_hot(frame["network"], networks),
-        frame[list(STREAM_TIME)].astype("float64").fillna(0).to_numpy(np.float32),
+        _one_hot(frame, "device", n, devices), _one_hot(frame, "network", n, networks),
+        _numbers(frame, STREAM_TIME, n),
         profile,
-        (age.fillna(0).to_numpy(np.float32) / 100.0)[:, None], age.isna().to_numpy()[:, None].astype(np.float32),
-        _one_hot(frame["gender"], genders),
+        _numbers(frame, ["age"], n) / np.float32(100.0), _missing(frame, "age", n)[:, None].astype(np.float32),
+        _one_hot(frame, "gender", n, genders),
     ])
     return {
-        "audio": _stack(frame["audio_embedding"], audio_dim),
-        "audio_probs": _stack(frame["context_probs"], m),
+        "audio": _stack(frame, "audio_embedding", n, audio_dim),
+        "audio_probs": _stack(frame, "context_probs", n, m),
         "user": user,
         "situation": situation,
     }

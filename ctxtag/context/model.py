@@ -71,6 +71,22 @@ class ContextTagger(nn.Module):
     def predict_proba(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
         return torch.softmax(self(x), dim=1)
 
+    # The fused layer is linear in the concatenation, so (in eval mode, dropout off) its input splits
+    # into one term per branch: W [h_a; h_u] + b = W_a h_a + W_u h_u + b. Serving computes a track's
+    # term once per catalogue and a user's once per request (ctxtag.serving.recommend).
+    @torch.no_grad()
+    def fused_term(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """Branch ``name``'s share of the fused layer's pre-activation (no bias), (batch, fused_hidden)."""
+        widths = [self.branches[k].fc.out_features for k in self.inputs]
+        start = sum(widths[: self.inputs.index(name)])
+        w = self.fused.weight[:, start:start + widths[self.inputs.index(name)]]
+        return self.branches[name](x) @ w.T
+
+    @torch.no_grad()
+    def head_of_fused(self, pre: torch.Tensor) -> torch.Tensor:
+        """Logits from the sum of the branch terms (eval mode): head(relu(sum + bias))."""
+        return self.head(torch.relu(pre + self.fused.bias))
+
     def fit_scaling(self, x: dict[str, np.ndarray]) -> None:
         for k in self.inputs:
             self.branches[k].norm.fit(x[k])

@@ -20,16 +20,19 @@ from ctxtag.platform.feature_store import historical
 USER_VIEWS = ("user_listening_history", "user_device_time_profile")
 
 
+def cyclic_time(hour: np.ndarray, weekday: np.ndarray) -> dict[str, np.ndarray]:
+    """A local hour (0-24, fractional) and weekday (0 = Monday) as the stream's cyclic features."""
+    return {"stream_hour_sin": np.sin(2 * np.pi * hour / 24), "stream_hour_cos": np.cos(2 * np.pi * hour / 24),
+            "stream_weekday_sin": np.sin(2 * np.pi * weekday / 7),
+            "stream_weekday_cos": np.cos(2 * np.pi * weekday / 7)}
+
+
 def situation(events: pd.DataFrame) -> pd.DataFrame:
     """The stream's local hour and weekday as cyclic features (from the UTC time and its offset)."""
     local = events["event_timestamp"] + pd.to_timedelta(events["utc_offset_min"].astype("float64").fillna(0),
                                                         unit="min")
     hour = local.dt.hour.to_numpy() + local.dt.minute.to_numpy() / 60.0
-    weekday = local.dt.weekday.to_numpy()
-    return pd.DataFrame({"stream_hour_sin": np.sin(2 * np.pi * hour / 24),
-                         "stream_hour_cos": np.cos(2 * np.pi * hour / 24),
-                         "stream_weekday_sin": np.sin(2 * np.pi * weekday / 7),
-                         "stream_weekday_cos": np.cos(2 * np.pi * weekday / 7)}, index=events.index)
+    return pd.DataFrame(cyclic_time(hour, local.dt.weekday.to_numpy()), index=events.index)
 
 
 def labelled(events: pd.DataFrame, contexts: Sequence[str]) -> pd.DataFrame:

@@ -17,7 +17,9 @@ from ctxtag.platform.feast_definitions import definitions, offline_file
 
 
 def open_store(feast_dir: Path, online: str = "sqlite", redis_url: str = "localhost:6379",
-               project: str = "ctxtag"):
+               project: str = "ctxtag", timeout_ms: int | None = None):
+    """``timeout_ms`` bounds each Redis operation (connect and read; serving sets it so a dead or
+    frozen Redis costs a request that long, not minutes)."""
     from feast import FeatureStore
     from feast.repo_config import RepoConfig
 
@@ -26,7 +28,9 @@ def open_store(feast_dir: Path, online: str = "sqlite", redis_url: str = "localh
     if online == "sqlite":
         online_store = {"type": "sqlite", "path": str(feast_dir / "online.db")}
     elif online == "redis":
-        online_store = {"type": "redis", "connection_string": redis_url}
+        timeouts = f",socket_timeout={timeout_ms / 1000},socket_connect_timeout={timeout_ms / 1000}" \
+            if timeout_ms else ""
+        online_store = {"type": "redis", "connection_string": redis_url + timeouts}
     else:
         raise ValueError(f"online store must be sqlite or redis, not {online!r}")
     # repo_path on the config too: Feast resolves the sources' relative paths (as the registry
@@ -71,9 +75,37 @@ def publish(store, params: Params, feast_dir: Path, history: pd.DataFrame | Path
     for w in windows:
         store.materialize(start_date=start + w * width, end_date=min(start + (w + 1) * width, end))
     users = pq.read_table(offline_file(feast_dir, "user_history"), columns=["user_id"]).column(0)
+    mark_published(feast_dir, len(tracks))
     return {"users": len(pc.unique(users)), "snapshots": len(users), "tracks": len(tracks),
             "listening_embeddings": {"tracks": len(embeddings[0]), "users": len(embeddings[1])} if embeddings else None,
             "materialize_chunks": len(windows)}
+
+
+PUBLISHED = "published.json"
+
+
+def mark_published(feast_dir: Path, tracks: int) -> str:
+    """Stamp a completed publication (written last, atomically): serving reloads its catalogue
+    when this version changes, and reports it."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from ctxtag.common.io import write_json
+
+    at = datetime.now(UTC)
+    version = f"{at:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    write_json({"version": version, "published_at": at.isoformat(), "tracks": tracks}, Path(feast_dir) / PUBLISHED)
+    return version
+
+
+def published(feast_dir: Path) -> dict | None:
+    """The last completed publication's stamp, or None."""
+    import json
+
+    try:
+        return json.loads((Path(feast_dir) / PUBLISHED).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def _distinct_stamps(path: Path) -> pd.Series:

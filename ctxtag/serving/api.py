@@ -1,51 +1,130 @@
 """The HTTP API (FastAPI, OpenAPI at /docs and /openapi.json) over ctxtag.serving.service.
 
     GET  /health                liveness: the process answers
-    GET  /ready                 readiness: champion model, user models and Feast store loaded
+    GET  /ready                 readiness: models loaded, features published (their version), and
+                                the online store answering and holding them
     POST /predict/audio         contexts of an uploaded audio file (the @champion tagger)
     POST /contexts              contexts of a (user, device, network, time) (situational model)
     POST /recommend             tracks for a user in a chosen context, or in the one predicted
                                 from (device, network, time); or, with cold_start, new releases
                                 ranked by the cosine similarity of the listening embeddings
 
-Run it: `ctxtag serve` (uvicorn on 127.0.0.1:8000). Invalid input gets a 4xx naming the field
-and the reason; a model that is not loaded gets 503 from /ready and the model routes.
+Run it: `ctxtag serve` (uvicorn on 127.0.0.1:8000, ``--workers N`` processes). The service is built
+once per process at start-up. Invalid input gets a 4xx naming the field and the reason (never a
+500, and never the whole offending value echoed back); a body over its limit gets 413 before it is
+read; a store that does not answer within ``serving.store_timeout_ms`` gets 503 with the reason.
+With API keys in ``$CTXTAG_API_KEYS`` (``serving.api_keys_env``) every route but /health and /ready
+needs ``Authorization: Bearer <key>`` and each key is rate-limited (429 with Retry-After).
 """
 
 # no `from __future__ import annotations`: FastAPI reads the route annotations at runtime, and the
 # request models are built per params (they carry the params' devices, contexts, limits)
+import os
+import re
 import tempfile
+import threading
+import time
+from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 from ctxtag.config import Params
 
+OPEN_ROUTES = ("/health", "/ready", "/docs", "/openapi.json")
+RETRY_BUILD_S = 10.0          # a service that failed to build (no pipeline yet) is retried this often
+
+
+def api_keys(params: Params) -> set[str]:
+    return {k.strip() for k in os.environ.get(params.serving.api_keys_env, "").split(",") if k.strip()}
+
+
+def app_from_env():
+    """The app of a `ctxtag serve` worker process: params from $CTXTAG_PARAMS, the project root
+    the working directory, the online store from $CTXTAG_ONLINE_STORE / $CTXTAG_REDIS_URL."""
+    from ctxtag.config import load_params
+
+    return create_app(load_params(os.environ.get("CTXTAG_PARAMS", "params.yaml")), Path("."),
+                      online=os.environ.get("CTXTAG_ONLINE_STORE", "sqlite"),
+                      redis_url=os.environ.get("CTXTAG_REDIS_URL", "localhost:6379"))
+
 
 def create_app(params: Params, root: Path = Path("."), service=None, online: str = "sqlite",
                redis_url: str = "localhost:6379"):
-    import pandas as pd
-    from fastapi import FastAPI, File, HTTPException, UploadFile
+    from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
     from ctxtag.audio.decode import AudioError, load_clip
-    from ctxtag.serving.service import Service, UnknownUser
+    from ctxtag.serving.service import Service, StoreUnavailable, UnknownUser
 
     contexts = list(params.contexts)
-    state: dict = {"service": service, "error": None}
+    cfg = params.serving
+    state: dict = {"service": service, "error": None, "tried": 0.0}
+    build_lock = threading.Lock()
+
+    def build() -> None:
+        """Build the service (start-up, or a later retry while the pipeline had not run yet);
+        one build at a time, whatever the number of concurrent requests."""
+        with build_lock:
+            if state["service"] is not None or time.monotonic() - state["tried"] < RETRY_BUILD_S:
+                return
+            state["tried"] = time.monotonic()
+            try:
+                state["service"], state["error"] = Service(params, root, online, redis_url), None
+            except Exception as exc:              # noqa: BLE001 - reported by /ready, not a crash
+                state["error"] = f"{type(exc).__name__}: {exc}"
 
     def svc() -> Service:
         if state["service"] is None:
-            try:
-                state["service"] = Service(params, root, online, redis_url)
-            except Exception as exc:              # reported by /ready, not a crash of the server
-                state["error"] = f"{type(exc).__name__}: {exc}"
-                raise HTTPException(503, f"not ready: {state['error']}") from exc
-        return state["service"]
+            build()
+        s = state["service"]
+        if s is None:
+            raise HTTPException(503, f"not ready: {state['error']}")
+        s.refresh()                               # republished features: swap the catalogue
+        return s
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        if state["service"] is None:
+            build()
+        yield
 
     Situation, Recommend = request_models(params)
+    keys = api_keys(params)
+    limiter = RateLimiter(cfg.rate_per_s, cfg.burst)
+    bearer = HTTPBearer(auto_error=False)
 
-    app = FastAPI(title="ctxtag", version="1.0",
+    def authorised(request: Request,
+                   credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str | None:
+        if not keys or request.url.path in OPEN_ROUTES:     # probes stay open to the load balancer
+            return None
+        if credentials is None or credentials.credentials not in keys:
+            raise HTTPException(401, "missing or unknown API key (Authorization: Bearer <key>)",
+                                headers={"WWW-Authenticate": "Bearer"})
+        wait = limiter.take(credentials.credentials)
+        if wait > 0:
+            raise HTTPException(429, f"rate limit of {cfg.rate_per_s:g} requests/s per key",
+                                headers={"Retry-After": str(max(1, round(wait)))})
+        return credentials.credentials
+
+    app = FastAPI(title="ctxtag", version="1.0", lifespan=lifespan, dependencies=[Depends(authorised)],
                   description="Listening contexts for tracks, users, devices and times of day.")
+    app.state.ctxtag = state                      # the built service, for an app that shares it
+    app.add_middleware(BodyLimit, default=cfg.max_body_kb * 1024,
+                       limits={"/predict/audio": cfg.max_upload_mb * 2**20 + 64 * 1024})
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError):
+        # the field and the reason; a long input is cut, never echoed whole
+        return JSONResponse(status_code=422, content={"detail": [
+            {"loc": list(e.get("loc", ())), "msg": _cut(str(e.get("msg", ""))), "type": e.get("type"),
+             "input": _cut(repr(e.get("input")))} for e in exc.errors()[:20]]})
+
+    @app.exception_handler(StoreUnavailable)
+    async def store_down(_request: Request, exc: StoreUnavailable):
+        return JSONResponse(status_code=503, content={"detail": str(exc)}, headers={"Retry-After": "1"})
 
     @app.get("/health")
     def health() -> dict:
@@ -54,33 +133,39 @@ def create_app(params: Params, root: Path = Path("."), service=None, online: str
     @app.get("/ready")
     def ready() -> dict:
         s = svc()
-        listening = {name: {"tracks": len(index), "index": index.kind} for name, (_, index) in s.listening.items()} \
-            if s.listening else None
-        return {"status": "ready", "champion": s.tagger_version, "tracks": len(s.tracks),
-                "user_models": params.serving.split, "listening_embeddings": listening}
+        cat = s.catalogue
+        if len(cat.tracks) == 0:
+            raise HTTPException(503, "not ready: no track features published (run `ctxtag publish-features`)")
+        s.check_store()
+        listening = {name: {"tracks": len(index), "index": index.kind} for name, (_, index) in cat.listening.items()} \
+            if cat.listening else None
+        return {"status": "ready", "champion": s.tagger_version, "features": cat.version, "tracks": len(cat.tracks),
+                "recommend": cat.tracks.kind, "user_models": params.serving.split, "listening_embeddings": listening}
 
     @app.post("/predict/audio")
     def predict_audio(file: Annotated[UploadFile, File(description="wav, flac, ogg or mp3")], top: int = 5) -> dict:
         s = svc()
-        data = file.file.read(params.serving.max_upload_mb * 2**20 + 1)
-        if len(data) > params.serving.max_upload_mb * 2**20:
-            raise HTTPException(413, f"{file.filename}: larger than {params.serving.max_upload_mb} MB")
+        name = _cut(file.filename or "upload", 120)
+        data = file.file.read(cfg.max_upload_mb * 2**20 + 1)
+        if len(data) > cfg.max_upload_mb * 2**20:
+            raise HTTPException(413, f"{name}: larger than {cfg.max_upload_mb} MB")
         if not data:
-            raise HTTPException(422, f"{file.filename}: empty upload")
-        with tempfile.NamedTemporaryFile(suffix=Path(file.filename or "x").suffix) as tmp:
+            raise HTTPException(422, f"{name}: empty upload")
+        # the suffix only helps the decoder guess; a name never reaches the file system otherwise
+        with tempfile.NamedTemporaryFile(suffix=_safe_suffix(file.filename)) as tmp:
             tmp.write(data)
             tmp.flush()
             try:
                 clip = load_clip(tmp.name, params.audio)
             except AudioError as exc:
-                raise HTTPException(415, f"{file.filename}: {exc.reason.replace(tmp.name, 'upload')}") from exc
-        return {"file": file.filename, "model": s.tagger_version,
+                raise HTTPException(415, f"{name}: {exc.reason.replace(tmp.name, 'upload')}") from exc
+        return {"file": name, "model": s.tagger_version,
                 "contexts": [{"context": r["name"], "probability": r["score"]}
                              for r in s.audio_contexts(clip).top(min(max(top, 1), len(contexts)))]}
 
     def _situation(s, body: Situation):
         try:
-            return s.situation_contexts(body.user_id, body.device, body.network, pd.Timestamp(body.timestamp),
+            return s.situation_contexts(body.user_id, body.device, body.network, body.timestamp,
                                         body.age, body.gender)
         except UnknownUser as exc:
             raise HTTPException(404, f"unknown user {body.user_id!r}: no features in the online store") from exc
@@ -104,16 +189,17 @@ def create_app(params: Params, root: Path = Path("."), service=None, online: str
                 raise HTTPException(422, "situation.user_id differs from user_id")
             context, predicted = _situation(s, body.situation).top(1)[0]["name"], True
         try:
-            ranked = s.recommend(body.user_id, context)
+            ranked = s.recommend(body.user_id, context, body.k)
         except UnknownUser as exc:
             raise HTTPException(404, f"unknown user {body.user_id!r}: no features in the online store") from exc
         return {"user_id": body.user_id, "context": context, "context_predicted": predicted,
+                "features": s.catalogue.version,
                 "tracks": [{"track_id": r["name"], "score": r["score"]} for r in ranked.top(body.k)]}
 
     def _cold_start(s, body: Recommend) -> dict:
         if body.context is not None or body.situation is not None:
             raise HTTPException(422, "cold_start ranks new releases by listening embeddings: give no context or situation")
-        if s.listening is None:
+        if s.catalogue.listening is None:
             raise HTTPException(503, "listening embeddings are not published: run `ctxtag embeddings` and "
                                      "`ctxtag publish-features`")
         try:
@@ -121,10 +207,93 @@ def create_app(params: Params, root: Path = Path("."), service=None, online: str
         except UnknownUser as exc:
             raise HTTPException(404, f"unknown user {body.user_id!r}: no listening embedding in the online store") from exc
         return {"user_id": body.user_id, "context": None, "context_predicted": False, "cold_start": True,
-                "index": s.listening["new"][1].kind,
+                "index": s.catalogue.listening["new"][1].kind,
                 "tracks": [{"track_id": r["name"], "score": r["score"]} for r in ranked.top(body.k)]}
 
     return app
+
+
+def _cut(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _safe_suffix(filename: str | None) -> str:
+    suffix = Path(filename or "").suffix if filename and "\x00" not in filename else ""
+    return suffix if re.fullmatch(r"\.[A-Za-z0-9]{1,8}", suffix) else ""
+
+
+class RateLimiter:
+    """A token bucket per key: ``rate`` per second sustained, ``burst`` at once (per process)."""
+
+    def __init__(self, rate: float, burst: int):
+        self.rate, self.burst = rate, burst
+        self.buckets: dict[str, tuple[float, float]] = {}
+        self.lock = threading.Lock()
+
+    def take(self, key: str) -> float:
+        """0 if a request may go now, else the seconds until it may."""
+        with self.lock:
+            now = time.monotonic()
+            tokens, last = self.buckets.get(key, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+            if tokens >= 1:
+                self.buckets[key] = (tokens - 1, now)
+                return 0.0
+            self.buckets[key] = (tokens, now)
+            return (1 - tokens) / self.rate
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for a body over its route's limit — by Content-Length before anything
+    is read, and by counting for a chunked body, before the route reads past the limit."""
+
+    def __init__(self, app, default: int, limits: dict[str, int]):
+        self.app, self.default, self.limits = app, default, limits
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        limit = self.limits.get(scope["path"], self.default)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            return await _too_large(send, limit)
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise _TooLarge(limit)
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await _too_large(send, limit)
+
+
+def _too_large_error():
+    from starlette.exceptions import HTTPException
+
+    class TooLarge(HTTPException):
+        """An HTTPException, so FastAPI's body parsing passes it on as 413 (not 'error parsing')."""
+
+        def __init__(self, limit: int):
+            super().__init__(413, f"request body larger than {limit} bytes")
+    return TooLarge
+
+
+_TooLarge = _too_large_error()
+
+
+async def _too_large(send, limit: int) -> None:
+    import json
+
+    body = json.dumps({"detail": f"request body larger than {limit} bytes"}).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def request_models(params: Params, clock=None) -> tuple[type, type]:

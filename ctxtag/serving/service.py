@@ -1,30 +1,40 @@
 """What the serving API answers, without HTTP: contexts for audio (the registry's @champion tagger),
 contexts for a (user, device, time) (the situational GBT on Feast online user features),
-track recommendations for a user in a context (the user-aware tagger over the catalogue), and new
-releases for a user by the cosine similarity of the listening embeddings (Chen et al.; exact or
-HNSW search, ctxtag.serving.ann).
+track recommendations for a user in a context (the user-aware tagger over the catalogue,
+ctxtag.serving.recommend), and new releases for a user by the cosine similarity of the listening
+embeddings (Chen et al.; exact or HNSW search, ctxtag.serving.ann).
 
-Features are assembled by the same functions as training (ctxtag.context.streams.situation,
-ctxtag.context.features.blocks), so a served request sees exactly what a training row saw.
+Built once per process (the API's lifespan). Features are assembled by the same function as
+training (ctxtag.context.features.blocks), from a dict of one-element columns: no pandas frame on
+the request path. The catalogue (track terms, new-release index) is versioned by the feature
+store's publication stamp and swapped whole when features are republished, so a request sees one
+version. Every online-store read is bounded (``serving.store_timeout_ms``, one retry) and fails as
+StoreUnavailable, which the API answers with 503 and the reason.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
 from ctxtag.config import Params
 from ctxtag.context.features import blocks
-from ctxtag.context.streams import situation, user_feature_refs
+from ctxtag.context.streams import cyclic_time, user_feature_refs
 from ctxtag.platform.feast_definitions import offline_file
 
 
 class UnknownUser(LookupError):
     pass
+
+
+class StoreUnavailable(RuntimeError):
+    """The online store did not answer in time, or holds no features: the reason is the message."""
 
 
 @dataclass
@@ -37,48 +47,134 @@ class Ranked:
         return [{"name": self.names[j], "score": round(float(self.scores[j]), 5)} for j in order]
 
 
+@dataclass
+class Catalogue:
+    """One publication of the track features, as serving uses them."""
+
+    version: str
+    tracks: object                    # ctxtag.serving.recommend.Recommender
+    listening: dict | None            # "new" -> (track ids, cosine index), None when not published
+    probe_user: str | None            # a user the store must know while this version is served
+
+
 class Service:
     def __init__(self, params: Params, root: Path, online: str = "sqlite", redis_url: str = "localhost:6379"):
         from ctxtag.audio.melspec import LogMel
         from ctxtag.context import artifacts
         from ctxtag.platform.feature_store import open_store
 
+        torch.set_num_threads(1)          # one thread per worker process: threads fight on few cores
         self.params, self.root = params, Path(root)
         p = params.paths
-        self.store = open_store(self.root / p.feast, online, redis_url=redis_url)
+        self.feast_dir = self.root / p.feast
+        self.store = open_store(self.feast_dir, online, redis_url=redis_url,
+                                timeout_ms=params.serving.store_timeout_ms)
+        self._bound_retries()
         self.user_refs = user_feature_refs(self.store)
         models = self.root / p.user_models / params.serving.split
         self.situational = artifacts.load_situational(artifacts.model_path(models, "situational"))
         self.user_aware = artifacts.load_tagger(artifacts.model_path(models, "audio_user"))
         self.frontend = LogMel(params.audio).eval()
         self.tagger, self.tagger_version = self._champion()
-        tracks = self.store.get_online_features(
-            features=["track_audio_features:audio_embedding", "track_audio_features:context_probs"],
-            entity_rows=[{"track_id": t} for t in self._catalogue()]).to_dict()
-        self.tracks = pd.DataFrame(tracks).dropna(subset=["audio_embedding"]).reset_index(drop=True)
-        self.listening = self._listening_indexes()
+        self._lock = threading.Lock()
+        self.catalogue = self._load_catalogue()
+        self._checked = time.monotonic()
+
+    # --- the online store -------------------------------------------------------------------------
+    def _bound_retries(self) -> None:
+        """At most one retry of a failed Redis call on the request path (redis-py retries three
+        times with backoff by default)."""
+        online = self.store._get_provider().online_store
+        if hasattr(online, "_get_client"):
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
+            online._get_client(self.store.config.online_store).set_retry(Retry(NoBackoff(), 1))
+
+    def _online(self, refs: list[str], key: str, ids: list[str]) -> dict:
+        try:
+            return self.store.get_online_features(features=refs, entity_rows=[{key: i} for i in ids]).to_dict()
+        except Exception as exc:          # noqa: BLE001 - any store failure is the same to a client
+            raise StoreUnavailable(f"online store unavailable: {type(exc).__name__}: {exc}") from exc
+
+    def user_features(self, user_id: str) -> dict:
+        """The user's online features as one-element columns; UnknownUser if the store has none,
+        StoreUnavailable if it holds nobody's (emptied) or does not answer."""
+        got = self._online(self.user_refs, "user_id", [user_id])
+        if got["n_streams"][0] is None:
+            probe = self.catalogue.probe_user
+            if probe and probe != user_id and self._online(["user_listening_history:n_streams"], "user_id",
+                                                           [probe])["n_streams"][0] is None:
+                raise StoreUnavailable("online store holds no user features (emptied or not materialised)")
+            raise UnknownUser(user_id)
+        return got
+
+    def check_store(self) -> None:
+        """Readiness: the store answers and still holds the probe user's features."""
+        probe = self.catalogue.probe_user
+        if probe is None:
+            raise StoreUnavailable("no user features were published")
+        if self._online(["user_listening_history:n_streams"], "user_id", [probe])["n_streams"][0] is None:
+            raise StoreUnavailable("online store holds no user features (emptied or not materialised)")
+
+    # --- the catalogue, versioned by the publication stamp ------------------------------------------
+    def _load_catalogue(self) -> Catalogue:
+        """The published track features, read from the offline parquet the store was materialised
+        from (columnar, vectorised: a 10M-track catalogue is not 10M online lookups)."""
+        import pyarrow.parquet as pq
+
+        from ctxtag.platform.feature_store import published
+        from ctxtag.serving.recommend import Recommender, RetrievalConfig
+
+        stamp = published(self.feast_dir) or {}
+        table = pq.read_table(offline_file(self.feast_dir, "track_features"), columns=["track_id", "audio_embedding"])
+        table = table.filter(table.column("audio_embedding").is_valid())
+        ids = table.column("track_id").to_pylist()
+        emb = table.column("audio_embedding").combine_chunks()
+        audio = emb.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(ids), -1) \
+            if len(ids) else np.zeros((0, 256), np.float32)
+        s = self.params.serving
+        tracks = Recommender.from_model(self.user_aware, [str(i) for i in ids], audio,
+                                        RetrievalConfig(s.exhaustive_max, s.candidates, s.nprobe))
+        users = pq.read_table(offline_file(self.feast_dir, "user_history"), columns=["user_id"]).column(0)
+        return Catalogue(version=stamp.get("version", "unversioned"), tracks=tracks,
+                         listening=self._listening_indexes(), probe_user=str(users[len(users) - 1]) if len(users) else None)
+
+    def refresh(self) -> bool:
+        """Swap in the catalogue of a newer publication (checked at most every ``reload_s``);
+        requests in flight keep the one they started with. True if it changed."""
+        from ctxtag.platform.feature_store import published
+
+        if time.monotonic() - self._checked < self.params.serving.reload_s or not self._lock.acquire(blocking=False):
+            return False
+        try:
+            self._checked = time.monotonic()
+            stamp = published(self.feast_dir)
+            if stamp is None or stamp["version"] == self.catalogue.version:
+                return False
+            self.catalogue = self._load_catalogue()
+            return True
+        finally:
+            self._lock.release()
 
     def _listening_indexes(self) -> dict[str, tuple[list[str], object]] | None:
-        """The new releases' (cold_start) listening embeddings from the online store, indexed for
-        cosine search. None when not published."""
+        """The new releases' (cold_start) listening embeddings, indexed for cosine search. None
+        when not published."""
+        import pyarrow.parquet as pq
+
         from ctxtag.serving import ann
 
-        path = offline_file(self.root / self.params.paths.feast, "track_embeddings")
+        path = offline_file(self.feast_dir, "track_embeddings")
         if not path.exists():
             return None
-        ids = pd.read_parquet(path, columns=["track_id"])["track_id"].astype(str).tolist()
-        got = pd.DataFrame(self.store.get_online_features(
-            features=["track_listening_embedding:listening_embedding", "track_listening_embedding:cold_start"],
-            entity_rows=[{"track_id": t} for t in ids]).to_dict()).dropna(subset=["listening_embedding"])
+        table = pq.read_table(path, columns=["track_id", "listening_embedding", "cold_start"])
+        table = table.filter(table.column("listening_embedding").is_valid())
+        new = table.filter(table.column("cold_start").fill_null(False))
         cfg = self.params.embeddings
-        new = got[got["cold_start"].fillna(False).astype(bool)]
-        vectors = np.stack(new["listening_embedding"].to_numpy()) if len(new) else np.zeros((0, cfg.dim))
-        return {"new": (new["track_id"].astype(str).tolist(),
+        vectors = new.column("listening_embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False) \
+            .astype(np.float32).reshape(new.num_rows, -1) if new.num_rows else np.zeros((0, cfg.dim), np.float32)
+        return {"new": ([str(t) for t in new.column("track_id").to_pylist()],
                         ann.build(vectors, cfg.ann_min_tracks, cfg.ann_m, cfg.ann_ef_search))}
-
-    def _catalogue(self) -> list[str]:
-        frame = pd.read_parquet(offline_file(self.root / self.params.paths.feast, "track_features"), columns=["track_id"])
-        return frame["track_id"].astype(str).tolist()
 
     def _champion(self):
         import mlflow
@@ -103,54 +199,37 @@ class Service:
         return Ranked(list(self.params.contexts), torch.sigmoid(self.tagger(mel))[0].numpy())
 
     # --- (user, device, network, time) -> contexts (situational GBT) ----------------------------
-    def _user_frame(self, user_id: str, n: int = 1) -> pd.DataFrame:
-        got = self.store.get_online_features(features=self.user_refs, entity_rows=[{"user_id": user_id}]).to_dict()
-        frame = pd.DataFrame(got)
-        if frame["n_streams"].isna().all():
-            raise UnknownUser(user_id)
-        return frame.iloc[np.zeros(n, dtype=np.int64)].reset_index(drop=True)   # one row per track
-
-    def _situation_frame(self, user_id: str, device: str, network: str, when: pd.Timestamp,
-                         age: float | None, gender: str | None, n: int = 1) -> pd.DataFrame:
-        ev = pd.DataFrame({"event_timestamp": [when.tz_convert("UTC")],
-                           "utc_offset_min": [when.utcoffset().total_seconds() / 60]})
-        row = pd.concat([situation(ev), pd.DataFrame({"device": [device], "network": [network], "age": [age],
-                                                      "gender": [gender]})], axis=1)
-        frame = row.iloc[np.zeros(n, dtype=np.int64)].reset_index(drop=True)
-        return pd.concat([frame, self._user_frame(user_id, n).drop(columns=["user_id"], errors="ignore")], axis=1)
-
-    def _blocks(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    def _blocks(self, columns: dict) -> dict[str, np.ndarray]:
         p = self.params
-        return blocks(frame, p.contexts, p.logs.devices, p.logs.networks, p.logs.genders, p.user_models.history_dim)
+        return blocks(columns, p.contexts, p.logs.devices, p.logs.networks, p.logs.genders, p.user_models.history_dim)
 
-    def situation_contexts(self, user_id: str, device: str, network: str, when: pd.Timestamp,
+    def situation_contexts(self, user_id: str, device: str, network: str, when: datetime,
                            age: float | None = None, gender: str | None = None) -> Ranked:
+        """``when``: the listener's local time with its UTC offset (its wall clock is the local hour)."""
         from ctxtag.context import situational
 
-        frame = self._situation_frame(user_id, device, network, when, age, gender)
-        probs = situational.predict(self.situational, self._blocks(frame), len(self.params.contexts))[0]
+        time_of_day = cyclic_time(np.array([when.hour + when.minute / 60.0]), np.array([when.weekday()]))
+        columns = {**self.user_features(user_id), **time_of_day, "device": [device], "network": [network],
+                   "age": [np.nan if age is None else float(age)], "gender": [gender]}
+        probs = situational.predict(self.situational, self._blocks(columns), len(self.params.contexts))[0]
         return Ranked(list(self.params.contexts), probs)
 
     # --- user + context -> tracks (user-aware tagger over the catalogue) ------------------------
-    def recommend(self, user_id: str, context: str) -> Ranked:
-        from ctxtag.context import train as user_train
-
-        n = len(self.tracks)
-        frame = self._user_frame(user_id, n)
-        frame["audio_embedding"] = self.tracks["audio_embedding"].to_numpy()
-        frame["context_probs"] = self.tracks["context_probs"].to_numpy()
-        probs = user_train.predict(self.user_aware, self._blocks(frame))
-        j = self.params.contexts.index(context)
-        return Ranked(self.tracks["track_id"].astype(str).tolist(), probs[:, j])
+    def recommend(self, user_id: str, context: str, k: int) -> Ranked:
+        catalogue = self.catalogue                                   # one version for the whole request
+        x = self._blocks(self.user_features(user_id))
+        user_term = sum(self.user_aware.fused_term(b, torch.from_numpy(x[b])) for b in self.user_aware.inputs
+                        if b != "audio").numpy()[0]
+        ids, scores = catalogue.tracks.recommend(user_term, self.params.contexts.index(context), k)
+        return Ranked(ids, scores)
 
     # --- user -> new releases (listening embeddings, cosine) ---------------------------------------
     def recommend_new_releases(self, user_id: str, k: int) -> Ranked:
         """The k new releases whose AE is closest (cosine) to the user's UE."""
-        got = self.store.get_online_features(features=["user_listening_embedding:listening_embedding"],
-                                             entity_rows=[{"user_id": user_id}]).to_dict()
-        ue = got["listening_embedding"][0]
+        ue = self._online(["user_listening_embedding:listening_embedding"], "user_id",
+                          [user_id])["listening_embedding"][0]
         if ue is None:
             raise UnknownUser(user_id)
-        ids, index = self.listening["new"]
+        ids, index = self.catalogue.listening["new"]
         scores, idx = index.search(np.asarray(ue, dtype=np.float32)[None], k)
         return Ranked([ids[i] for i in idx[0]], scores[0])

@@ -61,3 +61,19 @@ def test_real_clip_loads_at_full_length():
         pytest.skip("real clips not present under ../shared/data/audio")
     y = load_clip(clips[0], CFG)
     assert y.shape == (661_500,) and 0.001 < np.sqrt(np.mean(y**2)) < 1
+
+
+def test_a_long_upload_is_decoded_only_as_far_as_the_crop(tmp_path):
+    """A 2 h file costs what a 61 s one does: decoding stops after offset + duration + 1 s."""
+    cfg = AudioConfig()
+    path = tmp_path / "two_hours.flac"
+    sr = 8_000
+    with sf.SoundFile(path, "w", samplerate=sr, channels=1, format="FLAC") as f:
+        block = (0.3 * np.sin(np.arange(sr * 60) * 0.05)).astype(np.float32)
+        for _ in range(120):
+            f.write(block)
+    assert path.stat().st_size < 30 * 2**20
+    head = decode(path, cfg.sample_rate, max_s=cfg.offset_s + cfg.duration_s + 1)
+    assert len(head) == int(round((cfg.offset_s + cfg.duration_s + 1) * cfg.sample_rate))
+    clip = load_clip(path, cfg)
+    assert len(clip) == cfg.n_samples and np.abs(clip).max() > 0.1

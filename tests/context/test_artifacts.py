@@ -21,7 +21,7 @@ def test_neural_and_gbt_models_round_trip(tmp_path):
     gbt = situational.fit(x, y, x, y, ("situation", "user"), CFG, 0)
     artifacts.save({"audio_user": (tagger, [{"epoch": 1}]), "situational": (gbt, [{"iterations": 5}])},
                    tmp_path, ("a", "b", "c"), CFG)
-    assert artifacts.model_path(tmp_path, "situational").name == "situational.joblib"
+    assert artifacts.model_path(tmp_path, "situational").name == "situational.npz"
     loaded = artifacts.load_tagger(artifacts.model_path(tmp_path, "audio_user"))
     xt = {k: torch.from_numpy(v) for k, v in x.items() if k in ("audio", "user")}
     torch.testing.assert_close(loaded.predict_proba(xt), tagger.predict_proba(xt))

@@ -152,3 +152,104 @@ def test_cold_start_recommendations_rank_new_releases_by_cosine_similarity(clien
     assert [t["score"] for t in got["tracks"]] == pytest.approx(np.sort(cos)[::-1][:5], abs=1e-4)
     assert c.post("/recommend", json={"user_id": user, "cold_start": True, "context": "gym"}).status_code == 422
     assert c.post("/recommend", json={"user_id": "nobody", "cold_start": True}).status_code == 404
+
+
+# --- hardening: limits, hostile input, authentication, republished features ----------------------
+@pytest.mark.slow
+def test_bodies_over_their_limit_get_413_before_they_are_read(client):
+    c, params, project = client
+    big = b"x" * (params.serving.max_body_kb * 1024 + 1)
+    r = c.post("/contexts", content=big, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "larger than" in r.json()["detail"]
+
+    def chunks():                                     # no Content-Length: counted as it streams
+        for _ in range(params.serving.max_body_kb + 2):
+            yield b" " * 1024
+    r = c.post("/contexts", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    r = c.post("/predict/audio", headers={"content-length": str(params.serving.max_upload_mb * 2**20 + 2**20),
+                                          "content-type": "multipart/form-data; boundary=x"}, content=b"--x--")
+    assert r.status_code == 413
+
+
+@pytest.mark.slow
+def test_a_long_field_is_not_echoed_whole(client):
+    c, _, _ = client
+    r = c.post("/contexts", json={"user_id": "u" * 50_000, "device": "car", "timestamp": "2026-01-07T08:15:00+01:00"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "user_id"
+    assert len(r.content) < 2_000
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("filename", ["song." + "a" * 300, "so\x00ng.flac", "../../etc/passwd", ""])
+def test_hostile_upload_names_get_a_4xx(client, filename):
+    c, _, project = client
+    clip = sorted((project / "data/raw/audio").glob("*.flac"))[0]
+    r = c.post("/predict/audio", files={"file": (filename, clip.read_bytes(), "audio/flac")})
+    assert r.status_code in (200, 415, 422), r.text
+    if r.status_code == 200:
+        assert len(r.json()["file"]) < 200
+
+
+@pytest.mark.slow
+def test_request_models_answer_any_json_without_a_500(client):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    c, params, project = client
+    user = _a_user(project)
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=40),
+                        st.sampled_from([user, "car", "wifi", "sleep", "2026-01-07T08:15:00+01:00",
+                                         "3000-01-01T00:00:00+00:00", "0001-01-01T00:00:00+00:00",
+                                         "2262-04-12T00:00:00+00:00", "NaN", "Infinity", "1e308"]))
+    values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.text(max_size=10), inner, max_size=3), max_leaves=6)
+    fields = st.sampled_from(["user_id", "device", "network", "timestamp", "age", "gender", "context", "k",
+                              "situation", "cold_start"])
+    bodies = st.dictionaries(fields, values, max_size=7)
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(route=st.sampled_from(["/contexts", "/recommend"]), body=bodies)
+    def never_500(route, body):
+        r = c.post(route, json=body)
+        assert r.status_code < 500, (route, body, r.text)
+
+    never_500()
+    # NaN and Infinity as JSON numbers (not valid JSON, but clients send them)
+    r = c.post("/contexts", content=b'{"user_id": "u", "device": "car", "timestamp": "2026-01-07T08:15:00+01:00", '
+                                    b'"age": NaN}', headers={"content-type": "application/json"})
+    assert r.status_code == 422
+
+
+@pytest.mark.slow
+def test_api_keys_and_rate_limit(client, monkeypatch):
+    c, params, project = client
+    monkeypatch.setenv(params.serving.api_keys_env, "k1, k2")
+    limited = dataclasses.replace(params, serving=dataclasses.replace(params.serving, rate_per_s=0.01, burst=3))
+    secured = TestClient(create_app(limited, project, service=c.app.state.ctxtag["service"]))
+    body = {"user_id": _a_user(project), "device": "car", "timestamp": "2026-01-07T08:15:00+01:00"}
+    assert secured.get("/health").status_code == 200                  # probes stay open
+    assert secured.post("/contexts", json=body).status_code == 401
+    assert secured.post("/contexts", json=body, headers={"Authorization": "Bearer nope"}).status_code == 401
+    codes = [secured.post("/contexts", json=body, headers={"Authorization": "Bearer k1"}).status_code
+             for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+    assert secured.post("/contexts", json=body, headers={"Authorization": "Bearer k2"}).status_code == 200
+
+
+@pytest.mark.slow
+def test_republished_features_are_served_without_a_restart(client):
+    from ctxtag.platform.feature_store import mark_published
+
+    c, params, project = client
+    service = c.app.state.ctxtag["service"] or (c.get("/ready") and c.app.state.ctxtag["service"])
+    before = c.get("/ready").json()["features"]
+    service.params = dataclasses.replace(params, serving=dataclasses.replace(params.serving, reload_s=0.0))
+    try:
+        version = mark_published(project / params.paths.feast, len(service.catalogue.tracks))
+        ready = c.get("/ready").json()
+        assert ready["features"] == version != before
+        r = c.post("/recommend", json={"user_id": _a_user(project), "context": "sleep", "k": 3})
+        assert r.json()["features"] == version
+    finally:
+        service.params = params

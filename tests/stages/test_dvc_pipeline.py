@@ -92,7 +92,7 @@ def test_repro_trains_and_compares_the_user_models(dvc_project):
             assert 0 <= r[model]["satisfaction"]["f1"] <= 1
     table = (project / "reports/user_models.md").read_text()
     assert table.count("| warm |") == 4 and "audio + user + device/time" in table
-    for name in ("audio_user.pt", "audio_user_situation.pt", "situational.joblib"):
+    for name in ("audio_user.pt", "audio_user_situation.pt", "situational.npz"):
         assert (project / "data/user_models/cold_user" / name).exists()
 
     import mlflow

@@ -1,0 +1,58 @@
+"""Every serving benchmark runs at smoke size (seconds), so none silently rots: the recommendation
+scaling without a pipeline, the HTTP load test and the online lookup on the pipeline's outputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _bench(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def test_bench_recommend_smoke(tmp_path):
+    out = _bench(str(ROOT / "benchmarks/bench_recommend.py"), "--smoke", "--out", str(tmp_path / "r.json"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = json.loads((tmp_path / "r.json").read_text())
+    assert [r["tracks"] for r in rows] == [1_000, 30_000]
+    assert rows[0]["kind"] == "exhaustive" and rows[0]["recall_at_20"] == 1.0
+    assert rows[1]["kind"].startswith("two-stage") and 0 < rows[1]["recall_at_20"] <= 1
+
+
+@pytest.mark.slow
+def test_bench_api_smoke(dvc_project, tmp_path):
+    from ctxtag.config import load_params
+    from ctxtag.platform.orchestration import in_project
+    from ctxtag.platform.promotion import promote
+    from ctxtag.platform.registry import register
+
+    raw = yaml.safe_load((dvc_project / "params.yaml").read_text())
+    raw.setdefault("registry", {})["model_name"] = f"bench-{uuid.uuid4().hex[:6]}"
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(raw))
+    params = load_params(params_file)
+    with in_project(dvc_project):
+        register(params)
+        promote(params, why="bench smoke")
+    out = _bench(str(ROOT / "benchmarks/bench_api.py"), "--smoke", "--project", str(dvc_project),
+                 "--params", str(params_file), "--out", str(tmp_path / "a.json"))
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    rows = json.loads((tmp_path / "a.json").read_text())
+    assert {r["route"] for r in rows} == {"/contexts", "/recommend"}
+    assert all(r["status"] == {"200": 60} for r in rows)
+
+
+@pytest.mark.slow
+def test_bench_online_lookup_smoke(dvc_project):
+    out = _bench(str(ROOT / "benchmarks/bench_online_lookup.py"), "--n", "20", "--project", str(dvc_project))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "ratio feast / raw" in out.stdout
