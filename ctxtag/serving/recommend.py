@@ -12,7 +12,8 @@ with a query that linearises the score around the mean track: the units active f
 (relu's gate) times the context's head row minus the mean head row (softmax's normalisation);
 stage 2 scores the candidates exactly. Request cost then depends on the candidate count, not the
 catalogue. Recall of the two-stage top k against exhaustive scoring is measured in
-benchmarks/bench_recommend.py and tested on the pipeline's catalogue.
+benchmarks/bench_recommend.py: with this query it is still poor (README), which is why catalogues
+up to ``exhaustive_max`` are scored exactly; a better stage-1 query is open work.
 """
 
 from __future__ import annotations
