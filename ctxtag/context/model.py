@@ -78,14 +78,9 @@ class ContextTagger(nn.Module):
     def fused_term(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """Branch ``name``'s share of the fused layer's pre-activation (no bias), (batch, fused_hidden)."""
         widths = [self.branches[k].fc.out_features for k in self.inputs]
-        start = sum(widths[: self.inputs.index(name)])
-        w = self.fused.weight[:, start:start + widths[self.inputs.index(name)]]
+        i = self.inputs.index(name)
+        w = self.fused.weight[:, sum(widths[:i]):sum(widths[:i + 1])]
         return self.branches[name](x) @ w.T
-
-    @torch.no_grad()
-    def head_of_fused(self, pre: torch.Tensor) -> torch.Tensor:
-        """Logits from the sum of the branch terms (eval mode): head(relu(sum + bias))."""
-        return self.head(torch.relu(pre + self.fused.bias))
 
     def fit_scaling(self, x: dict[str, np.ndarray]) -> None:
         for k in self.inputs:

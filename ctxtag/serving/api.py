@@ -29,6 +29,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
 from ctxtag.config import Params
 
 OPEN_ROUTES = ("/health", "/ready", "/docs", "/openapi.json")
@@ -193,7 +195,7 @@ def create_app(params: Params, root: Path = Path("."), service=None, online: str
         except UnknownUser as exc:
             raise HTTPException(404, f"unknown user {body.user_id!r}: no features in the online store") from exc
         return {"user_id": body.user_id, "context": context, "context_predicted": predicted,
-                "features": s.catalogue.version,
+                "features": ranked.version,
                 "tracks": [{"track_id": r["name"], "score": r["score"]} for r in ranked.top(body.k)]}
 
     def _cold_start(s, body: Recommend) -> dict:
@@ -273,24 +275,17 @@ class BodyLimit:
             await _too_large(send, limit)
 
 
-def _too_large_error():
-    from starlette.exceptions import HTTPException
+class _TooLarge(StarletteHTTPException):
+    """An HTTPException, so FastAPI's body parsing passes it on as 413 (not 'error parsing')."""
 
-    class TooLarge(HTTPException):
-        """An HTTPException, so FastAPI's body parsing passes it on as 413 (not 'error parsing')."""
-
-        def __init__(self, limit: int):
-            super().__init__(413, f"request body larger than {limit} bytes")
-    return TooLarge
-
-
-_TooLarge = _too_large_error()
+    def __init__(self, limit: int):
+        super().__init__(413, f"request body larger than {limit} bytes")
 
 
 async def _too_large(send, limit: int) -> None:
     import json
 
-    body = json.dumps({"detail": f"request body larger than {limit} bytes"}).encode()
+    body = json.dumps({"detail": _TooLarge(limit).detail}).encode()
     await send({"type": "http.response.start", "status": 413,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})

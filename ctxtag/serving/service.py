@@ -41,6 +41,7 @@ class StoreUnavailable(RuntimeError):
 class Ranked:
     names: list[str]
     scores: np.ndarray
+    version: str | None = None        # the features' publication that produced it, where one did
 
     def top(self, k: int) -> list[dict]:
         order = np.argsort(-self.scores, kind="stable")[:k]
@@ -55,6 +56,13 @@ class Catalogue:
     tracks: object                    # ctxtag.serving.recommend.Recommender
     listening: dict | None            # "new" -> (track ids, cosine index), None when not published
     probe_user: str | None            # a user the store must know while this version is served
+
+
+def _matrix(column, dim: int) -> np.ndarray:
+    """An arrow column of equal-length float lists (no nulls) -> (rows, dim) float32, vectorised."""
+    if len(column) == 0:
+        return np.zeros((0, dim), np.float32)
+    return column.combine_chunks().flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(column), -1)
 
 
 class Service:
@@ -102,19 +110,21 @@ class Service:
         StoreUnavailable if it holds nobody's (emptied) or does not answer."""
         got = self._online(self.user_refs, "user_id", [user_id])
         if got["n_streams"][0] is None:
-            probe = self.catalogue.probe_user
-            if probe and probe != user_id and self._online(["user_listening_history:n_streams"], "user_id",
-                                                           [probe])["n_streams"][0] is None:
-                raise StoreUnavailable("online store holds no user features (emptied or not materialised)")
+            if self.catalogue.probe_user not in (None, user_id):
+                self._probe()                     # everybody unknown: the store, not the user
             raise UnknownUser(user_id)
         return got
 
     def check_store(self) -> None:
         """Readiness: the store answers and still holds the probe user's features."""
-        probe = self.catalogue.probe_user
-        if probe is None:
+        if self.catalogue.probe_user is None:
             raise StoreUnavailable("no user features were published")
-        if self._online(["user_listening_history:n_streams"], "user_id", [probe])["n_streams"][0] is None:
+        self._probe()
+
+    def _probe(self) -> None:
+        """StoreUnavailable unless the store answers with the probe user's features."""
+        got = self._online(["user_listening_history:n_streams"], "user_id", [self.catalogue.probe_user])
+        if got["n_streams"][0] is None:
             raise StoreUnavailable("online store holds no user features (emptied or not materialised)")
 
     # --- the catalogue, versioned by the publication stamp ------------------------------------------
@@ -129,14 +139,14 @@ class Service:
         stamp = published(self.feast_dir) or {}
         table = pq.read_table(offline_file(self.feast_dir, "track_features"), columns=["track_id", "audio_embedding"])
         table = table.filter(table.column("audio_embedding").is_valid())
-        ids = table.column("track_id").to_pylist()
-        emb = table.column("audio_embedding").combine_chunks()
-        audio = emb.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(ids), -1) \
-            if len(ids) else np.zeros((0, 256), np.float32)
         s = self.params.serving
-        tracks = Recommender.from_model(self.user_aware, [str(i) for i in ids], audio,
+        tracks = Recommender.from_model(self.user_aware, [str(i) for i in table.column("track_id").to_pylist()],
+                                        _matrix(table.column("audio_embedding"), 256),
                                         RetrievalConfig(s.exhaustive_max, s.candidates, s.nprobe))
-        users = pq.read_table(offline_file(self.feast_dir, "user_history"), columns=["user_id"]).column(0)
+        # the probe: the last user of the last row group (one group read, not the whole column)
+        history = pq.ParquetFile(offline_file(self.feast_dir, "user_history"))
+        users = history.read_row_group(history.num_row_groups - 1, columns=["user_id"]).column(0) \
+            if history.num_row_groups else []
         return Catalogue(version=stamp.get("version", "unversioned"), tracks=tracks,
                          listening=self._listening_indexes(), probe_user=str(users[len(users) - 1]) if len(users) else None)
 
@@ -171,10 +181,9 @@ class Service:
         table = table.filter(table.column("listening_embedding").is_valid())
         new = table.filter(table.column("cold_start").fill_null(False))
         cfg = self.params.embeddings
-        vectors = new.column("listening_embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False) \
-            .astype(np.float32).reshape(new.num_rows, -1) if new.num_rows else np.zeros((0, cfg.dim), np.float32)
         return {"new": ([str(t) for t in new.column("track_id").to_pylist()],
-                        ann.build(vectors, cfg.ann_min_tracks, cfg.ann_m, cfg.ann_ef_search))}
+                        ann.build(_matrix(new.column("listening_embedding"), cfg.dim), cfg.ann_min_tracks, cfg.ann_m,
+                                  cfg.ann_ef_search))}
 
     def _champion(self):
         import mlflow
@@ -221,7 +230,7 @@ class Service:
         user_term = sum(self.user_aware.fused_term(b, torch.from_numpy(x[b])) for b in self.user_aware.inputs
                         if b != "audio").numpy()[0]
         ids, scores = catalogue.tracks.recommend(user_term, self.params.contexts.index(context), k)
-        return Ranked(ids, scores)
+        return Ranked(ids, scores, catalogue.version)
 
     # --- user -> new releases (listening embeddings, cosine) ---------------------------------------
     def recommend_new_releases(self, user_id: str, k: int) -> Ranked:
