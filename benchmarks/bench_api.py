@@ -1,8 +1,10 @@
 """Load test of the HTTP API on localhost: a real `ctxtag serve` (uvicorn, 1 and 2 worker processes
 of one thread each) hit by benchmarks/loadgen.py (its own process, keep-alive connections);
-throughput and p50/p99 per endpoint, side by side in one run.
+per endpoint, side by side in one run: closed loop (each client sends when answered: the throughput)
+and open loop (``--rate`` requests per second on schedule, latency from when each was due: what
+clients see at that rate).
 
-    python benchmarks/bench_api.py [--n 3000] [--concurrency 16] [--workers 1 2]
+    python benchmarks/bench_api.py [--n 3000] [--concurrency 16] [--workers 1 2] [--rate 500]
     python benchmarks/bench_api.py --smoke --project DIR --params FILE     (CI: seconds)
 
 Needs the outputs of `make demo` (a @champion registered and promoted). Goals (issue 14):
@@ -55,12 +57,13 @@ def serve(project: Path, params: Path, workers: int, timeout_s: float = 300) -> 
     raise RuntimeError("server did not become ready (run `make demo` first)")
 
 
-def load(url: str, bodies: list[dict], concurrency: int) -> dict:
+def load(url: str, bodies: list[dict], concurrency: int, rate: float | None = None) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as fh:
         fh.write("\n".join(json.dumps(b) for b in bodies))
     try:
         out = subprocess.run([sys.executable, str(ROOT / "benchmarks/loadgen.py"), url, fh.name,
-                              "--concurrency", str(concurrency)], capture_output=True, text=True, check=True)
+                              "--concurrency", str(concurrency), *(["--rate", str(rate)] if rate else [])],
+                             capture_output=True, text=True, check=True)
     finally:
         os.unlink(fh.name)
     return json.loads(out.stdout)
@@ -85,11 +88,12 @@ def main() -> int:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--project", default=str(ROOT))
     ap.add_argument("--params", default=None)
+    ap.add_argument("--rate", type=float, default=500.0, help="open loop: offered requests per second")
     ap.add_argument("--smoke", action="store_true", help="a few requests, one worker: that it runs")
     ap.add_argument("--out", default=None, help="also write the rows as JSON here")
     args = ap.parse_args()
     if args.smoke:
-        args.n, args.workers, args.concurrency = 60, [1], 4
+        args.n, args.workers, args.concurrency, args.rate = 60, [1], 4, 50.0
     project = Path(args.project)
     params = Path(args.params or project / "params.yaml")
     bodies = cases(project, args.n)
@@ -100,11 +104,13 @@ def main() -> int:
         try:
             for route, reqs in bodies.items():
                 load(f"{base}{route}", reqs[: max(args.concurrency * 4, 20)], args.concurrency)   # warm-up
-                r = {"route": route, "workers": workers, "concurrency": args.concurrency, **load(
-                    f"{base}{route}", reqs, args.concurrency)}
-                rows.append(r)
-                print(f"{route:<11} workers {workers}  {r['req_per_s']:7.1f} req/s   p50 {r['p50_ms']:6.2f} ms"
-                      f"   p99 {r['p99_ms']:6.2f} ms   status {r['status']}", flush=True)
+                for mode, rate in (("closed", None), ("open", args.rate)):
+                    r = {"route": route, "workers": workers, "concurrency": args.concurrency, "loop": mode,
+                         **load(f"{base}{route}", reqs, args.concurrency, rate)}
+                    rows.append(r)
+                    what = "as fast as answered" if rate is None else f"offered {rate:.0f}/s"
+                    print(f"{route:<11} workers {workers}  {what:<20} {r['req_per_s']:7.1f} req/s   "
+                          f"p50 {r['p50_ms']:6.2f} ms   p99 {r['p99_ms']:6.2f} ms   status {r['status']}", flush=True)
         finally:
             server.terminate()
             server.wait(timeout=60)

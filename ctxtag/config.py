@@ -277,8 +277,9 @@ class ServingConfig:
     store_timeout_ms: int = 200             # one online-store read; past it (one retry) the request gets 503
     reload_s: float = 10.0                  # how often the service looks for republished features
     exhaustive_max: int = 20_000            # /recommend scores catalogues up to this size whole
-    candidates: int = 400                   # beyond it: stage-1 candidates re-scored exactly
-    nprobe: int = 24                        # inverted lists visited per stage-1 query
+    prototypes: int = 64                    # beyond it, two stages: user prototypes (k-means) ...
+    per_list: int = 200                     # ... each with its top tracks per context ...
+    probes: int = 3                         # ... of which a request re-scores its nearest prototypes'
     api_keys_env: str = "CTXTAG_API_KEYS"   # comma-separated keys; unset = no authentication (demo)
     rate_per_s: float = 200.0               # per API key: sustained requests per second
     burst: int = 400                        # per API key: requests allowed at once

@@ -1,13 +1,13 @@
-"""The `feast` CLI on this feature repository, its data folder read from params.yaml (paths.feast).
+"""The `feast` CLI on the pipeline's feature store for any params file (its ``paths.feast``):
 
-    python feature_repo/feast_cli.py apply
-    python feature_repo/feast_cli.py materialize-incremental $(date -u +%FT%T)
-    python feature_repo/feast_cli.py serve
-    python feature_repo/feast_cli.py --online redis apply        # feature_store.redis.yaml
-    python feature_repo/feast_cli.py --params other.yaml apply
+    python feature_repo/feast_cli.py serve                        # = cd feature_repo && feast serve
+    python feature_repo/feast_cli.py --online redis serve         # the Redis online store
+    python feature_repo/feast_cli.py --params other.yaml feature-services list
 
-The feature_store*.yaml files name the folder as ``${CTXTAG_FEAST_DIR}`` (Feast expands environment
-variables there); this script sets it, and CTXTAG_PARAMS for definitions.py, then runs `feast`.
+With the default params, feature_repo/feature_store*.yaml already name the store (only Feast is
+needed); this script writes the same configuration for another data folder into a temporary file.
+Commands that write the registry or the online store (apply, teardown, materialize*) are refused:
+they are the DVC stage publish_features' output (`ctxtag publish-features`).
 """
 
 from __future__ import annotations
@@ -15,41 +15,53 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
+
+import yaml
 
 REPO = Path(__file__).resolve().parent
 ROOT = REPO.parent
 CONFIGS = {"sqlite": "feature_store.yaml", "redis": "feature_store.redis.yaml"}
+WRITES = {"apply", "teardown", "materialize", "materialize-incremental"}
 
 
-def feast_dir(params_file: Path) -> Path:
-    """paths.feast of ``params_file``, absolute (relative paths are relative to the project root)."""
-    from ctxtag.config import load_params
+def config(params_file: Path, online: str = "sqlite") -> dict:
+    """The feature_store*.yaml of this repository with the registry and online store of
+    ``params_file``'s paths.feast (absolute; relative paths are relative to the project root)."""
+    feast = yaml.safe_load(Path(params_file).read_text()).get("paths", {}).get("feast", "data/feast")
+    folder = (ROOT / feast).resolve()
+    cfg = yaml.safe_load((REPO / CONFIGS[online]).read_text())
+    cfg["registry"] = str(folder / Path(cfg["registry"]).name)
+    if online == "sqlite":
+        cfg["online_store"]["path"] = str(folder / "online.db")
+    return cfg
 
-    return (ROOT / load_params(params_file).paths.feast).resolve()
 
-
-def command(args: list[str], params_file: Path = ROOT / "params.yaml", online: str = "sqlite",
-            environ: dict[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
-    """The `feast` command line and environment that run ``args`` on this repository."""
-    env = {**(os.environ if environ is None else environ),
-           "CTXTAG_FEAST_DIR": str(feast_dir(params_file)), "CTXTAG_PARAMS": str(Path(params_file).resolve())}
+def command(args: list[str], config_file: Path) -> list[str]:
+    """The `feast` command line running ``args`` on this repository with ``config_file``."""
+    if WRITES & set(args):
+        raise SystemExit(f"feast {' '.join(args)}: the registry and online store are the output of the DVC stage "
+                         "publish_features; run `dvc repro publish_features` (or `ctxtag publish-features`)")
     here = Path(sys.executable).parent / "feast"
     feast = str(here) if here.exists() else shutil.which("feast") or "feast"
-    return [feast, "-c", str(REPO), "-f", str(REPO / CONFIGS[online]), *args], env
+    return [feast, "-c", str(REPO), "-f", str(config_file), *args]
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     parser.add_argument("--online", choices=sorted(CONFIGS), default="sqlite")
     parser.add_argument("feast_args", nargs=argparse.REMAINDER, help="arguments of the feast CLI")
     ns = parser.parse_args(argv)
-    cmd, env = command(ns.feast_args, ns.params, ns.online)
-    Path(env["CTXTAG_FEAST_DIR"]).mkdir(parents=True, exist_ok=True)
-    os.execvpe(cmd[0], cmd, env)
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = Path(tmp) / "feature_store.yaml"
+        cfg.write_text(yaml.safe_dump(config(ns.params, ns.online)))
+        env = {**os.environ, "CTXTAG_PARAMS": str(ns.params.resolve())}
+        return subprocess.call(command(ns.feast_args, cfg), env=env)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

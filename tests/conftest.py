@@ -111,6 +111,30 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
+def serve_feast(feast: Path, repo: Path, port: int, env: dict | None = None, timeout_s: float = 120.0):
+    """`feast serve` of ``repo`` on 127.0.0.1:``port``, returned once /health answers (its output
+    in the failure otherwise). The caller terminates it."""
+    import subprocess
+    import time
+
+    import httpx
+
+    server = subprocess.Popen([str(feast), "-c", str(repo), "serve", "-h", "127.0.0.1", "-p", str(port)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            raise AssertionError(f"feast serve did not come up in {timeout_s:.0f} s: "
+                                 f"{server.stdout.read().decode()[-2000:]}")
+        time.sleep(0.5)
+
+
 class MlflowServer:
     """`mlflow server` on a free local port with a SQLite store (``db``) and local artifacts,
     started in its own process group; ``kill()`` ends it with SIGKILL, as a crash would."""

@@ -16,6 +16,12 @@ from ctxtag.config import Params
 from ctxtag.platform.feast_definitions import definitions, offline_file
 
 
+def registry_file(feast_dir: Path, online: str) -> Path:
+    """The registry of an online store's publication (feature_repo/feature_store*.yaml name the
+    same files: one registry for the pipeline and the feast CLI)."""
+    return Path(feast_dir) / f"registry-{online}.db"
+
+
 def open_store(feast_dir: Path, online: str = "sqlite", redis_url: str = "localhost:6379",
                project: str = "ctxtag", timeout_ms: int | None = None):
     """``timeout_ms`` bounds each Redis operation (connect and read; serving sets it so a dead or
@@ -35,7 +41,7 @@ def open_store(feast_dir: Path, online: str = "sqlite", redis_url: str = "localh
         raise ValueError(f"online store must be sqlite or redis, not {online!r}")
     # repo_path on the config too: Feast resolves the sources' relative paths (as the registry
     # stores them, ctxtag.platform.feast_definitions) against the config's repo_path
-    config = RepoConfig(project=project, registry=str(feast_dir / f"registry-{online}.db"), provider="local",
+    config = RepoConfig(project=project, registry=str(registry_file(feast_dir, online)), provider="local",
                         online_store=online_store, offline_store={"type": "file"},
                         entity_key_serialization_version=3, repo_path=feast_dir)
     return FeatureStore(repo_path=str(feast_dir), config=config)

@@ -98,8 +98,9 @@ def create_app(params: Params, root: Path = Path("."), service=None, online: str
     limiter = RateLimiter(cfg.rate_per_s, cfg.burst)
     bearer = HTTPBearer(auto_error=False)
 
-    def authorised(request: Request,
-                   credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str | None:
+    # async: a check this small runs on the event loop (a sync dependency costs a thread hop per request)
+    async def authorised(request: Request,
+                         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str | None:
         if not keys or request.url.path in OPEN_ROUTES:     # probes stay open to the load balancer
             return None
         if credentials is None or credentials.credentials not in keys:

@@ -6,99 +6,187 @@ track's half of the network is computed once per catalogue, not per request:
 
     p(context | user, track) = softmax(head(relu(T[track] + u + b)))      T: (n_tracks, F), u: (F,)
 
-Small catalogues (up to ``exhaustive_max`` tracks) are scored exactly, whole. Beyond that,
-stage 1 retrieves ``candidates`` tracks from an inverted-file index over T (faiss, inner product)
-with a query that linearises the score around the mean track: the units active for the mean track
-(relu's gate) times the context's head row minus the mean head row (softmax's normalisation);
-stage 2 scores the candidates exactly. Request cost then depends on the candidate count, not the
-catalogue. Recall of the two-stage top k against exhaustive scoring is measured in
-benchmarks/bench_recommend.py: with this query it is still poor (README), which is why catalogues
-up to ``exhaustive_max`` are scored exactly; a better stage-1 query is open work.
+Small catalogues (up to ``exhaustive_max`` tracks) are scored exactly, whole. Beyond that:
+
+- stage 1, built once per catalogue: the users' terms are clustered into ``prototypes`` (k-means),
+  and for every (prototype, context) the ``per_list`` tracks the network ranks highest for that
+  prototype are kept — an index of exact answers for typical listeners. A request takes the lists
+  of the user's ``probes`` nearest prototypes for its context (a few hundred tracks);
+- stage 2: those candidates are scored exactly for the user.
+
+Why prototypes and not an inner-product index over T: the score is relu then softmax of T + u,
+not a dot product; a linearised query (relu's gate at the mean track, the context's head row)
+measured recall@20 ~0.01, because which tracks win depends on which units the *user* switches on.
+Nearby users switch on nearly the same units, so the nearest prototypes' exact lists hold the
+user's top tracks. Request cost depends on probes x per_list, not on the catalogue; recall@20
+against exhaustive scoring is measured in benchmarks/bench_recommend.py (README).
+
+The track terms (n x F float32) are the catalogue's memory; ``save``/``load`` keep them in an .npy
+file that worker processes map read-only, so N workers share one copy (ctxtag.serving.service).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import torch
 
 
 @dataclass(frozen=True)
 class RetrievalConfig:
     exhaustive_max: int = 20_000     # catalogues up to this size are scored whole, exactly
-    candidates: int = 400            # stage-1 tracks re-scored exactly in stage 2
-    nprobe: int = 24                 # inverted lists visited per query
+    prototypes: int = 64             # user prototypes (k-means of the users' terms)
+    per_list: int = 200              # tracks kept per (prototype, context)
+    probes: int = 3                  # nearest prototypes whose lists a request re-scores
 
 
 class Recommender:
-    def __init__(self, ids: list[str], terms: np.ndarray, head_w: np.ndarray, head_b: np.ndarray,
-                 fused_b: np.ndarray, cfg: RetrievalConfig = RetrievalConfig()):
-        self.ids, self.cfg = ids, cfg
+    def __init__(self, ids, terms: np.ndarray, head_w: np.ndarray, head_b: np.ndarray, fused_b: np.ndarray,
+                 cfg: RetrievalConfig = RetrievalConfig(), prototypes: np.ndarray | None = None,
+                 lists: np.ndarray | None = None):
+        """``ids``: track ids (an arrow string array or a list); ``terms`` (n, F): the track terms,
+        possibly a read-only memory map; ``prototypes`` (P, F) and ``lists`` (P, contexts,
+        per_list) rows: the stage-1 index, None for exhaustive scoring."""
+        self.ids = ids if isinstance(ids, pa.Array) else pa.array([str(i) for i in ids], pa.string())
+        self.terms, self.cfg = terms, cfg
         self.head_w = np.ascontiguousarray(head_w, dtype=np.float32)      # (contexts, F)
-        self.head_b = head_b.astype(np.float32)
-        self.fused_b = fused_b.astype(np.float32)
-        self.mean_term = terms.mean(axis=0).astype(np.float32) if len(terms) else np.zeros(len(fused_b), np.float32)
-        self.index = _ivf(terms, cfg) if len(terms) > cfg.exhaustive_max else None
-        self.terms = None if self.index is not None else np.ascontiguousarray(terms, dtype=np.float32)
+        self.head_b = np.asarray(head_b, dtype=np.float32)
+        self.fused_b = np.asarray(fused_b, dtype=np.float32)
+        self.prototypes, self.lists = prototypes, lists
 
     @classmethod
-    def from_model(cls, model, ids: list[str], audio: np.ndarray, cfg: RetrievalConfig = RetrievalConfig(),
-                   chunk: int = 65_536) -> Recommender:
-        """From the user-aware tagger and the catalogue's audio embeddings (n, 256)."""
-        terms = np.concatenate([model.fused_term("audio", torch.from_numpy(np.ascontiguousarray(
-            audio[i:i + chunk], dtype=np.float32))).numpy() for i in range(0, len(audio), chunk)]) \
-            if len(audio) else np.zeros((0, model.fused.out_features), np.float32)
-        return cls(ids, terms, model.head.weight.detach().numpy(), model.head.bias.detach().numpy(),
-                   model.fused.bias.detach().numpy(), cfg)
+    def build(cls, model, ids, audio: np.ndarray, user_terms: np.ndarray, cfg: RetrievalConfig = RetrievalConfig(),
+              chunk: int = 65_536) -> Recommender:
+        """From the user-aware tagger, the catalogue's audio embeddings (n, 256) and a sample of
+        users' terms (m, F) (the prototypes are theirs; unused for a small catalogue)."""
+        return cls.indexed(model, ids, track_terms(model, audio, chunk), user_terms, cfg)
+
+    @classmethod
+    def indexed(cls, model, ids, terms: np.ndarray, user_terms: np.ndarray,
+                cfg: RetrievalConfig = RetrievalConfig()) -> Recommender:
+        """From track terms already computed (a large catalogue streams them, ctxtag.serving.service)."""
+        head = (model.head.weight.detach().numpy(), model.head.bias.detach().numpy(), model.fused.bias.detach().numpy())
+        if len(terms) <= cfg.exhaustive_max or not len(user_terms):
+            return cls(ids, terms, *head, cfg)
+        protos = prototypes(user_terms, cfg.prototypes)
+        return cls(ids, terms, *head, cfg, protos, prototype_lists(terms, protos, *head, cfg.per_list))
 
     def __len__(self) -> int:
         return len(self.ids)
 
     @property
     def kind(self) -> str:
-        return "exhaustive" if self.index is None else f"two-stage (ivf, {self.cfg.candidates} candidates)"
+        return "exhaustive" if self.lists is None else \
+            f"two-stage ({self.cfg.probes} of {len(self.prototypes)} prototypes x {self.lists.shape[2]} tracks)"
 
     def probabilities(self, rows: np.ndarray, user_term: np.ndarray) -> np.ndarray:
         """(len(rows), contexts): the tagger's output for these tracks and this user, exactly."""
-        t = self.terms[rows] if self.index is None else self.index.reconstruct_batch(rows)
-        logits = np.maximum(t + (user_term + self.fused_b), 0.0) @ self.head_w.T + self.head_b
-        e = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
-
-    def query(self, user_term: np.ndarray, context: int) -> np.ndarray:
-        gate = (self.mean_term + user_term + self.fused_b) > 0
-        return (gate * (self.head_w[context] - self.head_w.mean(axis=0))).astype(np.float32)
+        return softmax(np.maximum(self.terms[rows] + (user_term + self.fused_b), 0.0) @ self.head_w.T + self.head_b)
 
     def candidates(self, user_term: np.ndarray, context: int) -> np.ndarray:
-        if self.index is None:
-            return np.arange(len(self.ids))
-        _, idx = self.index.search(self.query(user_term, context)[None], min(self.cfg.candidates, len(self.ids)))
-        return idx[0][idx[0] >= 0]
+        if self.lists is None:
+            return np.arange(len(self))
+        d = ((self.prototypes - user_term) ** 2).sum(axis=1)
+        near = np.argsort(d)[:self.cfg.probes]
+        return np.unique(self.lists[near, context].ravel())      # sorted rows: sequential reads of the map
 
     def recommend(self, user_term: np.ndarray, context: int, k: int) -> tuple[list[str], np.ndarray]:
         """The k tracks with the highest probability of ``context`` for this user, best first."""
         rows = self.candidates(user_term, context)
+        if len(rows) == 0:
+            return [], np.zeros(0, np.float32)
         scores = self.probabilities(rows, user_term)[:, context]
         k = min(k, len(rows))
         top = np.argpartition(-scores, k - 1)[:k] if 0 < k < len(rows) else np.arange(len(rows))
         top = top[np.argsort(-scores[top], kind="stable")]
-        return [self.ids[i] for i in rows[top]], scores[top]
+        return self.ids.take(pa.array(rows[top])).to_pylist(), scores[top]
+
+    # --- on disk: the terms mapped read-only and shared by the worker processes ------------------
+    def save(self, folder: Path) -> None:
+        """Into an existing (temporary) folder; the caller renames it into place (atomic)."""
+        folder = Path(folder)
+        with pa.OSFile(str(folder / "ids.arrow"), "wb") as sink, \
+                pa.ipc.new_file(sink, pa.schema([("track_id", pa.string())])) as writer:
+            writer.write(pa.record_batch([self.ids], names=["track_id"]))
+        np.save(folder / "terms.npy", np.ascontiguousarray(self.terms, dtype=np.float32))
+        np.savez(folder / "head.npz", head_w=self.head_w, head_b=self.head_b, fused_b=self.fused_b,
+                 **({} if self.lists is None else {"prototypes": self.prototypes, "lists": self.lists}))
+        (folder / "retrieval.json").write_text(json.dumps({**asdict(self.cfg), "tracks": len(self)}))
+
+    @classmethod
+    def load(cls, folder: Path) -> Recommender:
+        """Ids and terms mapped read-only (shared between processes), the small arrays read."""
+        folder = Path(folder)
+        meta = json.loads((folder / "retrieval.json").read_text())
+        ids = pa.ipc.open_file(pa.memory_map(str(folder / "ids.arrow"))).read_all().column(0).combine_chunks()
+        terms = np.load(folder / "terms.npy", mmap_mode="r", allow_pickle=False)
+        if meta.pop("tracks") != len(ids) or len(terms) != len(ids):
+            raise ValueError(f"{folder}: {len(ids)} track ids and {len(terms)} terms: not one build")
+        with np.load(folder / "head.npz", allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        return cls(ids, terms, arrays["head_w"], arrays["head_b"], arrays["fused_b"], RetrievalConfig(**meta),
+                   arrays.get("prototypes"), arrays.get("lists"))
 
 
-def _ivf(terms: np.ndarray, cfg: RetrievalConfig):
-    """An inverted-file index over the track terms (inner product): ~4 sqrt(n) lists (at most 4,096,
-    so that training stays minutes at 10M tracks) trained on a sample of 40 per list; its direct map
-    lets stage 2 read the candidates' exact terms back."""
+def softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@torch.no_grad()
+def track_terms(model, audio: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+    """(n, F) float32: the audio branch's share of the fused layer for each track, in chunks."""
+    out = np.empty((len(audio), model.fused.out_features), np.float32)
+    for lo in range(0, len(audio), chunk):
+        x = torch.from_numpy(np.ascontiguousarray(audio[lo:lo + chunk], dtype=np.float32))
+        out[lo:lo + len(x)] = model.fused_term("audio", x).numpy()
+    return out
+
+
+def prototypes(user_terms: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """k-means centroids of the users' terms (all of them when there are no more than k)."""
+    x = np.ascontiguousarray(user_terms, dtype=np.float32)
+    if len(x) <= k:
+        return x.copy()
     import faiss
 
-    x = np.ascontiguousarray(terms, dtype=np.float32)
-    nlist = int(min(max(4 * np.sqrt(len(x)), 16), 4096, len(x) // 39))
-    quantizer = faiss.IndexFlatIP(x.shape[1])
-    index = faiss.IndexIVFFlat(quantizer, x.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
-    rng = np.random.default_rng(0)
-    index.train(x[rng.choice(len(x), min(len(x), nlist * 40), replace=False)])
-    index.add(x)
-    index.make_direct_map()
-    index.nprobe = cfg.nprobe
-    return index
+    km = faiss.Kmeans(x.shape[1], k, niter=25, seed=seed, max_points_per_centroid=1_000)
+    km.train(x)
+    return km.centroids.copy()
+
+
+@torch.no_grad()
+def prototype_lists(terms: np.ndarray, protos: np.ndarray, head_w: np.ndarray, head_b: np.ndarray,
+                    fused_b: np.ndarray, per_list: int, chunk: int = 8_192) -> np.ndarray:
+    """(P, contexts, per_list) int32: for each prototype and context, the rows of the tracks with
+    the highest probability, best first. One pass over the terms: each chunk (small enough to stay
+    in cache while every prototype scores it, in place) is merged into running top lists (memory:
+    P x contexts x per_list, not n). The build's one-off cost uses every core."""
+    n, contexts = len(terms), len(head_b)
+    m = min(per_list, n)
+    w, hb = torch.from_numpy(np.ascontiguousarray(head_w.T, dtype=np.float32)), torch.from_numpy(head_b)
+    shift = torch.from_numpy(np.asarray(protos, dtype=np.float32) + fused_b)            # (P, F)
+    best = torch.full((len(protos), contexts, m), -1.0)
+    rows = torch.zeros((len(protos), contexts, m), dtype=torch.int64)
+    hidden, logits = torch.empty((chunk, len(fused_b))), torch.empty((chunk, contexts))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)
+    try:
+        for lo in range(0, n, chunk):
+            t = torch.from_numpy(np.ascontiguousarray(terms[lo:lo + chunk], dtype=np.float32))
+            h, lg = hidden[:len(t)], logits[:len(t)]
+            ids = torch.arange(lo, lo + len(t)).expand(contexts, -1)
+            for p in range(len(protos)):
+                torch.add(t, shift[p], out=h).relu_()
+                torch.addmm(hb, h, w, out=lg)
+                scores = torch.cat([best[p], torch.softmax(lg, dim=1).T], dim=1)
+                best[p], top = scores.topk(m, dim=1)
+                rows[p] = torch.cat([rows[p], ids], dim=1).gather(1, top)
+    finally:
+        torch.set_num_threads(threads)
+    return rows.numpy().astype(np.int32)

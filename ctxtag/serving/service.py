@@ -8,7 +8,8 @@ Built once per process (the API's lifespan). Features are assembled by the same 
 training (ctxtag.context.features.blocks), from a dict of one-element columns: no pandas frame on
 the request path. The catalogue (track terms, new-release index) is versioned by the feature
 store's publication stamp and swapped whole when features are republished, so a request sees one
-version. Every online-store read is bounded (``serving.store_timeout_ms``, one retry) and fails as
+version; a catalogue too large to score whole gets its two-stage index built once per publication
+into ``paths.serving_cache`` and mapped read-only by every worker. Every online-store read is bounded (``serving.store_timeout_ms``, one retry) and fails as
 StoreUnavailable, which the API answers with 503 and the reason.
 """
 
@@ -62,7 +63,23 @@ def _matrix(column, dim: int) -> np.ndarray:
     """An arrow column of equal-length float lists (no nulls) -> (rows, dim) float32, vectorised."""
     if len(column) == 0:
         return np.zeros((0, dim), np.float32)
-    return column.combine_chunks().flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(column), -1)
+    if hasattr(column, "combine_chunks"):
+        column = column.combine_chunks()
+    return column.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(column), -1)
+
+
+@torch.no_grad()
+def user_terms(model, x: dict[str, np.ndarray]) -> np.ndarray:
+    """(rows, F): the user-aware tagger's user half of the fused layer (ctxtag.serving.recommend)
+    for feature blocks ``x`` (ctxtag.context.features.blocks)."""
+    return sum(model.fused_term(b, torch.from_numpy(x[b])) for b in model.inputs if b != "audio").numpy()
+
+
+def _digest(path: Path) -> str:
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 class Service:
@@ -81,7 +98,9 @@ class Service:
         self.user_refs = user_feature_refs(self.store)
         models = self.root / p.user_models / params.serving.split
         self.situational = artifacts.load_situational(artifacts.model_path(models, "situational"))
-        self.user_aware = artifacts.load_tagger(artifacts.model_path(models, "audio_user"))
+        user_aware = artifacts.model_path(models, "audio_user")
+        self.user_aware = artifacts.load_tagger(user_aware)
+        self._user_aware_digest = _digest(user_aware)
         self.frontend = LogMel(params.audio).eval()
         self.tagger, self.tagger_version = self._champion()
         self._lock = threading.Lock()
@@ -134,21 +153,83 @@ class Service:
         import pyarrow.parquet as pq
 
         from ctxtag.platform.feature_store import published
-        from ctxtag.serving.recommend import Recommender, RetrievalConfig
 
         stamp = published(self.feast_dir) or {}
-        table = pq.read_table(offline_file(self.feast_dir, "track_features"), columns=["track_id", "audio_embedding"])
-        table = table.filter(table.column("audio_embedding").is_valid())
-        s = self.params.serving
-        tracks = Recommender.from_model(self.user_aware, [str(i) for i in table.column("track_id").to_pylist()],
-                                        _matrix(table.column("audio_embedding"), 256),
-                                        RetrievalConfig(s.exhaustive_max, s.candidates, s.nprobe))
+        version = stamp.get("version", "unversioned")
         # the probe: the last user of the last row group (one group read, not the whole column)
         history = pq.ParquetFile(offline_file(self.feast_dir, "user_history"))
         users = history.read_row_group(history.num_row_groups - 1, columns=["user_id"]).column(0) \
             if history.num_row_groups else []
-        return Catalogue(version=stamp.get("version", "unversioned"), tracks=tracks,
-                         listening=self._listening_indexes(), probe_user=str(users[len(users) - 1]) if len(users) else None)
+        return Catalogue(version=version, tracks=self._recommender(version), listening=self._listening_indexes(),
+                         probe_user=str(users[len(users) - 1]) if len(users) else None)
+
+    def _recommender(self, version: str):
+        """The user-aware tagger over the catalogue. A large one is built once per (publication,
+        model, retrieval settings) into ``paths.serving_cache`` under a file lock — the first worker
+        builds, the others wait and map the same terms read-only — and older builds are removed."""
+        import fcntl
+        import hashlib
+        import json
+        import shutil
+        import tempfile
+
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from ctxtag.serving.recommend import Recommender, RetrievalConfig, track_terms
+
+        s = self.params.serving
+        cfg = RetrievalConfig(s.exhaustive_max, s.prototypes, s.per_list, s.probes)
+        source = offline_file(self.feast_dir, "track_features")
+
+        def build() -> Recommender:
+            """Streamed in record batches: the audio embeddings (1 KB a track) are never all in
+            memory, only the terms (F floats a track) are."""
+            file = pq.ParquetFile(source)
+            terms = np.empty((file.metadata.num_rows, self.user_aware.fused.out_features), np.float32)
+            ids, n = [], 0
+            for batch in file.iter_batches(batch_size=65_536, columns=["track_id", "audio_embedding"]):
+                batch = batch.filter(batch.column("audio_embedding").is_valid())
+                terms[n:n + batch.num_rows] = track_terms(self.user_aware, _matrix(batch.column("audio_embedding"), 256))
+                ids.append(batch.column("track_id").cast("string"))
+                n += batch.num_rows
+            return Recommender.indexed(self.user_aware, pa.concat_arrays(ids) if ids else pa.array([], pa.string()),
+                                       terms[:n], self._user_sample(), cfg)
+
+        if pq.ParquetFile(source).metadata.num_rows <= cfg.exhaustive_max:
+            return build()
+        key = hashlib.sha256(json.dumps([version, self._user_aware_digest, vars(cfg)]).encode()).hexdigest()[:16]
+        cache = self.root / self.params.paths.serving_cache
+        cache.mkdir(parents=True, exist_ok=True)
+        with open(cache / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (cache / key).exists():
+                tmp = Path(tempfile.mkdtemp(dir=cache, prefix=".building-"))
+                try:
+                    build().save(tmp)
+                    tmp.rename(cache / key)
+                finally:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                for old in cache.iterdir():        # a worker still mapping one keeps its inode
+                    if old.is_dir() and old.name != key:
+                        shutil.rmtree(old, ignore_errors=True)
+        return Recommender.load(cache / key)
+
+    def _user_sample(self, rows: int = 20_000) -> np.ndarray:
+        """The terms of the users in the last row groups of the published history (at most
+        ``rows``): what the retrieval prototypes are clustered from."""
+        import pyarrow.parquet as pq
+
+        history = pq.ParquetFile(offline_file(self.feast_dir, "user_history"))
+        groups, n = [], 0
+        for g in range(history.num_row_groups - 1, -1, -1):
+            if n >= rows:
+                break
+            groups.append(g)
+            n += history.metadata.row_group(g).num_rows
+        if not groups:
+            return np.zeros((0, self.user_aware.fused.out_features), np.float32)
+        return self.user_terms(history.read_row_groups(groups).to_pandas().tail(rows))
 
     def refresh(self) -> bool:
         """Swap in the catalogue of a newer publication (checked at most every ``reload_s``);
@@ -224,11 +305,12 @@ class Service:
         return Ranked(list(self.params.contexts), probs)
 
     # --- user + context -> tracks (user-aware tagger over the catalogue) ------------------------
+    def user_terms(self, columns) -> np.ndarray:
+        return user_terms(self.user_aware, self._blocks(columns))
+
     def recommend(self, user_id: str, context: str, k: int) -> Ranked:
         catalogue = self.catalogue                                   # one version for the whole request
-        x = self._blocks(self.user_features(user_id))
-        user_term = sum(self.user_aware.fused_term(b, torch.from_numpy(x[b])) for b in self.user_aware.inputs
-                        if b != "audio").numpy()[0]
+        user_term = self.user_terms(self.user_features(user_id))[0]
         ids, scores = catalogue.tracks.recommend(user_term, self.params.contexts.index(context), k)
         return Ranked(ids, scores, catalogue.version)
 

@@ -23,9 +23,10 @@ def test_bench_recommend_smoke(tmp_path):
     out = _bench(str(ROOT / "benchmarks/bench_recommend.py"), "--smoke", "--out", str(tmp_path / "r.json"))
     assert out.returncode == 0, out.stderr[-3000:]
     rows = json.loads((tmp_path / "r.json").read_text())
-    assert [r["tracks"] for r in rows] == [1_000, 30_000]
-    assert rows[0]["kind"] == "exhaustive" and rows[0]["recall_at_20"] == 1.0
-    assert rows[1]["kind"].startswith("two-stage") and 0 < rows[1]["recall_at_20"] <= 1
+    assert [r["tracks"] for r in rows][1:] == [1_000, 30_000]
+    assert rows[0]["catalogue"].startswith("demo world") and rows[0]["kind"].startswith("two-stage")
+    assert rows[1]["kind"] == "exhaustive" and rows[1]["recall_at_20"] == 1.0
+    assert rows[2]["kind"].startswith("two-stage") and 0 < rows[2]["recall_at_20"] <= 1
 
 
 @pytest.mark.slow
@@ -47,8 +48,16 @@ def test_bench_api_smoke(dvc_project, tmp_path):
                  "--params", str(params_file), "--out", str(tmp_path / "a.json"))
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     rows = json.loads((tmp_path / "a.json").read_text())
-    assert {r["route"] for r in rows} == {"/contexts", "/recommend"}
+    assert {(r["route"], r["loop"]) for r in rows} == {(route, loop) for route in ("/contexts", "/recommend")
+                                                       for loop in ("closed", "open")}
     assert all(r["status"] == {"200": 60} for r in rows)
+    assert all(r["offered_per_s"] == 50.0 for r in rows if r["loop"] == "open")
+    out = _bench(str(ROOT / "benchmarks/profile_api.py"), "--n", "30", "--project", str(dvc_project),
+                 "--params", str(params_file), "--out", str(tmp_path / "p.json"), cwd=ROOT / "benchmarks")
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    phases = {r["phase"]: r["p50_ms"] for r in json.loads((tmp_path / "p.json").read_text())}
+    assert phases["contexts: situational forest (all trees at once)"] > 0
+    assert phases["contexts: over HTTP, one client"] > 0 and "recommend: HTTP stack (difference)" in phases
 
 
 @pytest.mark.slow

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from ctxtag.listening.history_embedding import fit_item_projection
 from ctxtag.listening.snapshots import daily_snapshots
 from ctxtag.platform.feature_store import open_store, publish
 from ctxtag.tagger.inference import track_frame
+from tests.conftest import serve_feast
 
 PARAMS = Params()
 
@@ -55,19 +54,8 @@ def test_feast_serve_answers_online_feature_requests(tmp_path):
         "offline_store": {"type": "file"}, "entity_key_serialization_version": 3}))
     port = _free_port()
     feast = Path(sys.executable).parent / "feast"
-    server = subprocess.Popen([str(feast), "-c", str(tmp_path), "serve", "-h", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy())
+    server = serve_feast(feast, tmp_path, port, os.environ.copy(), timeout_s=90)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, server.stdout.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "feast serve did not come up in 90 s"
-            time.sleep(0.5)
         resp = httpx.post(f"http://127.0.0.1:{port}/get-online-features", timeout=10,
                           json={"feature_service": "situational_model", "entities": {"user_id": ["u1", "ghost"]}})
         assert resp.status_code == 200, resp.text

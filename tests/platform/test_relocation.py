@@ -144,14 +144,35 @@ def test_a_second_project_in_the_same_process_gets_its_own_store(tmp_path, monke
     assert (second / "mlruns.db").exists()
 
 
-def test_feature_repo_sources_are_relative_to_the_repository(monkeypatch):
-    """feature_repo/ (the feast CLI's repository): the sources name paths.feast relative to it."""
+def test_feature_repo_names_the_pipelines_registry_relatively(monkeypatch):
+    """feature_repo/ (the feast CLI's repository) reads the registry and online store the pipeline
+    writes (one registry), named relative to it, and defines the sources as the pipeline does."""
+    import yaml
+
     from ctxtag.config import load_params
+    from ctxtag.platform.feature_store import registry_file
 
     feast_dir = (ROOT / load_params(ROOT / "params.yaml").paths.feast).resolve()
+    for online, name in (("sqlite", "feature_store.yaml"), ("redis", "feature_store.redis.yaml")):
+        cfg = yaml.safe_load((ROOT / "feature_repo" / name).read_text())
+        assert not Path(cfg["registry"]).is_absolute()
+        assert (ROOT / "feature_repo" / cfg["registry"]).resolve() == registry_file(feast_dir, online)
     monkeypatch.setenv("CTXTAG_PARAMS", str(ROOT / "params.yaml"))
-    monkeypatch.setenv("CTXTAG_FEAST_DIR", str(feast_dir))
     names = runpy.run_path(str(ROOT / "feature_repo/definitions.py"))
-    path = Path(names["user_listening_history"].batch_source.path)
-    assert not path.is_absolute()
-    assert (ROOT / "feature_repo" / path).resolve() == feast_dir / "user_history.parquet"
+    assert names["user_listening_history"].batch_source.path == "user_history.parquet"
+
+
+def test_feast_cli_names_another_data_folder_and_refuses_writes(tmp_path):
+    """feast_cli.py: another params file's paths.feast, absolute; apply/materialize refused."""
+    import yaml
+
+    names = runpy.run_path(str(ROOT / "feature_repo/feast_cli.py"))
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"paths": {"feast": str(tmp_path / "elsewhere")}}))
+    cfg = names["config"](tmp_path / "p.yaml", "sqlite")
+    assert cfg["registry"] == str(tmp_path / "elsewhere/registry-sqlite.db")
+    assert cfg["online_store"]["path"] == str(tmp_path / "elsewhere/online.db")
+    assert names["config"](tmp_path / "p.yaml", "redis")["registry"] == str(tmp_path / "elsewhere/registry-redis.db")
+    for args in (["apply"], ["materialize-incremental", "2026-01-01T00:00:00"], ["teardown"]):
+        with pytest.raises(SystemExit, match="publish_features"):
+            names["command"](args, tmp_path / "f.yaml")
+    assert names["command"](["serve"], tmp_path / "f.yaml")[-1] == "serve"

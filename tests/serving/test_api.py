@@ -123,6 +123,37 @@ def test_recommend_in_a_chosen_or_predicted_context(client):
     assert c.post("/recommend", json={"user_id": user, "context": "brunch"}).status_code == 422
 
 
+@pytest.mark.slow
+def test_a_large_catalogue_is_built_once_and_shared(client, tmp_path, monkeypatch):
+    """Past exhaustive_max the service ranks in two stages over an index built once per
+    publication into serving_cache; the next worker maps that build instead of rebuilding."""
+    import numpy as np
+
+    from ctxtag.serving import recommend
+    from ctxtag.serving.service import Service
+
+    c, params, project = client
+    exhaustive = c.app.state.ctxtag["service"] or (c.get("/ready") and c.app.state.ctxtag["service"])
+    small = dataclasses.replace(params, paths=dataclasses.replace(params.paths, serving_cache=tmp_path / "cache"),
+                                serving=dataclasses.replace(params.serving, exhaustive_max=10, prototypes=4,
+                                                            per_list=40, probes=2))
+    first = Service(small, project)
+    rec = first.catalogue.tracks
+    assert rec.kind.startswith("two-stage") and rec.lists.shape[2] == 40
+    assert isinstance(rec.terms, np.memmap) and len(rec) == len(exhaustive.catalogue.tracks)
+    builds = [d for d in (tmp_path / "cache").iterdir() if d.is_dir()]
+    assert len(builds) == 1 and not any(d.name.startswith(".building") for d in builds)
+    user = _a_user(project)
+    got = first.recommend(user, "sleep", 10)
+    u = exhaustive.user_terms(exhaustive.user_features(user))[0]
+    ids = exhaustive.catalogue.tracks.ids.to_pylist()
+    rows = np.array([ids.index(t) for t in got.names])
+    np.testing.assert_allclose(got.scores, exhaustive.catalogue.tracks.probabilities(rows, u)[
+        :, params.contexts.index("sleep")], atol=1e-6)
+    monkeypatch.setattr(recommend.Recommender, "build", lambda *a, **k: pytest.fail("rebuilt a cached catalogue"))
+    assert Service(small, project).recommend(user, "sleep", 10).names == got.names
+
+
 def test_not_ready_without_a_pipeline(tmp_path):
     c = TestClient(create_app(Params(), tmp_path))
     assert c.get("/health").status_code == 200

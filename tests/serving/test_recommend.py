@@ -1,5 +1,6 @@
 """Recommendations from the split network: the same probabilities as the whole tagger; two stages
-re-score their candidates exactly."""
+re-score their candidates exactly, their lists are the exact top tracks of each prototype, and a
+saved catalogue is the same catalogue, mapped."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 from ctxtag.context.model import ContextTagger
-from ctxtag.serving.recommend import Recommender, RetrievalConfig
+from ctxtag.serving.recommend import Recommender, RetrievalConfig, prototype_lists
 
 
 @pytest.fixture(scope="module")
@@ -18,16 +19,24 @@ def world():
     rng = np.random.default_rng(0)
     model.fit_scaling({"audio": rng.normal(size=(50, 32)), "user": rng.normal(size=(50, 9))})
     audio = rng.normal(size=(3000, 32)).astype(np.float32)
-    return model, [f"t{i}" for i in range(len(audio))], audio, rng.normal(size=(4, 9)).astype(np.float32)
+    return model, [f"t{i}" for i in range(len(audio))], audio, rng.normal(size=(40, 9)).astype(np.float32)
 
 
 def _user_term(model, user):
-    return model.fused_term("user", torch.from_numpy(user[None])).numpy()[0]
+    return _user_terms(model, user[None])[0]
+
+
+def _user_terms(model, users):
+    with torch.no_grad():
+        return model.fused_term("user", torch.from_numpy(users)).numpy()
+
+
+TWO_STAGE = RetrievalConfig(exhaustive_max=500, prototypes=8, per_list=60, probes=2)
 
 
 def test_split_network_equals_the_tagger(world):
     model, ids, audio, users = world
-    rec = Recommender.from_model(model, ids, audio)
+    rec = Recommender.build(model, ids, audio, _user_terms(model, users))
     for user in users:
         whole = model.predict_proba({"audio": torch.from_numpy(audio),
                                      "user": torch.from_numpy(np.repeat(user[None], len(audio), 0))}).numpy()
@@ -40,21 +49,54 @@ def test_split_network_equals_the_tagger(world):
 
 def test_two_stages_rescore_their_candidates_exactly(world):
     model, ids, audio, users = world
-    exact = Recommender.from_model(model, ids, audio)
-    two = Recommender.from_model(model, ids, audio, RetrievalConfig(exhaustive_max=500, candidates=300, nprobe=8))
-    assert exact.kind == "exhaustive" and two.kind.startswith("two-stage")
-    u = _user_term(model, users[0])
+    terms = _user_terms(model, users)
+    exact = Recommender.build(model, ids, audio, terms)
+    two = Recommender.build(model, ids, audio, terms, TWO_STAGE, chunk=700)
+    assert exact.kind == "exhaustive" and two.kind.startswith("two-stage") and two.lists.shape == (8, 5, 60)
+    u = terms[0]
     got, scores = two.recommend(u, 1, 20)
     assert len(got) == 20 and len(set(got)) == 20 and list(scores) == sorted(scores, reverse=True)
     rows = np.array([ids.index(t) for t in got])
     np.testing.assert_allclose(scores, exact.probabilities(rows, u)[:, 1], atol=1e-6)
-    # with every list probed and every track a candidate, the two stages are the exhaustive answer
-    full = Recommender.from_model(model, ids, audio, RetrievalConfig(exhaustive_max=500, candidates=len(ids),
-                                                                      nprobe=10_000))
+    # each list is its prototype's exact top tracks, merged across chunks
+    probs = exact.probabilities(np.arange(len(ids)), two.prototypes[3])
+    for c in range(5):
+        np.testing.assert_allclose(probs[two.lists[3, c], c], np.sort(probs[:, c])[::-1][:60], atol=1e-6)
+    # a user who is a prototype gets exactly the exhaustive answer (its list holds its top 20)
+    proto_user = two.prototypes[5]
+    assert two.recommend(proto_user, 2, 20)[0] == exact.recommend(proto_user, 2, 20)[0]
+    # with every prototype probed and every track in the lists, the two stages are the exhaustive answer
+    full = Recommender.build(model, ids, audio, terms, RetrievalConfig(500, 8, len(ids), 8))
     assert full.recommend(u, 1, 20)[0] == exact.recommend(u, 1, 20)[0]
+
+
+def test_lists_do_not_depend_on_the_chunking(world):
+    model, ids, audio, users = world
+    rec = Recommender.build(model, ids, audio, _user_terms(model, users), TWO_STAGE)
+    head = rec.head_w, rec.head_b, rec.fused_b
+    whole, chunked = (prototype_lists(rec.terms, rec.prototypes, *head, 60, chunk=c) for c in (3000, 37))
+    for p in range(len(rec.prototypes)):     # the same scores (rows may swap where floats tie)
+        probs = rec.probabilities(np.arange(len(ids)), rec.prototypes[p])
+        for c in range(5):
+            np.testing.assert_allclose(probs[whole[p, c], c], probs[chunked[p, c], c], atol=1e-6)
+        assert (np.isin(whole[p], chunked[p]).mean()) > 0.95
+
+
+def test_a_saved_catalogue_is_mapped_and_answers_the_same(world, tmp_path):
+    model, ids, audio, users = world
+    terms = _user_terms(model, users)
+    rec = Recommender.build(model, ids, audio, terms, TWO_STAGE)
+    rec.save(tmp_path)
+    back = Recommender.load(tmp_path)
+    assert isinstance(back.terms, np.memmap) and not back.terms.flags.writeable and back.kind == rec.kind
+    for u in terms[:5]:
+        assert back.recommend(u, 4, 10)[0] == rec.recommend(u, 4, 10)[0]
+    (tmp_path / "terms.npy").write_bytes((tmp_path / "terms.npy").read_bytes()[:-12 * 4 * 10])  # a cut file
+    with pytest.raises(ValueError):
+        Recommender.load(tmp_path)
 
 
 def test_an_empty_catalogue_recommends_nothing(world):
     model, _, audio, users = world
-    rec = Recommender.from_model(model, [], audio[:0])
+    rec = Recommender.build(model, [], audio[:0], _user_terms(model, users))
     assert len(rec) == 0 and rec.recommend(_user_term(model, users[0]), 0, 5)[0] == []
