@@ -32,9 +32,9 @@ from ctxtag.config import load_params  # noqa: E402
 from ctxtag.serving.recommend import (  # noqa: E402
     Recommender,
     RetrievalConfig,
+    log_odds,
     prototype_lists,
     prototypes,
-    softmax,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,8 +88,8 @@ def _terms(model, audio: np.ndarray, n: int, rng, chunk: int = 200_000) -> np.nd
 def _exact_top(rec: Recommender, u: np.ndarray, k: int, chunk: int = 1_000_000) -> np.ndarray:
     """(contexts, k) rows of the exhaustive top k, every context in one pass over the terms."""
     best = np.zeros((len(rec.head_b), 0)), np.zeros((len(rec.head_b), 0), np.int64)
-    for lo in range(0, len(rec), chunk):
-        p = softmax(np.maximum(rec.terms[lo:lo + chunk] + (u + rec.fused_b), 0) @ rec.head_w.T + rec.head_b).T
+    for lo in range(0, len(rec), chunk):       # ranked by log-odds, as serving ranks
+        p = log_odds(np.maximum(rec.terms[lo:lo + chunk] + (u + rec.fused_b), 0) @ rec.head_w.T + rec.head_b).T
         s = np.concatenate([best[0], p], axis=1)
         r = np.concatenate([best[1], np.broadcast_to(np.arange(lo, lo + p.shape[1]), p.shape)], axis=1)
         top = np.argpartition(-s, min(k, s.shape[1] - 1), axis=1)[:, :k]

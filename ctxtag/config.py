@@ -274,6 +274,7 @@ class ServingConfig:
     max_upload_mb: int = 20                 # an upload's compressed bytes (413 beyond, before reading)
     max_body_kb: int = 64                   # a JSON request body
     workers: int = 1                        # uvicorn worker processes (one thread each)
+    threads: int = 1                        # per worker: threads running request handlers (the rest queue)
     store_timeout_ms: int = 200             # one online-store read; past it (one retry) the request gets 503
     reload_s: float = 10.0                  # how often the service looks for republished features
     exhaustive_max: int = 20_000            # /recommend scores catalogues up to this size whole

