@@ -9,7 +9,9 @@ training (ctxtag.context.features.blocks), from a dict of one-element columns: n
 the request path. The catalogue (track terms, new-release index) is versioned by the feature
 store's publication stamp and swapped whole when features are republished, so a request sees one
 version; a catalogue too large to score whole gets its two-stage index built once per publication
-into ``paths.serving_cache`` and mapped read-only by every worker. Every online-store read is bounded (``serving.store_timeout_ms``, one retry) and fails as
+into ``paths.serving_cache`` and mapped read-only by every worker. User features are read through
+Feast's provider (ctxtag.platform.feature_store.OnlineReader). Every online-store read is bounded
+(``serving.store_timeout_ms``, one retry) and fails as
 StoreUnavailable, which the API answers with 503 and the reason.
 """
 
