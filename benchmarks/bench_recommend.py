@@ -89,7 +89,7 @@ def _exact_top(rec: Recommender, u: np.ndarray, k: int, chunk: int = 1_000_000) 
     """(contexts, k) rows of the exhaustive top k, every context in one pass over the terms."""
     best = np.zeros((len(rec.head_b), 0)), np.zeros((len(rec.head_b), 0), np.int64)
     for lo in range(0, len(rec), chunk):       # ranked by log-odds, as serving ranks
-        p = log_odds(np.maximum(rec.terms[lo:lo + chunk] + (u + rec.fused_b), 0) @ rec.head_w.T + rec.head_b).T
+        p = log_odds(rec.logits(slice(lo, lo + chunk), u)).T
         s = np.concatenate([best[0], p], axis=1)
         r = np.concatenate([best[1], np.broadcast_to(np.arange(lo, lo + p.shape[1]), p.shape)], axis=1)
         top = np.argpartition(-s, min(k, s.shape[1] - 1), axis=1)[:, :k]

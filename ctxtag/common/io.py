@@ -84,6 +84,17 @@ def process_alive(pid: str) -> bool:
     return True
 
 
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, read in 1 MB blocks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def write_text(text: str, path: Path) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

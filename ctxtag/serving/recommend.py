@@ -116,7 +116,7 @@ class Recommender:
 
     # --- on disk: the terms mapped read-only and shared by the worker processes ------------------
     def save(self, folder: Path) -> None:
-        """Into an existing (temporary) folder; the caller renames it into place (atomic)."""
+        """Into an existing (staging) folder; the caller swaps it into place (atomic_dir)."""
         folder = Path(folder)
         with pa.OSFile(str(folder / "ids.arrow"), "wb") as sink, \
                 pa.ipc.new_file(sink, pa.schema([("track_id", pa.string())])) as writer:

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ctxtag.common.io import file_sha256
 from ctxtag.config import Params
 from ctxtag.context.features import blocks
 from ctxtag.context.streams import USER_VIEWS, cyclic_time
@@ -77,13 +78,6 @@ def user_terms(model, x: dict[str, np.ndarray]) -> np.ndarray:
     return sum(model.fused_term(b, torch.from_numpy(x[b])) for b in model.inputs if b != "audio").numpy()
 
 
-def _digest(path: Path) -> str:
-    import hashlib
-
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 class Service:
     def __init__(self, params: Params, root: Path, online: str = "sqlite", redis_url: str = "localhost:6379"):
         from ctxtag.audio.melspec import LogMel
@@ -102,7 +96,7 @@ class Service:
         self.situational = artifacts.load_situational(artifacts.model_path(models, "situational"))
         user_aware = artifacts.model_path(models, "audio_user")
         self.user_aware = artifacts.load_tagger(user_aware)
-        self._user_aware_digest = _digest(user_aware)
+        self._user_aware_digest = file_sha256(user_aware)
         self.frontend = LogMel(params.audio).eval()
         self.tagger, self.tagger_version = self._champion()
         self._lock = threading.Lock()
@@ -174,21 +168,20 @@ class Service:
         import hashlib
         import json
         import shutil
-        import tempfile
 
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        from ctxtag.common.io import atomic_dir
         from ctxtag.serving.recommend import Recommender, RetrievalConfig, track_terms
 
         s = self.params.serving
         cfg = RetrievalConfig(s.exhaustive_max, s.prototypes, s.per_list, s.probes)
-        source = offline_file(self.feast_dir, "track_features")
+        file = pq.ParquetFile(offline_file(self.feast_dir, "track_features"))
 
         def build() -> Recommender:
             """Streamed in record batches: the audio embeddings (1 KB a track) are never all in
             memory, only the terms (F floats a track) are."""
-            file = pq.ParquetFile(source)
             terms = np.empty((file.metadata.num_rows, self.user_aware.fused.out_features), np.float32)
             ids, n = [], 0
             for batch in file.iter_batches(batch_size=65_536, columns=["track_id", "audio_embedding"]):
@@ -199,7 +192,7 @@ class Service:
             return Recommender.indexed(self.user_aware, pa.concat_arrays(ids) if ids else pa.array([], pa.string()),
                                        terms[:n], self._user_sample(), cfg)
 
-        if pq.ParquetFile(source).metadata.num_rows <= cfg.exhaustive_max:
+        if file.metadata.num_rows <= cfg.exhaustive_max:
             return build()
         key = hashlib.sha256(json.dumps([version, self._user_aware_digest, vars(cfg)]).encode()).hexdigest()[:16]
         cache = self.root / self.params.paths.serving_cache
@@ -207,12 +200,8 @@ class Service:
         with open(cache / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not (cache / key).exists():
-                tmp = Path(tempfile.mkdtemp(dir=cache, prefix=".building-"))
-                try:
-                    build().save(tmp)
-                    tmp.rename(cache / key)
-                finally:
-                    shutil.rmtree(tmp, ignore_errors=True)
+                with atomic_dir(cache / key) as staging:
+                    build().save(staging)
                 for old in cache.iterdir():        # a worker still mapping one keeps its inode
                     if old.is_dir() and old.name != key:
                         shutil.rmtree(old, ignore_errors=True)

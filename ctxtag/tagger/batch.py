@@ -52,7 +52,7 @@ import pyarrow.parquet as pq
 import torch
 
 from ctxtag.audio import mel_cache
-from ctxtag.common.io import atomic_path, audio_paths, write_json
+from ctxtag.common.io import atomic_path, audio_paths, file_sha256, write_json
 from ctxtag.common.progress import progress
 from ctxtag.config import Params, TrackFeaturesConfig
 from ctxtag.tagger import inference
@@ -102,14 +102,6 @@ def code_version() -> str:
     for module in (model_code, inference, sys.modules[__name__]):
         h.update(module.__name__.encode() + b"\0" + Path(module.__file__).read_bytes() + b"\0")
     return h.hexdigest()[:16]
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @cache
