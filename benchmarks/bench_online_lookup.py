@@ -3,7 +3,7 @@ same key, interleaved in one run: p50 / p99 latency and their ratio.
 
     python benchmarks/bench_online_lookup.py [--n 2000] [--project DIR]
 
-Needs the Redis server on 127.0.0.1:6379 and the snapshots of `make demo` (data/feast/*.parquet).
+Needs a Redis server (127.0.0.1:6379, or `--redis HOST:PORT`) and the snapshots of `make demo` (data/feast/*.parquet).
 The Feast call is what a service does: the situational_model FeatureService for one user,
 converted to a dict. The raw read is HGETALL of the hash Feast stores that user under.
 """

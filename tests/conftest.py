@@ -103,12 +103,49 @@ def mlflow_env(monkeypatch):
 
 
 def closed_port() -> int:
-    """A local port nothing listens on (bound once by the OS, then released)."""
+    """A local port nothing listens on (bound once by the OS, then released): free for a server
+    the test starts, or closed for a test of a server that is down."""
     import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def start_redis(port: int, timeout_s: float = 10.0) -> subprocess.Popen:
+    """A private redis-server on 127.0.0.1:``port`` (no persistence), returned once it accepts."""
+    import socket
+    import time
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"redis-server did not start on port {port}")
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """The Redis the Feast tests use: ``$CTXTAG_TEST_REDIS_URL`` when given (host:port), else one
+    of the suite's own on a free port, stopped at the end (no server to start by hand)."""
+    given = os.environ.get("CTXTAG_TEST_REDIS_URL")
+    if given:
+        yield given
+        return
+    port = closed_port()
+    proc = start_redis(port)
+    yield f"127.0.0.1:{port}"
+    proc.kill()
+    proc.wait()
 
 
 def serve_feast(feast: Path, repo: Path, port: int, env: dict | None = None, timeout_s: float = 120.0):

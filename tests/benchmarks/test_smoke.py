@@ -61,7 +61,8 @@ def test_bench_api_smoke(dvc_project, tmp_path):
 
 
 @pytest.mark.slow
-def test_bench_online_lookup_smoke(dvc_project):
-    out = _bench(str(ROOT / "benchmarks/bench_online_lookup.py"), "--n", "20", "--project", str(dvc_project))
+def test_bench_online_lookup_smoke(dvc_project, redis_url):
+    out = _bench(str(ROOT / "benchmarks/bench_online_lookup.py"), "--n", "20", "--project", str(dvc_project),
+                 "--redis", redis_url)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "ratio feast / raw" in out.stdout

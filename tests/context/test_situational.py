@@ -23,6 +23,8 @@ def test_forest_equals_the_booster(n_classes, tmp_path):
     model, _, x_new = _fit(n_classes)
     x_new[::7, 3] = np.nan
     forest = compile_forest(model, ["a"])
+    # the same trees added in the same order: the booster's raw scores to the last bit
+    np.testing.assert_array_equal(forest.raw(x_new), model._raw_predict(x_new))
     np.testing.assert_allclose(forest.predict_proba(x_new), model.predict_proba(x_new), rtol=0, atol=1e-12)
     assert forest.n_iter == model.n_iter_
     # saved and loaded as plain arrays (no pickle), it predicts the same, one row or many

@@ -6,20 +6,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
 
 import pytest
 
-from tests.conftest import ROOT, tool_env
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.conftest import ROOT, closed_port, tool_env
 
 
 def _get(url: str, token: str | None = None, data: dict | None = None) -> dict:
@@ -32,7 +25,7 @@ def _get(url: str, token: str | None = None, data: dict | None = None) -> dict:
 
 @pytest.mark.slow
 def test_standalone_serves_the_dags_on_localhost(tmp_path):
-    port = _free_port()
+    port = closed_port()
     env = {**tool_env(), "AIRFLOW_HOME": str(tmp_path), "AIRFLOW_PORT": str(port)}
     proc = subprocess.Popen(["bash", str(ROOT / "scripts/airflow_standalone.sh")], env=env, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

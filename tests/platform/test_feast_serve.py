@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import uuid
 from pathlib import Path
@@ -19,15 +18,9 @@ from ctxtag.listening.history_embedding import fit_item_projection
 from ctxtag.listening.snapshots import daily_snapshots
 from ctxtag.platform.feature_store import open_store, publish
 from ctxtag.tagger.inference import track_frame
-from tests.conftest import serve_feast
+from tests.conftest import closed_port, serve_feast
 
 PARAMS = Params()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
@@ -52,7 +45,7 @@ def test_feast_serve_answers_online_feature_requests(tmp_path):
         "project": project, "provider": "local", "registry": str(tmp_path / "registry-sqlite.db"),
         "online_store": {"type": "sqlite", "path": str(tmp_path / "online.db")},
         "offline_store": {"type": "file"}, "entity_key_serialization_version": 3}))
-    port = _free_port()
+    port = closed_port()
     feast = Path(sys.executable).parent / "feast"
     server = serve_feast(feast, tmp_path, port, os.environ.copy(), timeout_s=90)
     try:

@@ -47,21 +47,11 @@ def rng_probs() -> np.ndarray:
     return np.random.default_rng(7).random((3, len(PARAMS.contexts))).astype(np.float32)
 
 
-def _redis_url() -> str:
-    import redis
-
-    try:
-        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=2).ping()
-    except redis.exceptions.ConnectionError as exc:
-        pytest.fail(f"these tests need the Redis server on 127.0.0.1:6379 (.ci/run starts it): {exc}")
-    return "127.0.0.1:6379"
-
-
 @pytest.fixture(params=["sqlite", "redis"])
 def store(request, tmp_path, snapshots):
     _, history, device_time, tracks = snapshots
     project = f"ctxtagtest{uuid.uuid4().hex[:8]}"            # keys of this run only, removed after
-    url = _redis_url() if request.param == "redis" else "unused"
+    url = request.getfixturevalue("redis_url") if request.param == "redis" else "unused"
     fs = open_store(tmp_path, request.param, redis_url=url, project=project)
     stats = publish(fs, PARAMS, tmp_path, history, device_time, tracks, chunk_days=5)
     assert stats["materialize_chunks"] >= 4

@@ -8,8 +8,6 @@ import dataclasses
 import os
 import shutil
 import signal
-import socket
-import subprocess
 import time
 import uuid
 
@@ -24,32 +22,16 @@ from ctxtag.platform.orchestration import in_project
 from ctxtag.platform.promotion import promote
 from ctxtag.platform.registry import register
 from ctxtag.serving.api import create_app
+from tests.conftest import closed_port, start_redis
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("redis-server") is None, reason="no redis-server")]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _redis(port: int) -> subprocess.Popen:
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return proc
-        time.sleep(0.05)
-    raise RuntimeError("redis-server did not start")
 
 
 @pytest.fixture(scope="module")
 def redis_api(dvc_project, tmp_path_factory):
     """The pipeline's features published into a Redis of our own, an API in front of it."""
-    port = _free_port()
-    proc = _redis(port)
+    port = closed_port()
+    proc = start_redis(port)
     params = load_params(dvc_project / "params.yaml")
     feast = tmp_path_factory.mktemp("feast")
     for f in (dvc_project / params.paths.feast).glob("*.parquet"):
@@ -102,7 +84,7 @@ def test_a_killed_store_then_an_empty_one(redis_api):
     assert r.status_code == 503 and "online store unavailable" in r.json()["detail"] and took < 2.0
     r = c.get("/ready")
     assert r.status_code == 503
-    state["proc"] = _redis(state["port"])                 # back, but empty: nobody is known
+    state["proc"] = start_redis(state["port"])                 # back, but empty: nobody is known
     r, _ = _timed(c, user)
     assert r.status_code == 503 and "holds no user features" in r.json()["detail"], r.text
     r = c.get("/ready")
