@@ -27,8 +27,7 @@ from bench_api import ROOT, cases, load, serve  # noqa: E402
 
 def _phases(service, situation: dict, request: dict) -> dict[str, float]:
     """Seconds per phase of one /contexts and one /recommend, as the service runs them."""
-    from ctxtag.context import situational
-    from ctxtag.context.streams import cyclic_time
+    from ctxtag.serving.service import situation_columns
 
     out, t = {}, time.perf_counter()
 
@@ -41,14 +40,11 @@ def _phases(service, situation: dict, request: dict) -> dict[str, float]:
     when = datetime.fromisoformat(situation["timestamp"])
     features = service.user_features(situation["user_id"])
     lap("contexts: Feast online read (situational_model features)")
-    time_of_day = cyclic_time(np.array([when.hour + when.minute / 60.0]), np.array([when.weekday()]))
-    x = service._blocks({**features, **time_of_day, "device": [situation["device"]],
-                         "network": [situation["network"]], "age": [np.nan], "gender": [None]})
+    x = service._blocks(situation_columns(features, situation["device"], situation["network"], when, None, None))
     lap("contexts: feature blocks from the columns")
-    probs = situational.predict(service.situational, x, len(service.params.contexts))[0]
-    lap("contexts: situational forest (all trees at once)")
-    json.dumps({"contexts": [{"context": c, "probability": round(float(p), 5)}
-                             for c, p in zip(service.params.contexts, probs, strict=True)]})
+    ranked = service.contexts_of(x)
+    lap("contexts: situational forest (compiled walk of all trees)")
+    json.dumps({"contexts": [{"context": r["name"], "probability": r["score"]} for r in ranked.top(3)]})
     lap("contexts: ranking + JSON of the answer")
     features = service.user_features(request["user_id"])
     lap("recommend: Feast online read")
@@ -67,6 +63,7 @@ def main() -> int:
     ap.add_argument("--project", default=str(ROOT))
     ap.add_argument("--params", default=None)
     ap.add_argument("--online", default="sqlite", choices=["sqlite", "redis"])
+    ap.add_argument("--redis-url", default="localhost:6379")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     import torch
@@ -77,7 +74,7 @@ def main() -> int:
     torch.set_num_threads(1)
     project = Path(args.project)
     params_file = Path(args.params or project / "params.yaml")
-    service = Service(load_params(params_file), project, online=args.online)
+    service = Service(load_params(params_file), project, online=args.online, redis_url=args.redis_url)
     bodies = cases(project, args.n)
     for s, r in zip(bodies["/contexts"][:50], bodies["/recommend"][:50], strict=True):     # warm-up
         _phases(service, s, r)
@@ -88,7 +85,7 @@ def main() -> int:
         rows.append({"phase": f"{route}: in process, total", "p50_ms": round(float(np.median(
             [sum(v for k, v in x.items() if k.startswith(route)) for x in runs])) * 1000, 3), "p99_ms": None})
     del service
-    server, base = serve(project, params_file, 1)
+    server, base = serve(project, params_file, 1, online=args.online, redis_url=args.redis_url)
     try:
         for route in ("/contexts", "/recommend"):
             load(f"{base}{route}", bodies[route][:100], 1)

@@ -75,8 +75,9 @@ def _summary(params: Params, args: argparse.Namespace) -> dict:
 
 
 def _serve(params: Params, args: argparse.Namespace) -> dict:
-    """uvicorn with ``--workers`` processes of one thread each (torch, OpenMP and OpenBLAS pools of
-    one: on a few cores, per-library thread pools fight each other under concurrent requests)."""
+    """uvicorn in ``--workers`` processes with a socket each (ctxtag.serving.workers), of one thread
+    each (torch, OpenMP and OpenBLAS pools of one: on a few cores, per-library thread pools fight
+    each other under concurrent requests)."""
     from ctxtag.serving.api import api_keys
 
     host = args.host or params.serving.host
@@ -85,11 +86,12 @@ def _serve(params: Params, args: argparse.Namespace) -> dict:
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
     os.environ["CTXTAG_PARAMS"] = str(Path(args.params).resolve())
-    import uvicorn
+    from ctxtag.serving.workers import serve
 
-    uvicorn.run("ctxtag.serving.api:app_from_env", factory=True, host=host,
-                port=args.port or params.serving.port, workers=args.workers or params.serving.workers,
-                log_level="warning")
+    status = serve("ctxtag.serving.api:app_from_env", host, args.port or params.serving.port,
+                   args.workers or params.serving.workers)
+    if status:
+        raise RuntimeError("the API's workers kept dying at start-up (their errors are above)")
     return {"stopped": True}
 
 
@@ -163,7 +165,8 @@ EXIT_CODES = """exit codes:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ctxtag", description=__doc__, epilog=EXIT_CODES,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument("--params", default=None,
+                        help="params file (default: ./params.yaml, or the embedded defaults where there is none)")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (_, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text)
@@ -222,6 +225,9 @@ def _service_down(command: str, exc: Exception) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.params is not None and not Path(args.params).is_file():
+            raise ConfigError(f"--params {args.params}: no such file")     # not silently the defaults
+        args.params = args.params or "params.yaml"
         params = load_params(args.params)
         func, _ = COMMANDS[args.command]
         start = time.perf_counter()

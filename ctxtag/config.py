@@ -273,7 +273,7 @@ class ServingConfig:
     split: str = "warm"                     # which split's user models answer requests
     max_upload_mb: int = 20                 # an upload's compressed bytes (413 beyond, before reading)
     max_body_kb: int = 64                   # a JSON request body
-    workers: int = 1                        # uvicorn worker processes (one thread each)
+    workers: int = 1                        # worker processes, a socket each (ctxtag.serving.workers)
     threads: int = 1                        # per worker: threads running request handlers (the rest queue)
     store_timeout_ms: int = 200             # one online-store read; past it (one retry) the request gets 503
     reload_s: float = 10.0                  # how often the service looks for republished features

@@ -44,6 +44,12 @@ def test_bad_params_exit_2(tmp_path, capsys):
     assert "labels.min_playlists" in capsys.readouterr().err
 
 
+def test_a_params_file_that_is_not_there_is_an_error_not_the_defaults(tmp_path, capsys):
+    missing = tmp_path / "typo.yaml"
+    assert main(["--params", str(missing), "summary"]) == 2
+    assert f"--params {missing}: no such file" in capsys.readouterr().err
+
+
 def test_title_agreement_on_a_small_reference(tmp_path, capsys):
     ref = tmp_path / "titles.tsv"
     ref.write_text("playlist_id\teditor\ttitle\tmatches\n1\t0\t#Workout!!\tworkout\n"

@@ -9,16 +9,18 @@
                                 from (device, network, time); or, with cold_start, new releases
                                 ranked by the cosine similarity of the listening embeddings
 
-Run it: `ctxtag serve` (uvicorn on 127.0.0.1:8000, ``--workers N`` processes). The service is built
-once per process at start-up. Invalid input gets a 4xx naming the field and the reason (never a
-500, and never the whole offending value echoed back); a body over its limit gets 413 before it is
-read; a store that does not answer within ``serving.store_timeout_ms`` gets 503 with the reason.
-With API keys in ``$CTXTAG_API_KEYS`` (``serving.api_keys_env``) every route but /health and /ready
-needs ``Authorization: Bearer <key>`` and each key is rate-limited (429 with Retry-After).
+Run it: `ctxtag serve` (uvicorn on 127.0.0.1:8000; ``--workers N`` processes with a socket each,
+ctxtag.serving.workers). The service is built once per process at start-up. Invalid input gets a
+4xx naming the field and the reason (never a 500, and never the whole offending value echoed
+back); a body over its limit gets 413 before it is read; a store that does not answer within
+``serving.store_timeout_ms`` gets 503 with the reason. With API keys in ``$CTXTAG_API_KEYS``
+(``serving.api_keys_env``) every route but /health and /ready needs ``Authorization: Bearer <key>``
+and each key is rate-limited (429 with Retry-After).
 """
 
 # no `from __future__ import annotations`: FastAPI reads the route annotations at runtime, and the
 # request models are built per params (they carry the params' devices, contexts, limits)
+import gc
 import os
 import re
 import tempfile
@@ -97,6 +99,10 @@ def create_app(params: Params, root: Path = Path("."), service=None, online: str
         anyio.to_thread.current_default_thread_limiter().total_tokens = cfg.threads
         if state["service"] is None:
             build()
+        # the models, Feast and MLflow leave ~10^6 long-lived objects: moved out of the collector's
+        # sight, a full collection no longer walks them all in the middle of a request (tail latency)
+        gc.collect()
+        gc.freeze()
         yield
 
     Situation, Recommend = request_models(params)

@@ -78,6 +78,15 @@ def user_terms(model, x: dict[str, np.ndarray]) -> np.ndarray:
     return sum(model.fused_term(b, torch.from_numpy(x[b])) for b in model.inputs if b != "audio").numpy()
 
 
+def situation_columns(features: dict, device: str, network: str, when: datetime, age: float | None,
+                      gender: str | None) -> dict:
+    """One request's columns for ctxtag.context.features.blocks: the user's online features and
+    the stream's situation; ``when`` is the listener's local time (its wall clock is the local hour)."""
+    time_of_day = cyclic_time(np.array([when.hour + when.minute / 60.0]), np.array([when.weekday()]))
+    return {**features, **time_of_day, "device": [device], "network": [network],
+            "age": [np.nan if age is None else float(age)], "gender": [gender]}
+
+
 class Service:
     def __init__(self, params: Params, root: Path, online: str = "sqlite", redis_url: str = "localhost:6379"):
         from ctxtag.audio.melspec import LogMel
@@ -288,13 +297,14 @@ class Service:
     def situation_contexts(self, user_id: str, device: str, network: str, when: datetime,
                            age: float | None = None, gender: str | None = None) -> Ranked:
         """``when``: the listener's local time with its UTC offset (its wall clock is the local hour)."""
+        columns = situation_columns(self.user_features(user_id), device, network, when, age, gender)
+        return self.contexts_of(self._blocks(columns))
+
+    def contexts_of(self, x: dict[str, np.ndarray]) -> Ranked:
+        """The situational model's contexts for one row of feature blocks."""
         from ctxtag.context import situational
 
-        time_of_day = cyclic_time(np.array([when.hour + when.minute / 60.0]), np.array([when.weekday()]))
-        columns = {**self.user_features(user_id), **time_of_day, "device": [device], "network": [network],
-                   "age": [np.nan if age is None else float(age)], "gender": [gender]}
-        probs = situational.predict(self.situational, self._blocks(columns), len(self.params.contexts))[0]
-        return Ranked(list(self.params.contexts), probs)
+        return Ranked(list(self.params.contexts), situational.predict(self.situational, x, len(self.params.contexts))[0])
 
     # --- user + context -> tracks (user-aware tagger over the catalogue) ------------------------
     def user_terms(self, columns) -> np.ndarray:
