@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup demo test lint bench serve airflow clean
+.PHONY: setup demo test test-fast lint bench serve airflow clean
 
 setup: $(VENV)/.synced
 
@@ -22,6 +22,10 @@ demo: setup  ## run the whole pipeline (dvc repro) on the generated world, embed
 test: setup  ## lint, then the test suite (services it needs are started by the tests)
 	ruff check .
 	python -m pytest
+
+test-fast: setup  ## the fast lane: lint, then the tests not marked slow (no end-to-end pipeline run)
+	ruff check .
+	python -m pytest -m "not slow" -q
 
 lint: setup
 	ruff check .

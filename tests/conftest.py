@@ -86,6 +86,7 @@ def dvc_project(tmp_path_factory) -> Path:
         params[section].update(values)
     (proj / "params.yaml").write_text(yaml.safe_dump(params))
     dvc(proj, "init", "--no-scm", "-q")
+    shutil.copytree(ROOT / ".dvc/plots", proj / ".dvc/plots")    # the project's plot templates
     dvc(proj, "repro")
     return proj
 

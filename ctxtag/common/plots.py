@@ -1,4 +1,8 @@
-"""Plots people would rather look at than tables (saved as PNG for DVC and MLflow)."""
+"""Plots people would rather look at than tables: a PNG (for MLflow and the README) and, beside
+it, the plotted numbers as CSV in long form (``<name>.csv``; ROC/PR: ``<name>_roc.csv`` and
+``<name>_pr.csv``), which dvc.yaml declares as plots with the project's Vega-Lite templates
+(.dvc/plots: heatmap, grouped_bars, lines), so `dvc plots show` draws them and `dvc plots diff`
+compares two commits."""
 
 from __future__ import annotations
 
@@ -28,6 +32,15 @@ def _save(plt, fig, path: Path) -> Path:
     return path
 
 
+def _data(rows: dict[str, Sequence], path: Path) -> Path:
+    """The plotted numbers as a long-form CSV (one row per point)."""
+    import pandas as pd
+
+    with atomic_path(path) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.6g")
+    return path
+
+
 def heatmap(matrix: np.ndarray, labels: Sequence[str], path: Path, title: str, unit: str) -> Path:
     """A labelled square matrix with its values written in (ICASSP 2020 Fig. 1)."""
     plt, fig, ax = _figure((8, 7))
@@ -40,6 +53,9 @@ def heatmap(matrix: np.ndarray, labels: Sequence[str], path: Path, title: str, u
                 color="black" if v > threshold else "white")
     fig.colorbar(im, ax=ax, label=unit)
     ax.set_title(title)
+    n = len(labels)
+    _data({"row": np.repeat(list(labels), n), "column": np.tile(list(labels), n),
+           "value": np.asarray(matrix).ravel()}, path.with_suffix(".csv"))
     return _save(plt, fig, path)
 
 
@@ -55,6 +71,9 @@ def bar_chart(series: Mapping[str, Sequence[float]], categories: Sequence[str], 
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=8)
+    _data({"category": list(categories) * len(series), "series": np.repeat(list(series), len(categories)),
+           "value": np.concatenate([np.asarray(v, dtype=float) for v in series.values()]) if series else []},
+          path.with_suffix(".csv"))
     return _save(plt, fig, path)
 
 
@@ -67,16 +86,30 @@ def line_chart(series: Mapping[str, Sequence[float]], x: Sequence[float], path: 
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend()
+    _lines({name: (x, values) for name, values in series.items()}, path.with_suffix(".csv"))
     return _save(plt, fig, path)
+
+
+def _lines(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], path: Path) -> Path:
+    """Curves as rows (series, x, y)."""
+    return _data({"series": np.concatenate([[name] * len(x) for name, (x, _) in series.items()]) if series else [],
+                  "x": np.concatenate([np.asarray(x, dtype=float) for x, _ in series.values()]) if series else [],
+                  "y": np.concatenate([np.asarray(y, dtype=float) for _, y in series.values()]) if series else []},
+                 path)
 
 
 def roc_pr_curves(y_true: np.ndarray, y_prob: np.ndarray, contexts: Sequence[str], path: Path,
                   title: str) -> Path:
-    """ROC and precision-recall curves, one line per context (skipping one-class contexts)."""
+    """ROC and precision-recall curves, one line per context (skipping one-class contexts). The
+    CSVs hold each curve at 101 evenly spaced points (false positive rate, recall): a curve has a
+    point per distinct score, too many to diff; precision there is the interpolated precision
+    (the best at that recall or more), as PR curves are usually summarised."""
     from sklearn.metrics import precision_recall_curve, roc_curve
 
     plt, fig, (roc_ax, pr_ax) = _figure((12, 5), ncols=2)
     cmap = plt.get_cmap("tab20")
+    grid = np.linspace(0.0, 1.0, 101)
+    roc_rows, pr_rows = {}, {}
     for j, c in enumerate(contexts):
         if not 0 < y_true[:, j].sum() < len(y_true):
             continue
@@ -84,9 +117,14 @@ def roc_pr_curves(y_true: np.ndarray, y_prob: np.ndarray, contexts: Sequence[str
         prec, rec, _ = precision_recall_curve(y_true[:, j], y_prob[:, j])
         roc_ax.plot(fpr, tpr, color=cmap(j), lw=1, label=c)
         pr_ax.plot(rec, prec, color=cmap(j), lw=1, label=c)
+        roc_rows[c] = (grid, np.interp(grid, fpr, tpr))
+        best = np.maximum.accumulate(prec)                  # recall falls along the arrays: best at >= r
+        pr_rows[c] = (grid, best[np.clip(np.searchsorted(-rec, -grid, side="right") - 1, 0, len(rec) - 1)])
     roc_ax.plot([0, 1], [0, 1], "k--", lw=0.8)
     roc_ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
     pr_ax.set(xlabel="recall", ylabel="precision", title="precision-recall")
     pr_ax.legend(fontsize=7, ncol=2, loc="lower left")
     fig.suptitle(title)
+    _lines(roc_rows, path.with_name(f"{path.stem}_roc.csv"))
+    _lines(pr_rows, path.with_name(f"{path.stem}_pr.csv"))
     return _save(plt, fig, path)

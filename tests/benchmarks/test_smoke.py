@@ -56,7 +56,7 @@ def test_bench_api_smoke(dvc_project, tmp_path):
                  "--params", str(params_file), "--out", str(tmp_path / "p.json"), cwd=ROOT / "benchmarks")
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     phases = {r["phase"]: r["p50_ms"] for r in json.loads((tmp_path / "p.json").read_text())}
-    assert phases["contexts: situational forest (all trees at once)"] > 0
+    assert phases["contexts: situational forest (compiled walk of all trees)"] > 0
     assert phases["contexts: over HTTP, one client"] > 0 and "recommend: HTTP stack (difference)" in phases
 
 

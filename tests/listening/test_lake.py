@@ -299,6 +299,7 @@ def test_parquet_cells_of_the_wrong_kind_are_quarantined_not_turned_into_text(tm
     assert sorted(read_lake(tmp_path / "lake")["user_id"]) == ["NA", "u1"]
 
 
+@pytest.mark.slow                   # starts Spark: the full suite, not the fast lane
 def test_spark_ingests_exactly_as_duckdb(tmp_path, spark_engine):
     """The embedded engine and Spark run one definition: the same quarantine, the same lake."""
     from ctxtag.config import DataPlaneConfig
@@ -337,6 +338,7 @@ def test_spark_ingests_exactly_as_duckdb(tmp_path, spark_engine):
     assert duck_lake["event_timestamp"].iloc[-1] == pd.Timestamp("2026-01-06T09:00:00.123456Z")
 
 
+@pytest.mark.slow                   # starts Spark: the full suite, not the fast lane
 def test_spark_submit_runs_the_ingest_stage_on_a_cluster_master(tmp_path):
     """What the DAG's SparkSubmitOperator runs: the real spark-submit (master local[1] here)."""
     import shutil

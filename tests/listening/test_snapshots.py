@@ -1,5 +1,6 @@
 import numpy as np
 import pandas as pd
+import pytest
 
 from ctxtag.listening.history_embedding import fit_item_projection
 from ctxtag.listening.snapshots import daily_snapshots
@@ -91,6 +92,7 @@ def test_top_artists_match_a_from_scratch_count_at_every_snapshot():
         assert row.n_streams == len(ev[(ev["user_id"] == row.user_id) & (ev["event_timestamp"] < row.event_timestamp)])
 
 
+@pytest.mark.slow                   # starts Spark: the full suite, not the fast lane
 def test_both_engines_give_the_same_snapshots(spark_engine):
     """DuckDB (embedded) and Spark run one SQL text: the same features to the last bit (so every
     snapshot test above, and the point-in-time tests over them, hold on Spark too)."""

@@ -84,6 +84,7 @@ def _commands(compose) -> list[list[str]]:
     return cmds
 
 
+@pytest.mark.slow
 def test_every_command_the_stack_runs_exists_in_the_locked_environment(compose):
     bin_dir = Path(sys.executable).parent
     seen = set()

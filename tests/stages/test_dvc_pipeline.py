@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from tests.conftest import ROOT
 from tests.conftest import dvc as _dvc
 from tests.conftest import run_tool as _run
 
@@ -112,6 +113,50 @@ def test_summary_prints_the_headline_figures_and_tables(dvc_project):
     assert "ctxtag: labelled dataset" in out and "tracks_after_balancing" in out
     assert "neg_ignore_zeros" in out and "cold_user" in out          # Table 2 and the user-model table
     assert "reports/plots/cooccurrence.png" in out
+
+
+@pytest.mark.slow
+def test_the_default_remote_takes_a_push_and_gives_it_back(dvc_project, tmp_path):
+    import configparser
+    import shutil
+
+    config = configparser.ConfigParser()
+    config.read(ROOT / ".dvc/config")
+    name = config["core"]["remote"]
+    url = config[f'remote "{name}"']["url"]                  # relative to .dvc/: inside the project
+    _dvc(dvc_project, "remote", "add", "--force", "--default", name, url)
+    cache, labels = dvc_project / ".dvc/cache", dvc_project / "data/labelled/labels.csv"
+    before = labels.read_bytes()
+    try:
+        _dvc(dvc_project, "push", "-q", "label")
+        shutil.move(cache, tmp_path / "cache")              # a machine without the cache or the file
+        labels.unlink()
+        _dvc(dvc_project, "pull", "-q", "label")
+        assert labels.read_bytes() == before
+        assert (dvc_project / ".dvc" / url).is_dir()
+    finally:                                                # the shared project as it was
+        if (tmp_path / "cache").exists():
+            shutil.rmtree(cache, ignore_errors=True)
+            shutil.move(tmp_path / "cache", cache)
+        if not labels.exists():
+            labels.write_bytes(before)
+        _dvc(dvc_project, "remote", "remove", name)
+        shutil.rmtree(dvc_project / ".dvc" / url, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_every_plot_is_also_data_that_dvc_plots_draws(dvc_project):
+    rendered = json.loads(_run(dvc_project, "dvc", "plots", "show", "--json"))["data"]
+    declared = [p for p in rendered if p.endswith(".csv")]
+    # one CSV per PNG (ROC/PR: two), each drawn by a Vega-Lite template with its numbers filled in
+    assert len(declared) == sum(2 if "roc_pr" in p else 1 for p in rendered if p.endswith(".png"))
+    for path in declared:
+        (plot,) = rendered[path]
+        assert plot["type"] == "vega", path
+        values = plot["content"]["data"]["values"]
+        assert len(values) > 0 and all(v["rev"] == "workspace" for v in values), path
+    heat = rendered["reports/plots/cooccurrence.csv"][0]["content"]
+    assert heat["mark"]["type"] == "rect" and {"row", "column", "value"} <= set(heat["data"]["values"][0])
 
 
 @pytest.mark.slow
