@@ -81,6 +81,7 @@ def dvc_project(tmp_path_factory) -> Path:
     shutil.copy(ROOT / "dvc.yaml", proj)
     shutil.copy(ROOT / ".dvcignore", proj)                 # bytecode in ctxtag/ is not a code change
     (proj / "ctxtag").symlink_to(ROOT / "ctxtag")          # the stages' code deps
+    (proj / "scripts").symlink_to(ROOT / "scripts")        # scripts/ctxtag, what every cmd runs
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     for section, values in SMALL.items():
         params[section].update(values)

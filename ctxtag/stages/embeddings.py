@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ctxtag.audio import mel_set
+from ctxtag.common.headline import pick, write_headline
 from ctxtag.common.io import atomic_path, read_matrix, write_json, write_text
 from ctxtag.common.plots import bar_chart, line_chart, roc_pr_curves
 from ctxtag.common.training import pick_device
@@ -20,6 +21,9 @@ from ctxtag.embeddings.artifacts import save_audio_branch, save_user_branch
 from ctxtag.embeddings.evaluation import LABELS
 from ctxtag.embeddings.experiment import Experiment, run_experiment, serving_tables, transfer_study
 from ctxtag.listening.lake import read_lake
+
+# the figures `dvc metrics show` compares between runs (the full report stays in reports/)
+HEADLINE = ["table1.*.*.test.auc", "table1.*.*.cold.auc", "by_user.test.auc"]
 
 
 def _plots(exp: Experiment, params: Params) -> list[Path]:
@@ -109,6 +113,7 @@ def run(params: Params) -> dict:
                 r.pop("_scores", None)
     summary = report.summary(exp, transfer_res, cfg)
     write_json(summary, p.report("embeddings"))
+    write_headline(pick(summary, HEADLINE), p.reports, "embeddings")
     write_json(transfer_res, p.transfer_json)
     if cfg.log_mlflow:
         _log_mlflow(params, exp.runs, [p.reports / "embeddings.md", *plots])

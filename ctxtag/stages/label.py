@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ctxtag.common.headline import pick, write_headline
 from ctxtag.common.io import atomic_path, read_matrix, write_json, write_matrix
 from ctxtag.common.plots import heatmap
 from ctxtag.common.quarantine import report_refused, write_quarantine
@@ -13,6 +14,10 @@ from ctxtag.config import Params
 from ctxtag.labelling.labels import agreement_with_truth, cooccurrence
 from ctxtag.labelling.pipeline import label_playlists
 from ctxtag.labelling.scan import scan_playlists
+
+# the figures `dvc metrics show` compares between runs (the full report stays in reports/)
+HEADLINE = ["playlists_valid", "rows_quarantined", "playlists_kept", "tracks_labelled", "tracks_after_balancing",
+            "labels_per_track", "vs_truth.*"]
 
 
 def run(params: Params, playlist_paths: list[Path] | None = None) -> dict:
@@ -36,4 +41,5 @@ def run(params: Params, playlist_paths: list[Path] | None = None) -> dict:
     if p.true_labels_csv.exists():
         stats["vs_truth"] = agreement_with_truth(final, *read_matrix(p.true_labels_csv, final.contexts))
     write_json(stats, p.report("labels"))
+    write_headline(pick(stats, HEADLINE), p.reports, "labels")
     return stats

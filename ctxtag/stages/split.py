@@ -5,11 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ctxtag.common.headline import pick, write_headline
 from ctxtag.common.io import atomic_path, read_matrix, write_json
 from ctxtag.common.plots import bar_chart
 from ctxtag.config import Params
 from ctxtag.labelling.splits import group_ids, iterative_stratification, split_report
 from ctxtag.vocabulary import SPLITS
+
+# the figures `dvc metrics show` compares between runs (the full report stays in reports/)
+HEADLINE = ["splits.*.tracks", "splits.*.share", "overlap.*"]
 
 
 def run(params: Params) -> dict:
@@ -25,6 +29,7 @@ def run(params: Params) -> dict:
     with atomic_path(p.split_csv) as tmp:
         pd.DataFrame({"track_id": ids, "split": np.asarray(SPLITS)[split]}).to_csv(tmp, index=False)
     write_json(report, p.report("split"))
+    write_headline(pick(report, HEADLINE), p.reports, "split")
     bar_chart({name: [report["splits"][name]["positive_ratio"][c] for c in contexts] for name in SPLITS},
               contexts, p.plot("split_positive_ratio"),
               "Positive ratio per context in each split", "share of tracks")

@@ -8,6 +8,7 @@ import dataclasses
 
 import pandas as pd
 
+from ctxtag.common.headline import pick, write_headline
 from ctxtag.common.io import write_json, write_text
 from ctxtag.common.plots import bar_chart
 from ctxtag.common.progress import progress
@@ -18,6 +19,9 @@ from ctxtag.context.evaluation import MODELS, table
 from ctxtag.context.experiment import mlflow_metrics, run_split, summary
 from ctxtag.context.features import blocks, targets
 from ctxtag.context.splits import assign
+
+# the figures `dvc metrics show` compares between runs (the full report stays in reports/)
+HEADLINE = ["*.*.stream.accuracy", "*.*.stream.accuracy@*", "*.*.so_sg.f1"]
 
 
 def _log_mlflow(params: Params, results: dict[str, dict], artifacts_: list) -> None:
@@ -71,6 +75,7 @@ def run(params: Params) -> dict:
     headline = summary(results)
     write_json(headline, p.report("user_models"))
     write_json(results, p.report("user_models_full"))
+    write_headline(pick(headline, HEADLINE), p.reports, "user_models")
     if cfg.log_mlflow:
         _log_mlflow(params, results, [p.reports / "user_models.md", *plots])
     return headline

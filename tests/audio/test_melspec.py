@@ -48,3 +48,20 @@ def test_same_module_on_cuda_matches_cpu():
     cpu = LogMel(CFG)(clip)
     gpu = LogMel(CFG).cuda()(clip.cuda()).cpu()
     torch.testing.assert_close(gpu, cpu, atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize(("sr", "n_fft", "n_mels"), [(22050, 1024, 96), (16000, 512, 40), (44100, 2048, 128)])
+def test_the_filterbank_is_librosas_to_the_last_bit(sr, n_fft, n_mels):
+    from ctxtag.audio.melspec import slaney_filterbank
+
+    np.testing.assert_array_equal(slaney_filterbank(sr, n_fft, n_mels),
+                                  librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels))
+
+
+def test_the_front_end_does_not_import_librosa():
+    import subprocess
+    import sys
+
+    code = ("import sys; from ctxtag.audio.melspec import LogMel; from ctxtag.config import AudioConfig; "
+            "LogMel(AudioConfig()); print('librosa' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

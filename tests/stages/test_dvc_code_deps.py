@@ -102,7 +102,7 @@ def _listed_code_deps(stage: dict) -> set[str]:
 def test_every_stage_lists_the_subpackages_it_imports():
     wrong = {}
     for name, stage in _yaml_stages().items():
-        assert stage["cmd"].split()[:2] == ["ctxtag", name.replace("_", "-")], name
+        assert stage["cmd"].split()[:2] == ["scripts/ctxtag", name.replace("_", "-")], name
         assert (ROOT / f"ctxtag/stages/{name}.py").is_file(), f"{name}: no ctxtag/stages/{name}.py"
         listed, wanted = _listed_code_deps(stage), code_deps(name)
         if listed != wanted:

@@ -123,7 +123,7 @@ def test_the_default_remote_takes_a_push_and_gives_it_back(dvc_project, tmp_path
     config = configparser.ConfigParser()
     config.read(ROOT / ".dvc/config")
     name = config["core"]["remote"]
-    url = config[f'remote "{name}"']["url"]                  # relative to .dvc/: inside the project
+    url = config[f"'remote \"{name}\"'"]["url"]              # relative to .dvc/: inside the project
     _dvc(dvc_project, "remote", "add", "--force", "--default", name, url)
     cache, labels = dvc_project / ".dvc/cache", dvc_project / "data/labelled/labels.csv"
     before = labels.read_bytes()
@@ -142,6 +142,23 @@ def test_the_default_remote_takes_a_push_and_gives_it_back(dvc_project, tmp_path
             labels.write_bytes(before)
         _dvc(dvc_project, "remote", "remove", name)
         shutil.rmtree(dvc_project / ".dvc" / url, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_dvc_metrics_are_the_headline_figures_and_the_reports_stay_whole(dvc_project):
+    shown = json.loads(_run(dvc_project, "dvc", "metrics", "show", "--json"))["workspace"]["data"]
+
+    def numbers(x):
+        return sum(numbers(v) for v in x.values()) if isinstance(x, dict) else 1
+
+    per_file = {path: numbers(m["data"]) for path, m in shown.items()}
+    assert max(per_file.values()) <= 60 and sum(per_file.values()) <= 300, per_file
+    evaluate = shown["reports/metrics/evaluate.json"]["data"]
+    full = json.loads((dvc_project / "reports/evaluate.json").read_text())
+    for cfg, r in evaluate["configs"].items():             # the same figures as the full report's
+        assert r["observed"]["macro"]["roc_auc"] == full["configs"][cfg]["observed"]["macro"]["roc_auc"]
+    assert "per_context" in next(iter(full["configs"].values()))["observed"]
+    assert "reports/evaluate.json" not in shown
 
 
 @pytest.mark.slow
