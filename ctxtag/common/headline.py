@@ -7,7 +7,6 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Mapping, Sequence
 from numbers import Number
-from pathlib import Path
 
 from ctxtag.common.io import write_json
 
@@ -37,7 +36,8 @@ def _walk(node: Mapping, levels: list[str], out: dict) -> None:
             out[key] = value
 
 
-def write_headline(numbers: dict, reports: Path, stage: str) -> Path:
-    path = Path(reports) / "metrics" / f"{stage}.json"
-    write_json(numbers, path)
-    return path
+def write_report(report: Mapping, paths, name: str, headline: Sequence[str]) -> None:
+    """A stage's full report to reports/<name>.json (a plain output) and its ``headline`` numbers
+    (``pick`` patterns) to reports/metrics/<name>.json (what dvc.yaml declares as metrics)."""
+    write_json(report, paths.report(name))
+    write_json(pick(report, headline), paths.reports / "metrics" / f"{name}.json")

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ctxtag.audio import mel_set
-from ctxtag.common.headline import pick, write_headline
+from ctxtag.common.headline import write_report
 from ctxtag.common.io import atomic_path, read_matrix, write_json, write_text
 from ctxtag.common.plots import bar_chart, line_chart, roc_pr_curves
 from ctxtag.common.training import pick_device
@@ -22,7 +22,7 @@ from ctxtag.embeddings.evaluation import LABELS
 from ctxtag.embeddings.experiment import Experiment, run_experiment, serving_tables, transfer_study
 from ctxtag.listening.lake import read_lake
 
-# the figures `dvc metrics show` compares between runs (the full report stays in reports/)
+# the figures `dvc metrics show` compares between runs (ctxtag.common.headline)
 HEADLINE = ["table1.*.*.test.auc", "table1.*.*.cold.auc", "by_user.test.auc"]
 
 
@@ -112,8 +112,7 @@ def run(params: Params) -> dict:
             for r in models.values():
                 r.pop("_scores", None)
     summary = report.summary(exp, transfer_res, cfg)
-    write_json(summary, p.report("embeddings"))
-    write_headline(pick(summary, HEADLINE), p.reports, "embeddings")
+    write_report(summary, p, "embeddings", HEADLINE)
     write_json(transfer_res, p.transfer_json)
     if cfg.log_mlflow:
         _log_mlflow(params, exp.runs, [p.reports / "embeddings.md", *plots])

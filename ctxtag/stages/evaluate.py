@@ -6,8 +6,8 @@ against the complete true labels, which show how much each weighting recovers mi
 
 from __future__ import annotations
 
-from ctxtag.common.headline import pick, write_headline
-from ctxtag.common.io import read_matrix, write_json, write_text
+from ctxtag.common.headline import write_report
+from ctxtag.common.io import read_matrix, write_text
 from ctxtag.common.plots import bar_chart, roc_pr_curves
 from ctxtag.common.tracking import Tracker, log_metrics, recorded_run_id
 from ctxtag.common.training import pick_device
@@ -16,7 +16,7 @@ from ctxtag.tagger.dataset import load_splits
 from ctxtag.tagger.evaluation import evaluate_tagger, table
 from ctxtag.tagger.inference import load_cnn
 
-# the figures `dvc metrics show` compares between runs (the full report stays in reports/)
+# the figures `dvc metrics show` compares between runs (ctxtag.common.headline)
 HEADLINE = ["configs.*.test_loss", "configs.*.observed.macro.roc_auc", "configs.*.observed.macro.pr_auc",
             "configs.*.observed.macro.f1", "configs.*.truth.macro.roc_auc", "configs.*.truth.macro.f1"]
 
@@ -39,8 +39,7 @@ def run(params: Params) -> dict:
         results[cfg] = res
 
     report = {"main": params.train.loss, "threshold": params.evaluate.threshold, "configs": results}
-    write_json(report, p.report("evaluate"))
-    write_headline(pick(report, HEADLINE), p.reports, "evaluate")
+    write_report(report, p, "evaluate", HEADLINE)
     text = ["# Audio auto-tagger: loss configurations side by side (macro averages, test split)", "",
             "## Against the observed playlist labels (what the paper can measure)", "", table(results, "observed")]
     if truth is not None:

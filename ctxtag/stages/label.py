@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ctxtag.common.headline import pick, write_headline
-from ctxtag.common.io import atomic_path, read_matrix, write_json, write_matrix
+from ctxtag.common.headline import write_report
+from ctxtag.common.io import atomic_path, read_matrix, write_matrix
 from ctxtag.common.plots import heatmap
 from ctxtag.common.quarantine import report_refused, write_quarantine
 from ctxtag.config import Params
@@ -15,7 +15,7 @@ from ctxtag.labelling.labels import agreement_with_truth, cooccurrence
 from ctxtag.labelling.pipeline import label_playlists
 from ctxtag.labelling.scan import scan_playlists
 
-# the figures `dvc metrics show` compares between runs (the full report stays in reports/)
+# the figures `dvc metrics show` compares between runs (ctxtag.common.headline)
 HEADLINE = ["playlists_valid", "rows_quarantined", "playlists_kept", "tracks_labelled", "tracks_after_balancing",
             "labels_per_track", "vs_truth.*"]
 
@@ -40,6 +40,5 @@ def run(params: Params, playlist_paths: list[Path] | None = None) -> dict:
             f"Tracks co-occurrences between contexts (n={len(final.track_ids)})", "tracks")
     if p.true_labels_csv.exists():
         stats["vs_truth"] = agreement_with_truth(final, *read_matrix(p.true_labels_csv, final.contexts))
-    write_json(stats, p.report("labels"))
-    write_headline(pick(stats, HEADLINE), p.reports, "labels")
+    write_report(stats, p, "labels", HEADLINE)
     return stats

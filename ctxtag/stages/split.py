@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ctxtag.common.headline import pick, write_headline
-from ctxtag.common.io import atomic_path, read_matrix, write_json
+from ctxtag.common.headline import write_report
+from ctxtag.common.io import atomic_path, read_matrix
 from ctxtag.common.plots import bar_chart
 from ctxtag.config import Params
 from ctxtag.labelling.splits import group_ids, iterative_stratification, split_report
 from ctxtag.vocabulary import SPLITS
 
-# the figures `dvc metrics show` compares between runs (the full report stays in reports/)
+# the figures `dvc metrics show` compares between runs (ctxtag.common.headline)
 HEADLINE = ["splits.*.tracks", "splits.*.share", "overlap.*"]
 
 
@@ -28,8 +28,7 @@ def run(params: Params) -> dict:
         raise AssertionError(f"artist/album overlap between splits: {report['overlap']}")
     with atomic_path(p.split_csv) as tmp:
         pd.DataFrame({"track_id": ids, "split": np.asarray(SPLITS)[split]}).to_csv(tmp, index=False)
-    write_json(report, p.report("split"))
-    write_headline(pick(report, HEADLINE), p.reports, "split")
+    write_report(report, p, "split", HEADLINE)
     bar_chart({name: [report["splits"][name]["positive_ratio"][c] for c in contexts] for name in SPLITS},
               contexts, p.plot("split_positive_ratio"),
               "Positive ratio per context in each split", "share of tracks")

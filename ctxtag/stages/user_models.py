@@ -8,7 +8,7 @@ import dataclasses
 
 import pandas as pd
 
-from ctxtag.common.headline import pick, write_headline
+from ctxtag.common.headline import write_report
 from ctxtag.common.io import write_json, write_text
 from ctxtag.common.plots import bar_chart
 from ctxtag.common.progress import progress
@@ -20,7 +20,7 @@ from ctxtag.context.experiment import mlflow_metrics, run_split, summary
 from ctxtag.context.features import blocks, targets
 from ctxtag.context.splits import assign
 
-# the figures `dvc metrics show` compares between runs (the full report stays in reports/)
+# the figures `dvc metrics show` compares between runs (ctxtag.common.headline)
 HEADLINE = ["*.*.stream.accuracy", "*.*.stream.accuracy@*", "*.*.so_sg.f1"]
 
 
@@ -73,9 +73,8 @@ def run(params: Params) -> dict:
                   f"SO-SG F1 per context ({cfg.splits[-1]} split)", "F1"),
     ]
     headline = summary(results)
-    write_json(headline, p.report("user_models"))
+    write_report(headline, p, "user_models", HEADLINE)
     write_json(results, p.report("user_models_full"))
-    write_headline(pick(headline, HEADLINE), p.reports, "user_models")
     if cfg.log_mlflow:
         _log_mlflow(params, results, [p.reports / "user_models.md", *plots])
     return headline

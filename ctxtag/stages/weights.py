@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ctxtag.common.headline import pick, write_headline
-from ctxtag.common.io import atomic_path, read_matrix, write_json
+from ctxtag.common.headline import write_report
+from ctxtag.common.io import atomic_path, read_matrix
 from ctxtag.common.plots import bar_chart
 from ctxtag.config import Params
 from ctxtag.labelling.weights import compute_weights, summary
 
-# the figures `dvc metrics show` compares between runs (the full report stays in reports/)
-HEADLINE = ["tracks"]
+# the figures `dvc metrics show` compares between runs (ctxtag.common.headline)
+HEADLINE = ["tracks", "positive_weight.*"]
 
 
 def run(params: Params) -> dict:
@@ -24,8 +24,7 @@ def run(params: Params) -> dict:
     with atomic_path(p.weights_npz) as tmp, tmp.open("wb") as fh:
         np.savez_compressed(fh, track_id=ids.astype(str), contexts=np.asarray(contexts), **w.as_dict())
     report = summary(w, y, contexts)
-    write_json(report, p.report("weights"))
-    write_headline(pick(report, HEADLINE), p.reports, "weights")
+    write_report(report, p, "weights", HEADLINE)
     bar_chart({k.removeprefix("neg_"): [v[c] or 0.0 for c in contexts]
                for k, v in report["mean_negative_weight"].items()},
               contexts, p.plot("negative_weights"),
