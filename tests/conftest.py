@@ -61,10 +61,10 @@ def tool_env() -> dict[str, str]:
     return env
 
 
-def run_tool(cwd: Path, tool: str, *args: str, ok: bool = True) -> str:
+def run_tool(cwd: Path, tool: str, *args: str, ok: bool = True, timeout_s: float = 900) -> str:
     """Run a console script of this venv in ``cwd``; with ok, a non-zero exit fails the test."""
     proc = subprocess.run([str(Path(sys.executable).parent / tool), *args], cwd=cwd, env=tool_env(),
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=timeout_s)
     if ok:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout if ok else proc
@@ -88,7 +88,8 @@ def dvc_project(tmp_path_factory) -> Path:
     (proj / "params.yaml").write_text(yaml.safe_dump(params))
     dvc(proj, "init", "--no-scm", "-q")
     shutil.copytree(ROOT / ".dvc/plots", proj / ".dvc/plots")    # the project's plot templates
-    dvc(proj, "repro")
+    # the whole pipeline: ~3-9 min on 2 cores, bounded at 25 min whatever the machine's load
+    run_tool(proj, "dvc", "repro", timeout_s=1500)
     return proj
 
 
