@@ -90,11 +90,11 @@ def serve(app: str, host: str, port: int, workers: int, log_level: str = "warnin
                     continue
                 early = time.monotonic() - started < CRASH_WINDOW_S
                 crashes = crashes + 1 if early else 0
-                print(f"ctxtag serve: worker {p.pid} exited with {p.exitcode}"
-                      f"{' at start-up' if early else ''}; restarting it", file=sys.stderr, flush=True)
-                if crashes >= MAX_CRASHES:
-                    print(f"ctxtag serve: {crashes} workers died at start-up in a row; stopping",
-                          file=sys.stderr, flush=True)
+                gave_up = crashes >= MAX_CRASHES
+                print(f"ctxtag serve: worker {p.pid} exited with {p.exitcode}{' at start-up' if early else ''}; "
+                      + (f"{crashes} died at start-up in a row, stopping" if gave_up else "restarting it"),
+                      file=sys.stderr, flush=True)
+                if gave_up:
                     stopping, status = True, 1
                     break
                 procs[i] = start()

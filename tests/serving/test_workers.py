@@ -105,7 +105,7 @@ def test_workers_that_cannot_start_end_the_server_with_a_status():
     sup = _supervisor("broken_app", closed_port())
     try:
         assert sup.wait(timeout=120) == 1
-        assert "died at start-up in a row" in sup.stderr.read()
+        assert "died at start-up in a row, stopping" in sup.stderr.read()
     finally:
         if sup.poll() is None:
             sup.kill()
