@@ -17,8 +17,14 @@ _WORD = re.compile(r"[^\W_]+")
 
 
 def normalise(text: str) -> str:
-    """Casefold and strip accents so "Détente" == "detente" and "ÇA" == "ca"."""
-    decomposed = unicodedata.normalize("NFKD", text)
+    """Casefold and strip accents so "Détente" == "detente" and "ÇA" == "ca". Letters are also
+    folded to their compatibility forms (full-width "ｗｏｒｋｏｕｔ", the ligature "ﬁ"); other characters
+    only decompose canonically, so a symbol is not spelt out: "relax™" is relax and a separator
+    (NFKD of the whole title made it "relaxtm", a missed match)."""
+    if text.isascii():                       # most titles: nothing to fold
+        return text.casefold()
+    decomposed = "".join(unicodedata.normalize("NFKD" if unicodedata.category(ch)[0] == "L" else "NFD", ch)
+                         for ch in text)
     stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return stripped.casefold()
 

@@ -22,6 +22,10 @@ from tests.conftest import CONTEXTS, shared_file
         ("~dance~ (2019)", {"dance"}),
         ("party2019", set()),              # digits are part of a word
         ("", set()),
+        ("relax™ hits", {"relax"}),        # a symbol separates words; it is not spelt "tm"
+        ("Chill® & Sleep℠", {"chill", "sleep"}),
+        ("ＷＯＲＫＯＵＴ ｍｉｘ", {"workout"}),  # full-width letters fold to their letters
+        ("ﬁt party", {"party"}),           # the ligature is "fit", not a context
     ],
 )
 def test_match_contexts_edge_cases(title, expected):
