@@ -92,10 +92,12 @@ def line_chart(series: Mapping[str, Sequence[float]], x: Sequence[float], path: 
 
 def _lines(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], path: Path) -> Path:
     """Curves as rows (series, x, y)."""
-    return _data({"series": np.concatenate([[name] * len(x) for name, (x, _) in series.items()]) if series else [],
-                  "x": np.concatenate([np.asarray(x, dtype=float) for x, _ in series.values()]) if series else [],
-                  "y": np.concatenate([np.asarray(y, dtype=float) for _, y in series.values()]) if series else []},
-                 path)
+    names, xs, ys = [], [], []
+    for name, (x, y) in series.items():
+        names += [name] * len(x)
+        xs += list(x)
+        ys += list(y)
+    return _data({"series": names, "x": np.asarray(xs, dtype=float), "y": np.asarray(ys, dtype=float)}, path)
 
 
 def roc_pr_curves(y_true: np.ndarray, y_prob: np.ndarray, contexts: Sequence[str], path: Path,

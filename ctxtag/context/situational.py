@@ -3,9 +3,9 @@ local hour and weekday (cyclic), and the user's features -> the stream's context
 
 scikit-learn fits the booster; its trees are then flattened into one ``Forest`` of plain arrays,
 which is what predicts (training evaluation and serving alike), is saved (``.npz``, loaded without
-pickle, so no code runs from a model file) and is served. One compiled walk over all trees gives scikit-learn's raw
-scores to the last bit without its per-tree OpenMP calls: a row of 975 trees (65 iterations x 15
-classes) costs ~7 us instead of ~9 ms (and ~0.4 ms for the same walk vectorised in numpy)."""
+pickle, so no code runs from a model file) and is served. One compiled walk over all trees gives
+scikit-learn's raw scores to the last bit without its per-tree OpenMP calls: a row of 975 trees
+(65 iterations x 15 classes) costs ~7 us instead of ~9 ms (~0.4 ms for the same walk in numpy)."""
 
 from __future__ import annotations
 
