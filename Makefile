@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup demo test test-fast lint bench serve airflow clean
+.PHONY: setup demo reproduce test test-fast lint bench serve airflow clean
 
 setup: $(VENV)/.synced
 
@@ -13,10 +13,12 @@ $(VENV)/.synced: requirements.lock pyproject.toml scripts/bootstrap.sh
 
 demo: setup  ## run the whole pipeline (dvc repro) on the generated world, embedded defaults
 	dvc repro
-	ctxtag register --why "make demo"
-	ctxtag register --family context --why "make demo"
-	ctxtag promote --why "make demo" || [ $$? -eq 3 ]   # 3: the gate refused; the champion stays
-	ctxtag promote --family context --why "make demo" || [ $$? -eq 3 ]
+	ctxtag release --why "make demo" || [ $$? -eq 3 ]   # 3: a gate refused; that champion stays
+	ctxtag summary
+
+reproduce: setup  ## the papers' settings on a larger world (params.reproduce.yaml), as a DVC experiment
+	dvc exp run -n reproduce $$(python scripts/params_overrides.py params.reproduce.yaml)
+	ctxtag release --why "make reproduce" || [ $$? -eq 3 ]
 	ctxtag summary
 
 test: setup  ## lint, then the test suite (services it needs are started by the tests)

@@ -56,6 +56,23 @@ def _promote(params: Params, args: argparse.Namespace) -> dict:
     return promote(params, version=args.version, why=args.why, force=args.force, family=args.family)
 
 
+def _release(params: Params, args: argparse.Namespace) -> dict:
+    """register then promote, every family in one process; exit 3 when a gate refused one (the
+    others are promoted all the same)."""
+    from ctxtag.platform.promotion import PromotionRefused, promote_each
+    from ctxtag.platform.registry import register_each
+
+    why = args.why or "new training run"
+    registered = register_each(params, why=why)
+    decisions = promote_each(params, {f: r["version"] for f, r in registered.items()}, why=why)
+    result = {f: {**registered[f], **decisions[f]} for f in registered}
+    refused = [f"{f}: {d['refused']}" for f, d in decisions.items() if "refused" in d]
+    if refused:
+        print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
+        raise PromotionRefused("; ".join(refused))
+    return result
+
+
 def _rollback(params: Params, args: argparse.Namespace) -> dict:
     from ctxtag.platform.promotion import rollback
 
@@ -96,21 +113,35 @@ def _serve(params: Params, args: argparse.Namespace) -> dict:
 
 
 def _predict(params: Params, args: argparse.Namespace) -> dict:
+    """The registry's @champion (what `ctxtag serve` answers with), or the checkpoint --model names."""
     from ctxtag.tagger.inference import predict_files
 
-    model = Path(args.model) if args.model else params.paths.checkpoint(params.train.loss)
-    if not model.exists():
-        raise FileNotFoundError(f"{model}: no trained model; run `dvc repro` or `ctxtag train` first")
+    if args.model:
+        model = name = Path(args.model)
+        if not model.exists():
+            raise FileNotFoundError(f"--model {model}: no such checkpoint")
+    else:
+        from ctxtag.platform.registry import champion_checkpoint
+
+        try:
+            model, name = champion_checkpoint(params)
+        except LookupError as exc:
+            raise ConfigError(f"{exc}; or name a checkpoint: --model {params.paths.checkpoint(params.train.loss)}") from None
     predictions, errors = predict_files(model, [Path(f) for f in args.audio], top=args.top)
     for e in errors:
         print(f"ctxtag predict: skipped {e['file']}: {e['error']}", file=sys.stderr)
     if not predictions:
         raise InputError(args.audio[0], "no file could be read")
+    result = {"model": str(name), "predictions": predictions, "errors": errors}
+    if args.json:
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+        return result
+    print(f"model: {name}")
     for pred in predictions:
         print(pred["file"])
         for c in pred["contexts"]:
             print(f"  {c['context']:<10} {c['probability']:.3f}  " + "#" * int(round(c["probability"] * 30)))
-    return {"model": str(model), "predictions": predictions, "errors": errors}
+    return result
 
 
 def _title_agreement(params: Params, args: argparse.Namespace) -> dict:
@@ -143,6 +174,7 @@ COMMANDS: dict[str, tuple[Callable[[Params, argparse.Namespace], dict], str]] = 
     "evaluate": (_run_stage, "Table-2-style metrics of every trained configuration, ROC/PR plots"),
     "register": (_register, "register the train.loss tagger in MLflow as a new version, alias @challenger"),
     "promote": (_promote, "promotion gate: move @champion to @challenger if it is not worse (audited)"),
+    "release": (_release, "register and promote every model family through its gate (what make demo runs)"),
     "rollback": (_rollback, "move @champion back to the previous (or a named) version (audited)"),
     "audit": (_audit, "who promoted or rolled back which version, when and why"),
     "validate": (_run_stage, "Great Expectations gates: playlists, listening logs, labels, track features"),
@@ -184,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="only combine the parts (refused while one is missing or stale)")
         if name == "train":
             p.add_argument("--loss", default=None, help="loss configuration (default: train.loss in params)")
-        if name in ("register", "promote", "rollback"):
+        if name in ("register", "promote", "rollback", "release"):
             p.add_argument("--why", default="", help="reason recorded in the audit trail")
         if name in ("register", "promote", "rollback", "audit"):
             p.add_argument("--family", choices=["tagger", "context"], default="tagger",
@@ -200,8 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--workers", type=int, default=None, help="worker processes (default: serving.workers)")
         if name == "predict":
             p.add_argument("audio", nargs="+", help="audio files (wav, flac, ogg, mp3)")
-            p.add_argument("--model", default=None, help="checkpoint (default: data/models/<train.loss>/best.pt)")
+            p.add_argument("--model", default=None,
+                           help="a checkpoint (data/models/<loss>/best.pt); default: the registry's @champion")
             p.add_argument("--top", type=int, default=5)
+            p.add_argument("--json", action="store_true", help="print the predictions as JSON")
         if name == "title-agreement":
             p.add_argument("--titles", default="../shared/data/playlist_titles/deezer_playlist_titles.tsv")
             p.add_argument("--out", default=None, help="write the full report (JSON) here")
@@ -248,10 +282,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 3
     except Exception as exc:
         return _service_down(args.command, exc)
+    seconds = time.perf_counter() - start
     if args.command not in ("predict", "summary"):
         print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
-    print(f"ctxtag {args.command}: done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    if args.command not in UNTIMED:
+        from ctxtag.common import timings
+
+        timings.record(params.paths.timings, step_name(params, args), seconds)
+    print(f"ctxtag {args.command}: done in {seconds:.1f} s", file=sys.stderr)
     return 0
+
+
+UNTIMED = ("predict", "summary", "serve", "audit", "title-agreement")    # not steps of a pipeline run
+
+
+def step_name(params: Params, args: argparse.Namespace) -> str:
+    """The command as `ctxtag summary` lists it: train@<loss>, register@<family>, ..."""
+    if args.command == "train":
+        return f"train@{args.loss or params.train.loss}"
+    family = getattr(args, "family", None)
+    return f"{args.command}@{family}" if family else args.command
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ values.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,20 +29,23 @@ from ctxtag.vocabulary import (
 
 @dataclass(frozen=True)
 class SynthConfig:
-    n_artists: int = 140
+    """The generated world. The defaults are `make demo`'s (~420 tracks, 6 s clips: five minutes on
+    2 cores); params.reproduce.yaml is the larger world `make reproduce` runs."""
+
+    n_artists: int = 80
     albums_per_artist: tuple[int, int] = (1, 2)
     tracks_per_album: tuple[int, int] = (2, 5)
-    n_users: int = 120
-    n_context_playlists: int = 700
-    n_noise_playlists: int = 300
-    n_filtered_playlists: int = 80
+    n_users: int = 60
+    n_context_playlists: int = 450
+    n_noise_playlists: int = 60
+    n_filtered_playlists: int = 16
     playlist_len: tuple[int, int] = (8, 45)
     stray_track_share: float = 0.08
     popularity_alpha: float = 1.4
-    n_events: int = 40000
+    n_events: int = 10000
     start_date: str = "2026-01-05"
-    days: int = 56
-    clip_seconds: float = 30.0
+    days: int = 28
+    clip_seconds: float = 6.0
     sample_rate: int = 22050
     audio_format: str = "flac"
 
@@ -54,7 +57,7 @@ class LabelConfig:
     max_album_share: float = 0.25
     min_playlists: int = 3
     balance: bool = True
-    balance_cap: int | None = None
+    balance_cap: int | None = 64            # None: the rarest context's size (the paper; make reproduce)
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,7 @@ class TrainConfig:
     loss: str = "neg_ignore_zeros"          # one of LOSS_CONFIGS (Table 2)
     configs: tuple[str, ...] = LOSS_CONFIGS  # what the DVC pipeline trains side by side
     batch_size: int = 16
-    max_epochs: int = 3                     # CPU demo cap; the paper stops on patience
+    max_epochs: int = 4                     # CPU demo cap; the paper stops on patience (make reproduce: 200)
     patience: int = 10                      # early stopping on validation loss
     lr: float = 0.1                         # Adadelta
     lr_decay: float = 0.96                  # multiplied in every lr_decay_every iterations
@@ -178,7 +181,7 @@ class UserModelConfig:
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 1e-4
-    gbt_max_iter: int = 300                 # situational / joint gradient-boosted trees
+    gbt_max_iter: int = 150                 # situational / joint gradient-boosted trees (make reproduce: 300)
     gbt_learning_rate: float = 0.08
     gbt_max_leaf_nodes: int = 31
     top_k: int = 3                          # accuracy@k, weighted accuracy@k (ISMIR 2022)
@@ -211,10 +214,11 @@ class EmbeddingConfig:
     user_epochs: int = 60
     user_patience: int = 6
     user_lr: float = 1e-3                   # Adam (the paper gives no optimiser for the user branch)
-    models: tuple[str, ...] = ("basic_binary", "metric_1vs1", "metric_1vs4")
-    durations: tuple[float, ...] = (3.0, 10.0)   # context duration: the random crop of the first 30 s
+    # the demo's; make reproduce: + metric_1vs4 and 3 s / 10 s crops of the first 30 s, as in the paper
+    models: tuple[str, ...] = ("basic_binary", "metric_1vs1")
+    durations: tuple[float, ...] = (3.0, 6.0)    # context duration: a random crop of the clip
     best_model: str = "metric_1vs1"         # what the paper keeps (Metric-1vs1-10s): Feast, serving, transfer
-    best_duration: float = 10.0
+    best_duration: float = 6.0
     margin: float = 0.2                     # Eq. 3
     cnn_channels: tuple[int, ...] = (8, 16, 32, 64, 64)
     eval_segments: int = 3                  # a track's AE: the mean over this many evenly spaced crops
@@ -286,6 +290,9 @@ class ServingConfig:
     burst: int = 400                        # per API key: requests allowed at once
 
 
+DEMO_CLIP_S = 6.0          # the demo world's clip length, which both front-ends crop whole
+
+
 @dataclass(frozen=True)
 class Params:
     seed: int = 42
@@ -298,11 +305,12 @@ class Params:
     logs: LogsConfig = field(default_factory=LogsConfig)
     data_plane: DataPlaneConfig = field(default_factory=DataPlaneConfig)
     track_features: TrackFeaturesConfig = field(default_factory=TrackFeaturesConfig)
-    audio: AudioConfig = field(default_factory=AudioConfig)
+    # the papers' front-ends on the demo's 6 s clips: the paper's 30 s crops in make reproduce
+    audio: AudioConfig = field(default_factory=lambda: AudioConfig(duration_s=DEMO_CLIP_S))
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
     user_models: UserModelConfig = field(default_factory=UserModelConfig)
-    embedding_audio: AudioConfig = field(default_factory=chen_audio)
+    embedding_audio: AudioConfig = field(default_factory=lambda: replace(chen_audio(), duration_s=DEMO_CLIP_S))
     embeddings: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)

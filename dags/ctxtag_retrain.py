@@ -94,33 +94,23 @@ def ctxtag_retrain():
     def register(_users: str, dag_run=None) -> dict:
         """The tagger as @challenger, and the pyfunc context model (audio + user/device/time)."""
         from ctxtag.platform.orchestration import in_project
-        from ctxtag.platform.registry import register, register_context_model
+        from ctxtag.platform.registry import register_each
 
         actor = f"airflow:{dag_run.dag_id}/{dag_run.run_id}"
         with in_project(project_dir(), actor) as params:
-            why = f"scheduled retraining ({dag_run.run_id})"
-            context_model = register_context_model(params, why=why)
-            return {**register(params, why=why), "context_model_version": context_model["version"]}
+            registered = register_each(params, why=f"scheduled retraining ({dag_run.run_id})")
+        return {family: r["version"] for family, r in registered.items()}
 
     @task
-    def promote(registered: dict, dag_run=None) -> dict:
+    def promote(versions: dict, dag_run=None) -> dict:
         """The gate decides, per family; a refusal is recorded in the audit trail and leaves
         @champion as is."""
         from ctxtag.platform.orchestration import in_project
-        from ctxtag.platform.promotion import PromotionRefused, promote
+        from ctxtag.platform.promotion import promote_each
 
         actor = f"airflow:{dag_run.dag_id}/{dag_run.run_id}"
-        decisions = {}
         with in_project(project_dir(), actor) as params:
-            for family, version in (("tagger", registered["version"]),
-                                    ("context", registered["context_model_version"])):
-                try:
-                    decisions[family] = promote(params, version=version, family=family,
-                                                why="promotion gate after retraining")
-                except PromotionRefused as exc:
-                    print(exc)
-                    decisions[family] = {"promoted": False, "version": version, "reason": str(exc)}
-        return decisions
+            return promote_each(params, versions, why="promotion gate after retraining")
 
     # the catalogue is tagged as a fan-out over workers; the embeddings stage then finds every
     # part current (its `dvc repro` only re-combines them)

@@ -48,6 +48,7 @@ class Paths:
     embeddings: Path = Path("data/embeddings")               # ctxtag embeddings: branches, UE / AE tables
     track_embeddings_parquet: Path = Path("data/embeddings/track_embeddings.parquet")
     user_embeddings_parquet: Path = Path("data/embeddings/user_embeddings.parquet")
+    timings: Path = Path("data/timings.jsonl")               # each command's wall time (ctxtag summary), not DVC
 
     @property
     def true_labels_csv(self) -> Path:

@@ -36,6 +36,16 @@ def bound_http_requests() -> None:
         os.environ.setdefault(name, value)
 
 
+def pinned_requirements(*distributions: str) -> list[str]:
+    """A logged model's pip requirements: the installed versions of ``distributions``, declared.
+    Left to MLflow, they are inferred by loading the model in a subprocess (~4 s a model), and
+    miss what the model imports lazily (torch, for the context model). A local label (+cpu) is
+    dropped: the same release of another build (CUDA) serves as well."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name).split('+')[0]}" for name in distributions]
+
+
 _LOCAL_STORES: set[str] = set()       # the local stores setup_mlflow pointed MLflow at in this process
 
 

@@ -75,6 +75,19 @@ def promote(params: Params, version: str | None = None, why: str = "", force: bo
     return {"model": name, "version": version, "previous": champion, "promoted": True, "gate": asdict(result)}
 
 
+def promote_each(params: Params, versions: dict[str, str], why: str = "") -> dict[str, dict]:
+    """Each family's version through its own gate: a refusal (recorded in the audit trail, the
+    champion left as is) is that family's decision, not the end of the others'."""
+    decisions = {}
+    for family, version in versions.items():
+        try:
+            decisions[family] = promote(params, version=version, family=family, why=why)
+        except PromotionRefused as exc:
+            decisions[family] = {"model": model_name(params, family), "version": version, "promoted": False,
+                                 "refused": str(exc)}
+    return decisions
+
+
 def rollback(params: Params, to: str | None = None, why: str = "", family: str = "tagger") -> dict:
     """Point @champion back at ``to`` (default: the champion before the current one)."""
     client = open_client(params)

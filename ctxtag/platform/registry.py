@@ -13,11 +13,15 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 
 from ctxtag.config import Params
 from ctxtag.vocabulary import MODEL_FAMILIES
+
+CHECKPOINT_FILE = "best.pt"             # the tagger's checkpoint (Paths.checkpoint), logged with its model
+CHECKPOINT_TAG = "checkpoint_sha256"    # ... and its digest, a tag of the logged model
 
 
 def actor() -> str:
@@ -102,6 +106,37 @@ def register(params: Params, why: str = "new training run") -> dict:
     return {"model": name, "version": version, "run_id": run_id, "new_version": created}
 
 
+def champion_checkpoint(params: Params, root: Path = Path(".")) -> tuple[Path, str]:
+    """The registry's @champion tagger as a local checkpoint (state dict + metadata, which
+    ctxtag.tagger.inference.load_cnn reads with weights_only=True: nothing in it runs code), and
+    its "name/version". The file is the one logged with the model version (``extra_files``), checked
+    against the sha256 recorded with it, so what is loaded is what the gate promoted."""
+    import mlflow
+
+    from ctxtag.common.io import file_sha256
+    from ctxtag.common.tracking import setup_mlflow
+
+    setup_mlflow(params.train.experiment, root)
+    client = mlflow.MlflowClient()
+    name = params.registry.model_name
+    version = alias_version(client, name, "champion")
+    if version is None:
+        raise LookupError(f"no @champion of {name} at {mlflow.get_tracking_uri()}: run `make demo`, "
+                          "or `ctxtag register` and `ctxtag promote`")
+    expected = mlflow.get_logged_model(client.get_model_version(name, version).model_id).tags.get(CHECKPOINT_TAG)
+    location = client.get_model_version_download_uri(name, version)
+    url = urlparse(location)
+    if url.scheme in ("", "file"):               # the local store's locations are project-relative
+        local = root / (url.path if url.scheme else location) / "extra_files" / CHECKPOINT_FILE
+    else:                                        # a server's store (s3://, mlflow-artifacts:/...)
+        local = Path(mlflow.artifacts.download_artifacts(f"{location}/extra_files/{CHECKPOINT_FILE}"))
+    if expected is None or not local.exists():
+        raise LookupError(f"{name}/{version} was registered without its checkpoint; retrain and register it")
+    if file_sha256(local) != expected:
+        raise ValueError(f"{name}/{version}: {local} does not match the sha256 registered with it")
+    return local, f"{name}/{version}"
+
+
 def register_context_model(params: Params, why: str = "new training run") -> dict:
     """Log the pyfunc context model (audio + optional user/device/time) built from the current
     tagger and the serving split's user models, register it as a new version of
@@ -151,6 +186,12 @@ def register_context_model(params: Params, why: str = "new training run") -> dic
     client.set_model_version_tag(name, version, "fingerprint", digest)
     make_challenger(client, name, version, run_id, why)
     return {"model": name, "version": version, "run_id": run_id, "new_version": True}
+
+
+def register_each(params: Params, why: str = "new training run") -> dict[str, dict]:
+    """Every family's current models as a new version each (@challenger): the tagger, then the
+    context model built around it."""
+    return {"tagger": register(params, why=why), "context": register_context_model(params, why=why)}
 
 
 def model_name(params: Params, family: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ctxtag.common import timings
 from ctxtag.config import Params
 
 
@@ -44,6 +45,17 @@ def print_summary(params: Params) -> dict:
                 console.print(Markdown(text))
             else:                   # markdown tables read well as they are
                 print(text, flush=True)
+    steps = timings.latest(params.paths.timings)
+    if steps:
+        table = Table(title="time per step (the last run of each)")
+        table.add_column("step")
+        table.add_column("s", justify="right")
+        table.add_column("share", justify="right")
+        total = sum(r["seconds"] for r in steps.values())
+        for name, r in steps.items():
+            table.add_row(name, f"{r['seconds']:.1f}", f"{r['seconds'] / total:.0%}")
+        table.add_row("all steps", f"{total:.1f}", "")
+        console.print(table)
     plots = sorted(Path(rep / "plots").glob("*.png"))
     console.print("plots: " + ", ".join(str(p) for p in plots))
-    return {"reports": str(rep), "plots": len(plots)}
+    return {"reports": str(rep), "plots": len(plots), "seconds": {k: r["seconds"] for k, r in steps.items()}}

@@ -111,9 +111,17 @@ def log_context_model(params, root: Path, split: str, example: pd.DataFrame):
         return _log(artifacts, example)
 
 
+# what the packaged ctxtag code imports to load and run the model (the tagger's front-end and
+# CNN, the user models and the situational forest's compiled walk, audio decoding)
+CONTEXT_MODEL_REQUIREMENTS = ("mlflow", "cloudpickle", "numpy", "pandas", "pyarrow", "scipy", "torch",
+                              "scikit-learn", "numba", "soundfile", "soxr", "pyyaml")
+
+
 def _log(artifacts: dict[str, str], example: pd.DataFrame):
     import mlflow
     from mlflow.models import infer_signature
+
+    from ctxtag.common.tracking import pinned_requirements
 
     model = ContextModel()
 
@@ -125,4 +133,5 @@ def _log(artifacts: dict[str, str], example: pd.DataFrame):
     signature = infer_signature(example, model.predict(ctx, example))
     return mlflow.pyfunc.log_model(name="context_model", python_model=model, artifacts=artifacts,
                                    signature=signature, input_example=example,
-                                   code_paths=[str(Path(__file__).parents[1])])   # the ctxtag package
+                                   code_paths=[str(Path(__file__).parents[1])],   # the ctxtag package
+                                   pip_requirements=pinned_requirements(*CONTEXT_MODEL_REQUIREMENTS))

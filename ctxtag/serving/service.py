@@ -268,20 +268,12 @@ class Service:
                                   cfg.ann_ef_search))}
 
     def _champion(self):
-        import mlflow
+        """The registry's @champion CNN, from its checked checkpoint (never a pickle)."""
+        from ctxtag.platform.registry import champion_checkpoint
+        from ctxtag.tagger.inference import load_cnn
 
-        from ctxtag.common.tracking import setup_mlflow
-
-        setup_mlflow(self.params.train.experiment, self.root)
-        name = self.params.registry.model_name
-        client = mlflow.MlflowClient()
-        version = client.get_model_version_by_alias(name, "champion").version
-        # the local store's locations are relative to the project root, which need not be the cwd
-        location = client.get_model_version_download_uri(name, version)
-        if "://" not in location and not Path(location).is_absolute():
-            location = str(self.root / location)
-        model = mlflow.pytorch.load_model(location, map_location="cpu")
-        return model.eval(), f"{name}/{version}"
+        path, version = champion_checkpoint(self.params, self.root)
+        return load_cnn(path)[0], version
 
     # --- audio -> contexts (the champion CNN) ---------------------------------------------------
     @torch.no_grad()

@@ -7,14 +7,13 @@ resumes, and the MLflow run gets what it missed (parameters, every epoch once, t
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ctxtag.audio import mel_set
-from ctxtag.common.io import write_json
+from ctxtag.common.io import file_sha256, write_json
 from ctxtag.common.plots import line_chart
 from ctxtag.common.tracking import (
     Tracker,
@@ -22,6 +21,7 @@ from ctxtag.common.tracking import (
     log_metrics,
     log_missing_epochs,
     log_params,
+    pinned_requirements,
     start_resumable_run,
 )
 from ctxtag.common.training import pick_device
@@ -31,9 +31,12 @@ from ctxtag.tagger.inference import load_cnn, model_meta
 from ctxtag.tagger.model import ChoiCNN
 from ctxtag.tagger.train import Checkpoints, fingerprint, train
 
+# the pickled CNN needs its class (ctxtag) and torch to load
+TAGGER_REQUIREMENTS = ("mlflow", "cloudpickle", "ctxtag", "numpy", "pandas", "torch")
+
 
 def _file_hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return file_sha256(path)[:16]
 
 
 def run(params: Params, loss: str | None = None) -> dict:
@@ -103,7 +106,7 @@ def _log_end(best_pt: Path, validation, plot: Path, result) -> None:
     import mlflow
 
     best, _ = load_cnn(best_pt)
-    _log_model(best, validation)
+    _log_model(best, best_pt, validation)
     mlflow.log_artifact(str(plot), "plots")
     log_metrics({"best_val_loss": result.best_val_loss, "best_epoch": result.best_epoch})
 
@@ -115,13 +118,19 @@ def _has_model() -> bool:
     return bool(mlflow.search_logged_models(filter_string=f"source_run_id='{run_id}'", output_format="list"))
 
 
-def _log_model(model: ChoiCNN, ds) -> None:
-    """The CNN with a signature (mel batch -> 15 probabilities-as-logits) and one input example."""
+def _log_model(model: ChoiCNN, best_pt: Path, ds) -> None:
+    """The CNN with a signature (mel batch -> 15 probabilities-as-logits) and one input example,
+    plus its checkpoint and the checkpoint's sha256: what serving loads (weights only, checked;
+    ctxtag.platform.registry.champion_checkpoint), where the pickle is for MLflow's own tools."""
     import mlflow
     from mlflow.models import infer_signature
+
+    from ctxtag.platform.registry import CHECKPOINT_TAG
 
     example = ds[0][0].float().numpy()[None] if len(ds) else np.zeros((1, 96, 646), np.float32)
     with torch.no_grad():
         out = model(torch.from_numpy(example)).numpy()
     mlflow.pytorch.log_model(model, name="model", signature=infer_signature(example, out),
-                             input_example=example, serialization_format="pickle")
+                             input_example=example, serialization_format="pickle",
+                             pip_requirements=pinned_requirements(*TAGGER_REQUIREMENTS),
+                             extra_files=[str(best_pt)], tags={CHECKPOINT_TAG: file_sha256(best_pt)})

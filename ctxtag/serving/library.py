@@ -1,0 +1,101 @@
+"""The Python API: the served models in another program's process, one call each.
+
+    import ctxtag
+    ctxtag.tag("song.mp3")                                   # {"party": 0.91, "dance": 0.84, ...}
+    ctxtag.contexts_for("u0007", "phone", "cellular", "2026-02-06T22:30:00+01:00")
+
+``tag`` runs the registry's ``@champion`` tagger (what `ctxtag serve` answers with), so it needs
+only a trained, promoted model; ``contexts_for`` is the API's /contexts: the situational model of
+``serving.split`` on the user's features in the online store, so it needs `ctxtag publish-features`
+too. Both read the project's params.yaml (``project``), load once per project and answer from memory
+after; inputs are checked by the same rules as the HTTP API (a bad device or a timestamp without
+offset is a ValueError naming the field and the reason).
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+
+@functools.lru_cache(maxsize=4)
+def _tagger(project: Path):
+    from ctxtag.audio.melspec import LogMel
+    from ctxtag.config import AudioConfig, load_params
+    from ctxtag.platform.registry import champion_checkpoint
+    from ctxtag.tagger.inference import load_cnn
+
+    params = load_params(project / "params.yaml")
+    path, version = champion_checkpoint(params, project)
+    cnn, meta = load_cnn(path)
+    audio = AudioConfig(**meta["audio"])
+    return cnn, LogMel(audio).eval(), audio, list(meta["contexts"]), version
+
+
+@functools.lru_cache(maxsize=4)
+def _service(project: Path, online: str, redis_url: str):
+    from ctxtag.config import load_params
+    from ctxtag.serving.api import request_models
+    from ctxtag.serving.service import Service
+
+    params = load_params(project / "params.yaml")
+    situation, _ = request_models(params)
+    return Service(params, project, online=online, redis_url=redis_url), situation
+
+
+def _as_dict(ranked, top: int | None) -> dict[str, float]:
+    """The API's ranking (Ranked.top: stable order, 5 decimals) as {context: probability}."""
+    return {r["name"]: r["score"] for r in ranked.top(len(ranked.names) if top is None else top)}
+
+
+def tag(audio: str | Path | np.ndarray, top: int | None = None, project: str | Path = ".") -> dict[str, float]:
+    """Contexts of a track with their probabilities, most likely first: ``audio`` is a file (wav,
+    flac, ogg, mp3; cropped as in training) or a mono waveform at the model's sample rate."""
+    import torch
+
+    from ctxtag.audio.decode import load_clip
+    from ctxtag.serving.service import Ranked
+
+    cnn, frontend, cfg, contexts, _ = _tagger(Path(project).resolve())
+    if isinstance(audio, np.ndarray):
+        clip = np.asarray(audio, dtype=np.float32)
+        if clip.ndim != 1 or clip.size == 0:
+            raise ValueError(f"a waveform is one non-empty channel, not shape {clip.shape}")
+    else:
+        clip = load_clip(Path(audio), cfg)           # AudioError (a ValueError) names the file
+    with torch.no_grad():
+        probs = torch.sigmoid(cnn(frontend(torch.from_numpy(clip)[None])))[0].numpy()
+    return _as_dict(Ranked(contexts, probs), top)
+
+
+def tagger_version(project: str | Path = ".") -> str:
+    """The registered model ``tag`` answers with: "name/version"."""
+    return _tagger(Path(project).resolve())[4]
+
+
+def contexts_for(user: str, device: str, network: str = "wifi", when: datetime | str | None = None,
+                 age: float | None = None, gender: str | None = None, top: int | None = None,
+                 project: str | Path = ".", online: str = "sqlite",
+                 redis_url: str = "localhost:6379") -> dict[str, float]:
+    """Contexts a user is likely in, given device, network and local time (``when``: a datetime
+    with its UTC offset or ISO 8601 text; default now), most likely first. KeyError for a user the
+    online store does not know."""
+    from pydantic import ValidationError
+
+    from ctxtag.serving.service import UnknownUser
+
+    service, situation = _service(Path(project).resolve(), online, redis_url)
+    when = datetime.now().astimezone() if when is None else when
+    try:
+        body = situation(user_id=user, device=device, network=network, timestamp=when, age=age, gender=gender)
+    except ValidationError as exc:
+        raise ValueError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+    try:
+        ranked = service.situation_contexts(body.user_id, body.device, body.network, body.timestamp,
+                                            body.age, body.gender)
+    except UnknownUser:
+        raise KeyError(f"unknown user {user!r}: no features in the online store") from None
+    return _as_dict(ranked, top)
