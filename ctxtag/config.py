@@ -143,7 +143,7 @@ class TrainConfig:
     loss: str = "neg_ignore_zeros"          # one of LOSS_CONFIGS (Table 2)
     configs: tuple[str, ...] = LOSS_CONFIGS  # what the DVC pipeline trains side by side
     batch_size: int = 16
-    max_epochs: int = 4                     # CPU demo cap; the paper stops on patience (make reproduce: 200)
+    max_epochs: int = 3                     # CPU demo cap; the paper stops on patience (make reproduce: 200)
     patience: int = 10                      # early stopping on validation loss
     lr: float = 0.1                         # Adadelta
     lr_decay: float = 0.96                  # multiplied in every lr_decay_every iterations
@@ -176,12 +176,12 @@ class UserModelConfig:
     user_hidden: int = 64                   # ... user branch width
     fused_hidden: int = 128
     dropout: float = 0.3
-    epochs: int = 80
+    epochs: int = 40                        # early stopping decides (make reproduce: 80)
     patience: int = 8
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 1e-4
-    gbt_max_iter: int = 150                 # situational / joint gradient-boosted trees (make reproduce: 300)
+    gbt_max_iter: int = 120                 # situational / joint gradient-boosted trees (make reproduce: 300)
     gbt_learning_rate: float = 0.08
     gbt_max_leaf_nodes: int = 31
     top_k: int = 3                          # accuracy@k, weighted accuracy@k (ISMIR 2022)
@@ -222,7 +222,7 @@ class EmbeddingConfig:
     margin: float = 0.2                     # Eq. 3
     cnn_channels: tuple[int, ...] = (8, 16, 32, 64, 64)
     eval_segments: int = 3                  # a track's AE: the mean over this many evenly spaced crops
-    epochs: int = 2                         # CPU demo cap; raise on a GPU worker
+    epochs: int = 1                         # CPU demo cap (make reproduce: 50, on a GPU worker)
     patience: int = 3                       # early stopping on validation AUC
     batch_size: int = 64                    # liked tracks per batch (plus their disliked ones)
     lr: float = 0.1                         # SGD, Nesterov momentum 0.9, lr / (1 + decay * iteration)

@@ -1,6 +1,7 @@
 """Each command's wall time, one JSON line per run, so `ctxtag summary` can say where a pipeline
 run's time went. Appended with one write (O_APPEND): commands that end at once (Airflow tasks in
-parallel) never interleave their lines; a torn last line (a killed writer) is skipped on reading."""
+parallel) never interleave their lines; a torn last line (a killed writer) is ended by the next
+record and skipped on reading."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ def record(path: Path, step: str, seconds: float) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps({"step": step, "seconds": round(seconds, 2),
                        "ended": datetime.now(UTC).isoformat(timespec="seconds")}) + "\n"
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, line.encode())
+        size = os.fstat(fd).st_size
+        torn = size > 0 and os.pread(fd, 1, size - 1) != b"\n"      # a killed writer's last line
+        os.write(fd, (("\n" if torn else "") + line).encode())
     finally:
         os.close(fd)
 

@@ -20,9 +20,6 @@ import numpy as np
 from ctxtag.config import Params
 from ctxtag.vocabulary import MODEL_FAMILIES
 
-CHECKPOINT_FILE = "best.pt"             # the tagger's checkpoint (Paths.checkpoint), logged with its model
-CHECKPOINT_TAG = "checkpoint_sha256"    # ... and its digest, a tag of the logged model
-
 
 def actor() -> str:
     """Who acts: CTXTAG_ACTOR (the Airflow task sets it to its DAG run) or the OS user."""
@@ -115,6 +112,7 @@ def champion_checkpoint(params: Params, root: Path = Path(".")) -> tuple[Path, s
 
     from ctxtag.common.io import file_sha256
     from ctxtag.common.tracking import setup_mlflow
+    from ctxtag.tagger.inference import CHECKPOINT_FILE, CHECKPOINT_TAG
 
     setup_mlflow(params.train.experiment, root)
     client = mlflow.MlflowClient()

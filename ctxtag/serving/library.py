@@ -7,9 +7,10 @@
 ``tag`` runs the registry's ``@champion`` tagger (what `ctxtag serve` answers with), so it needs
 only a trained, promoted model; ``contexts_for`` is the API's /contexts: the situational model of
 ``serving.split`` on the user's features in the online store, so it needs `ctxtag publish-features`
-too. Both read the project's params.yaml (``project``), load once per project and answer from memory
-after; inputs are checked by the same rules as the HTTP API (a bad device or a timestamp without
-offset is a ValueError naming the field and the reason).
+too. Both read the project's params (``project`` / ``params_file``) and registry (the project's,
+or $MLFLOW_TRACKING_URI's), load once per project and answer from memory after. Inputs are checked
+by the HTTP API's rules: a bad device or a timestamp without offset is a ValueError naming the
+field and the reason.
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ import numpy as np
 
 
 @functools.lru_cache(maxsize=4)
-def _tagger(project: Path):
+def _tagger(project: Path, params_file: str):
     from ctxtag.audio.melspec import LogMel
     from ctxtag.config import AudioConfig, load_params
     from ctxtag.platform.registry import champion_checkpoint
     from ctxtag.tagger.inference import load_cnn
 
-    params = load_params(project / "params.yaml")
+    params = load_params(project / params_file)
     path, version = champion_checkpoint(params, project)
     cnn, meta = load_cnn(path)
     audio = AudioConfig(**meta["audio"])
@@ -36,12 +37,12 @@ def _tagger(project: Path):
 
 
 @functools.lru_cache(maxsize=4)
-def _service(project: Path, online: str, redis_url: str):
+def _service(project: Path, params_file: str, online: str, redis_url: str):
     from ctxtag.config import load_params
     from ctxtag.serving.api import request_models
     from ctxtag.serving.service import Service
 
-    params = load_params(project / "params.yaml")
+    params = load_params(project / params_file)
     situation, _ = request_models(params)
     return Service(params, project, online=online, redis_url=redis_url), situation
 
@@ -51,7 +52,8 @@ def _as_dict(ranked, top: int | None) -> dict[str, float]:
     return {r["name"]: r["score"] for r in ranked.top(len(ranked.names) if top is None else top)}
 
 
-def tag(audio: str | Path | np.ndarray, top: int | None = None, project: str | Path = ".") -> dict[str, float]:
+def tag(audio: str | Path | np.ndarray, top: int | None = None, project: str | Path = ".",
+        params_file: str = "params.yaml") -> dict[str, float]:
     """Contexts of a track with their probabilities, most likely first: ``audio`` is a file (wav,
     flac, ogg, mp3; cropped as in training) or a mono waveform at the model's sample rate."""
     import torch
@@ -59,7 +61,7 @@ def tag(audio: str | Path | np.ndarray, top: int | None = None, project: str | P
     from ctxtag.audio.decode import load_clip
     from ctxtag.serving.service import Ranked
 
-    cnn, frontend, cfg, contexts, _ = _tagger(Path(project).resolve())
+    cnn, frontend, cfg, contexts, _ = _tagger(Path(project).resolve(), params_file)
     if isinstance(audio, np.ndarray):
         clip = np.asarray(audio, dtype=np.float32)
         if clip.ndim != 1 or clip.size == 0:
@@ -71,14 +73,14 @@ def tag(audio: str | Path | np.ndarray, top: int | None = None, project: str | P
     return _as_dict(Ranked(contexts, probs), top)
 
 
-def tagger_version(project: str | Path = ".") -> str:
-    """The registered model ``tag`` answers with: "name/version"."""
-    return _tagger(Path(project).resolve())[4]
+def tagger_version(project: str | Path = ".", params_file: str = "params.yaml") -> str:
+    """The registered model ``tag`` answers with: "name/version" (loaded on the first call)."""
+    return _tagger(Path(project).resolve(), params_file)[4]
 
 
 def contexts_for(user: str, device: str, network: str = "wifi", when: datetime | str | None = None,
                  age: float | None = None, gender: str | None = None, top: int | None = None,
-                 project: str | Path = ".", online: str = "sqlite",
+                 project: str | Path = ".", params_file: str = "params.yaml", online: str = "sqlite",
                  redis_url: str = "localhost:6379") -> dict[str, float]:
     """Contexts a user is likely in, given device, network and local time (``when``: a datetime
     with its UTC offset or ISO 8601 text; default now), most likely first. KeyError for a user the
@@ -87,7 +89,7 @@ def contexts_for(user: str, device: str, network: str = "wifi", when: datetime |
 
     from ctxtag.serving.service import UnknownUser
 
-    service, situation = _service(Path(project).resolve(), online, redis_url)
+    service, situation = _service(Path(project).resolve(), params_file, online, redis_url)
     when = datetime.now().astimezone() if when is None else when
     try:
         body = situation(user_id=user, device=device, network=network, timestamp=when, age=age, gender=gender)

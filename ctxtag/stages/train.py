@@ -27,7 +27,7 @@ from ctxtag.common.tracking import (
 from ctxtag.common.training import pick_device
 from ctxtag.config import Params
 from ctxtag.tagger.dataset import load_splits
-from ctxtag.tagger.inference import load_cnn, model_meta
+from ctxtag.tagger.inference import CHECKPOINT_TAG, load_cnn, model_meta
 from ctxtag.tagger.model import ChoiCNN
 from ctxtag.tagger.train import Checkpoints, fingerprint, train
 
@@ -124,8 +124,6 @@ def _log_model(model: ChoiCNN, best_pt: Path, ds) -> None:
     ctxtag.platform.registry.champion_checkpoint), where the pickle is for MLflow's own tools."""
     import mlflow
     from mlflow.models import infer_signature
-
-    from ctxtag.platform.registry import CHECKPOINT_TAG
 
     example = ds[0][0].float().numpy()[None] if len(ds) else np.zeros((1, 96, 646), np.float32)
     with torch.no_grad():

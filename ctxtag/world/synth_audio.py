@@ -43,14 +43,23 @@ def _midi_hz(note: np.ndarray | float) -> np.ndarray:
 
 
 def _voice(freq: np.ndarray, sr: int, brightness: float, n_harm: int = 5) -> np.ndarray:
-    """Sum of harmonics with a brightness-controlled roll-off; freq is per-sample (n,)."""
+    """Sum of harmonics with a brightness-controlled roll-off; freq is per-sample (n,). Harmonic k
+    is sin(k x) by the recurrence sin(kx) = 2 cos(x) sin((k-1)x) - sin((k-2)x): two transcendental
+    calls for all the harmonics instead of one each."""
     phase = ((2 * np.pi / sr) * np.cumsum(freq) % (2 * np.pi)).astype(np.float32)
     out = np.zeros(len(freq), dtype=np.float32)
+    two_cos = 2 * np.cos(phase)
+    prev, cur = np.zeros_like(phase), np.sin(phase)
+    top = float(np.max(freq)) if len(freq) else 0.0
     total = 0.0
     for k in range(1, n_harm + 1):
         amp = k ** -(3.0 - 2.4 * brightness)        # dark: steep roll-off; bright: flat
-        out += np.sin(np.float32(k) * phase) * np.float32(amp) * (freq * k < 10_000)
+        if top * k < 10_000:                         # no sample's harmonic is above 10 kHz
+            out += cur * np.float32(amp)
+        else:
+            out += cur * np.float32(amp) * (freq * k < 10_000)
         total += amp
+        prev, cur = cur, two_cos * cur - prev
     return out / np.float32(total)
 
 
@@ -74,10 +83,11 @@ def _render_loop(traits: AudioTraits, seconds: float, sr: int, rng: np.random.Ge
     # harmony: I-V-vi-IV (major) or i-VI-III-VII (minor) degrees, one chord per bar
     degrees = np.array([0, 4, 5, 3]) if traits.major else np.array([0, 5, 2, 6])
     bar_idx = (t // bar).astype(np.int64) % 4
-    chord_root = traits.root_midi + scale[degrees[bar_idx]]
-    third = traits.root_midi + scale[(degrees[bar_idx] + 2) % 7] + 12 * ((degrees[bar_idx] + 2) // 7)
-    fifth = traits.root_midi + scale[(degrees[bar_idx] + 4) % 7] + 12 * ((degrees[bar_idx] + 4) // 7)
-    pad = sum(_voice(_midi_hz(note), sr, traits.brightness) for note in (chord_root, third, fifth)) / 3
+    # the notes of the four bars, then per sample (a lookup, not a power per sample)
+    chord_root = traits.root_midi + scale[degrees]
+    third = traits.root_midi + scale[(degrees + 2) % 7] + 12 * ((degrees + 2) // 7)
+    fifth = traits.root_midi + scale[(degrees + 4) % 7] + 12 * ((degrees + 4) // 7)
+    pad = sum(_voice(_midi_hz(note)[bar_idx], sr, traits.brightness) for note in (chord_root, third, fifth)) / 3
 
     # melody: a random walk on the scale, one note per beat (two per beat when energetic)
     step = beat / (2 if traits.tempo_bpm > 120 else 1)
@@ -86,7 +96,7 @@ def _render_loop(traits: AudioTraits, seconds: float, sr: int, rng: np.random.Ge
     melody_note = traits.root_midi + 12 + scale[walk % 7] + 12 * (walk // 7)
     note_idx = np.minimum((t // step).astype(np.int64), n_notes - 1)
     env = np.exp(-((t % step) / step) * 3.0)
-    melody = _voice(_midi_hz(melody_note[note_idx]), sr, traits.brightness, n_harm=4) * env
+    melody = _voice(_midi_hz(melody_note)[note_idx], sr, traits.brightness, n_harm=4) * env
 
     # percussion: kick on beats, hi-hat on off-beats
     since_beat = t % beat

@@ -80,6 +80,27 @@ def test_rollback_without_history_and_promote_without_challenger_are_refused(dvc
     assert proc.returncode == 3 and "no earlier champion" in proc.stderr
 
 
+@pytest.mark.slow
+def test_release_registers_and_promotes_every_family_in_one_command(dvc_project):
+    """What make demo runs: both families registered and through their gates; rerun, nothing moves."""
+    tag = uuid.uuid4().hex[:6]
+    params = yaml.safe_load((dvc_project / "params.yaml").read_text())
+    params["registry"].update(model_name=f"release-tagger-{tag}", context_model_name=f"release-context-{tag}")
+    params_file = dvc_project / f"params-release-{tag}.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    try:
+        first = _ctxtag(dvc_project, params_file.name, "release", "--why", "demo")
+        assert set(first) == {"tagger", "context"}
+        for family, r in first.items():
+            assert r["version"] == "1" and r["promoted"], family
+            assert r["gate"]["reasons"] == ["no champion yet"], family
+        again = _ctxtag(dvc_project, params_file.name, "release")
+        assert all(r["version"] == "1" and not r["new_version"] and not r["promoted"] for r in again.values())
+        assert all(r["reasons"] == ["already champion"] for r in again.values())
+    finally:
+        params_file.unlink()
+
+
 def test_a_registry_that_does_not_answer_is_never_read_as_no_alias(tmp_path, monkeypatch):
     """alias_version None means "no such alias": the gate then passes with "no champion yet". A
     server that is down must raise instead, or promotion would skip the comparison."""

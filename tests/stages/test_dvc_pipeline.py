@@ -113,6 +113,10 @@ def test_summary_prints_the_headline_figures_and_tables(dvc_project):
     assert "ctxtag: labelled dataset" in out and "tracks_after_balancing" in out
     assert "neg_ignore_zeros" in out and "cold_user" in out          # Table 2 and the user-model table
     assert "reports/plots/cooccurrence.png" in out
+    # where the run's time went: every step of the pipeline, by the command that ran it
+    assert "time per step" in out and "train@neg_ignore_zeros" in out and "user-models" in out
+    # not a terminal (a log, a pipe): tables are not wrapped at 80 columns
+    assert any(line.startswith("| warm | audio + user + device/time |") for line in out.splitlines())
 
 
 @pytest.mark.slow
@@ -185,8 +189,9 @@ def test_every_plot_is_also_data_that_dvc_plots_draws(dvc_project):
 def test_predict_prints_top_contexts_for_an_audio_file(dvc_project):
     project = dvc_project
     audio = sorted((project / "data/raw/audio").glob("*.flac"))[0]
-    out = _run(dvc_project, "ctxtag", "predict", str(audio), "--top", "3")
-    lines = out.strip().splitlines()
+    loss = yaml.safe_load((project / "params.yaml").read_text())["train"]["loss"]
+    out = _run(dvc_project, "ctxtag", "predict", str(audio), "--top", "3", "--model", f"data/models/{loss}/best.pt")
+    lines = out.strip().splitlines()[1:]                  # after "model: <checkpoint>"
     assert lines[0] == str(audio)
     contexts = set(yaml.safe_load((project / "params.yaml").read_text())["contexts"])
     assert len(lines) == 4 and all(line.split()[0] in contexts for line in lines[1:])
