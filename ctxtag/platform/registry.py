@@ -121,7 +121,10 @@ def champion_checkpoint(params: Params, root: Path = Path(".")) -> tuple[Path, s
     if version is None:
         raise LookupError(f"no @champion of {name} at {mlflow.get_tracking_uri()}: run `make demo`, "
                           "or `ctxtag register` and `ctxtag promote`")
-    expected = mlflow.get_logged_model(client.get_model_version(name, version).model_id).tags.get(CHECKPOINT_TAG)
+    mv = client.get_model_version(name, version)
+    # the logged model behind the version (a local store leaves model_id empty; source names it)
+    model_id = mv.model_id or mv.source.removeprefix("models:/")
+    expected = mlflow.get_logged_model(model_id).tags.get(CHECKPOINT_TAG)
     location = client.get_model_version_download_uri(name, version)
     url = urlparse(location)
     if url.scheme in ("", "file"):               # the local store's locations are project-relative
