@@ -10,7 +10,7 @@ import pandas as pd
 from ctxtag.config import Params
 from ctxtag.context import situational
 from ctxtag.context import train as user_train
-from ctxtag.context.evaluation import MODELS, report
+from ctxtag.context.evaluation import MODELS, baselines, report
 from ctxtag.vocabulary import SPLITS
 
 # the neural models and the inputs they see (the audio-only model is the tagger's own output)
@@ -37,6 +37,7 @@ def run_split(frame: pd.DataFrame, x: dict[str, np.ndarray], y: np.ndarray, spli
         model = situational.fit(_rows(x, tr), y[tr], _rows(x, va), y[va], inputs, cfg, params.seed)
         models[name] = (model, [{"iterations": model.n_iter}])
         probs[name] = situational.predict(model, _rows(x, te), m)
+    probs.update(baselines(y[tr], int(te.sum()), m, params.seed))
     users, tracks = frame["user_id"].to_numpy()[te], frame["track_id"].to_numpy()[te]
     reports = {name: report(name, probs[name], y[te], users, tracks, params.contexts, cfg.top_k, cfg.threshold)
                for name in MODELS}

@@ -72,14 +72,22 @@ def so_sg(y: np.ndarray, prob: np.ndarray, contexts: Sequence[str]) -> dict:
 
 
 def user_satisfaction(user_ids: np.ndarray, track_ids: np.ndarray, y: np.ndarray, prob: np.ndarray,
-                      single: bool, threshold: float = 0.5) -> dict:
+                      single: bool, threshold: float = 0.5, columns: str = "own") -> dict:
     """Mean over users of accuracy/recall/precision/F1 of P_u against G_u (see the module doc).
 
-    The matrices only have the user's contexts as columns, so a single-label model picks its
-    argmax among those, and a multi-label model's other outputs are not part of P_u."""
+    ``columns="own"`` (the poster's protocol): the matrices only have the user's contexts as
+    columns, so a single-label model picks its argmax among those, and a multi-label model's other
+    outputs are not part of P_u; a user of one context scores 1.0 with any single-label model,
+    chance included. ``columns="all"``: every context is a column, the argmax ranges over all of
+    them. ``single_context_users``: the share of users with one context, who decide the gap."""
     m = prob.shape[1]
     g = pd.DataFrame(_one_hot(y, m)).groupby([user_ids, track_ids]).max()
     present_of_user = g.groupby(level=0).max().astype(bool)
+    single_share = float((present_of_user.sum(axis=1) == 1).mean()) if len(present_of_user) else 0.0
+    if columns == "all":                       # G_u's other columns are zeros already (one-hot over m)
+        present_of_user[:] = True
+    elif columns != "own":
+        raise ValueError(f"columns must be own or all, not {columns!r}")
     present = present_of_user.reindex(user_ids).to_numpy()                 # per stream
     if single:
         pred = _one_hot(np.where(present, prob, -np.inf).argmax(axis=1), m).astype(bool)
@@ -100,4 +108,5 @@ def user_satisfaction(user_ids: np.ndarray, track_ids: np.ndarray, y: np.ndarray
         precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
     return {"accuracy": float(per_user["exact"].mean()), "recall": float(recall.mean()),
-            "precision": float(precision.mean()), "f1": float(f1.mean()), "users": int(len(per_user))}
+            "precision": float(precision.mean()), "f1": float(f1.mean()), "users": int(len(per_user)),
+            "single_context_users": single_share}

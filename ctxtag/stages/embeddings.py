@@ -12,7 +12,7 @@ import pandas as pd
 
 from ctxtag.audio import mel_set
 from ctxtag.common.headline import write_report
-from ctxtag.common.io import atomic_path, read_matrix, write_json, write_text
+from ctxtag.common.io import atomic_path, read_matrix, read_split, write_json, write_text
 from ctxtag.common.plots import bar_chart, line_chart, roc_pr_curves
 from ctxtag.common.training import pick_device
 from ctxtag.config import Params
@@ -79,7 +79,7 @@ def run(params: Params) -> dict:
     device = pick_device(cfg.device)
     events = read_lake(p.lake)
     catalogue = pd.read_csv(p.tracks, dtype=str)
-    tagger_split = pd.read_csv(p.split_csv, dtype=str).set_index("track_id")["split"]
+    tagger_split = read_split(p.split_csv)
     mels = mel_set.read(p.embedding_features, mmap=False)   # random crops read it all, every epoch
     start = time.time()
 
