@@ -172,6 +172,8 @@ class TrainConfig:
 @dataclass(frozen=True)
 class EvalConfig:
     threshold: float = 0.5
+    bootstrap: int = 1000                   # resamples of the test tracks for intervals and paired tests (0: none)
+    level: float = 0.95                     # interval coverage
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ import pandas as pd
 from ctxtag.config import Params
 from ctxtag.context import situational
 from ctxtag.context import train as user_train
-from ctxtag.context.evaluation import MODELS, baselines, report
+from ctxtag.context.evaluation import MODELS, PAIRS, baselines, report
+from ctxtag.context.metrics import bootstrap_users
 from ctxtag.vocabulary import SPLITS
 
 # the neural models and the inputs they see (the audio-only model is the tagger's own output)
@@ -41,6 +42,12 @@ def run_split(frame: pd.DataFrame, x: dict[str, np.ndarray], y: np.ndarray, spli
     users, tracks = frame["user_id"].to_numpy()[te], frame["track_id"].to_numpy()[te]
     reports = {name: report(name, probs[name], y[te], users, tracks, params.contexts, cfg.top_k, cfg.threshold)
                for name in MODELS}
+    per_user = {name: reports[name]["satisfaction"].pop("per_user") for name in MODELS}   # not for the JSON
+    ev = params.evaluate
+    if ev.bootstrap > 0:
+        reports["_bootstrap"] = bootstrap_users(users, y[te], {n: probs[n] for n in MODELS},
+                                                {n: {"per_user": per_user[n]} for n in MODELS},
+                                                cfg.top_k, ev.bootstrap, params.seed, ev.level, PAIRS)
     reports["_sizes"] = {s: int((split == s).sum()) for s in SPLITS}
     return reports, models
 
@@ -48,7 +55,9 @@ def run_split(frame: pd.DataFrame, x: dict[str, np.ndarray], y: np.ndarray, spli
 def summary(results: dict[str, dict]) -> dict:
     """The DVC metrics: per split kind, its sizes and each model's headline figures."""
     return {kind: {"sizes": r["_sizes"], **{m: {"stream": r[m]["stream"], "so_sg": r[m]["so_sg"]["macro"],
-                                                "satisfaction": r[m]["satisfaction"]} for m in MODELS}}
+                                                "satisfaction": r[m]["satisfaction"],
+                                                "intervals": r.get("_bootstrap", {}).get("intervals", {}).get(m)}
+                                            for m in MODELS}}
             for kind, r in results.items()}
 
 

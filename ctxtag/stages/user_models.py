@@ -21,7 +21,8 @@ from ctxtag.context.features import blocks, targets
 from ctxtag.context.splits import assign
 
 # the figures `dvc metrics show` compares between runs (ctxtag.common.headline)
-HEADLINE = ["*.*.stream.accuracy", "*.*.stream.accuracy@*", "*.*.so_sg.f1"]
+HEADLINE = ["*.*.stream.accuracy", "*.*.stream.accuracy@*", "*.*.so_sg.f1", "*.*.intervals.accuracy@*.*",
+            "*.*.intervals.user_f1.*"]
 
 
 def _log_mlflow(params: Params, results: dict[str, dict], artifacts_: list) -> None:
