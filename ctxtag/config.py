@@ -63,6 +63,14 @@ class LabelConfig:
 @dataclass(frozen=True)
 class WeightsConfig:
     pairwise: bool = True
+    fit_on: str = "train"                   # train: estimated on the training split's labels; all: every track's
+    positive_scaling: str = "mean"          # mean: unit mean (default); mean_std: unit mean, unit variance
+
+    def __post_init__(self) -> None:
+        if self.fit_on not in ("train", "all"):
+            raise ConfigError(f"weights.fit_on must be train or all, not {self.fit_on!r}")
+        if self.positive_scaling not in ("mean", "mean_std"):
+            raise ConfigError(f"weights.positive_scaling must be mean or mean_std, not {self.positive_scaling!r}")
 
 
 @dataclass(frozen=True)
@@ -164,6 +172,8 @@ class TrainConfig:
 @dataclass(frozen=True)
 class EvalConfig:
     threshold: float = 0.5
+    bootstrap: int = 1000                   # resamples of the test tracks for intervals and paired tests (0: none)
+    level: float = 0.95                     # interval coverage
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,11 @@ def _jsonable(v: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(v)}")
 
 
+def read_split(path: Path) -> pd.Series:
+    """The tagger's split (`ctxtag split`): split name by track_id."""
+    return pd.read_csv(path, dtype=str).set_index("track_id")["split"]
+
+
 def read_matrix(path: Path, contexts: Sequence[str], id_column: str = "track_id") -> tuple[np.ndarray, np.ndarray]:
     """A (track_id + one column per context) CSV -> (ids, int matrix), checking the columns."""
     frame = pd.read_csv(path, dtype={id_column: str})

@@ -10,7 +10,8 @@ import pandas as pd
 from ctxtag.config import Params
 from ctxtag.context import situational
 from ctxtag.context import train as user_train
-from ctxtag.context.evaluation import MODELS, report
+from ctxtag.context.evaluation import MODELS, PAIRS, baselines, report
+from ctxtag.context.metrics import bootstrap_users
 from ctxtag.vocabulary import SPLITS
 
 # the neural models and the inputs they see (the audio-only model is the tagger's own output)
@@ -37,9 +38,16 @@ def run_split(frame: pd.DataFrame, x: dict[str, np.ndarray], y: np.ndarray, spli
         model = situational.fit(_rows(x, tr), y[tr], _rows(x, va), y[va], inputs, cfg, params.seed)
         models[name] = (model, [{"iterations": model.n_iter}])
         probs[name] = situational.predict(model, _rows(x, te), m)
+    probs.update(baselines(y[tr], int(te.sum()), m, params.seed))
     users, tracks = frame["user_id"].to_numpy()[te], frame["track_id"].to_numpy()[te]
     reports = {name: report(name, probs[name], y[te], users, tracks, params.contexts, cfg.top_k, cfg.threshold)
                for name in MODELS}
+    per_user = {name: reports[name]["satisfaction"].pop("per_user") for name in MODELS}   # not for the JSON
+    ev = params.evaluate
+    if ev.bootstrap > 0:
+        reports["_bootstrap"] = bootstrap_users(users, y[te], {n: probs[n] for n in MODELS},
+                                                {n: {"per_user": per_user[n]} for n in MODELS},
+                                                cfg.top_k, ev.bootstrap, params.seed, ev.level, PAIRS)
     reports["_sizes"] = {s: int((split == s).sum()) for s in SPLITS}
     return reports, models
 
@@ -47,7 +55,9 @@ def run_split(frame: pd.DataFrame, x: dict[str, np.ndarray], y: np.ndarray, spli
 def summary(results: dict[str, dict]) -> dict:
     """The DVC metrics: per split kind, its sizes and each model's headline figures."""
     return {kind: {"sizes": r["_sizes"], **{m: {"stream": r[m]["stream"], "so_sg": r[m]["so_sg"]["macro"],
-                                                "satisfaction": r[m]["satisfaction"]} for m in MODELS}}
+                                                "satisfaction": r[m]["satisfaction"],
+                                                "intervals": r.get("_bootstrap", {}).get("intervals", {}).get(m)}
+                                            for m in MODELS}}
             for kind, r in results.items()}
 
 

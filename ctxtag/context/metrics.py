@@ -72,14 +72,23 @@ def so_sg(y: np.ndarray, prob: np.ndarray, contexts: Sequence[str]) -> dict:
 
 
 def user_satisfaction(user_ids: np.ndarray, track_ids: np.ndarray, y: np.ndarray, prob: np.ndarray,
-                      single: bool, threshold: float = 0.5) -> dict:
+                      single: bool, threshold: float = 0.5, columns: str = "own",
+                      per_user_scores: bool = False) -> dict:
     """Mean over users of accuracy/recall/precision/F1 of P_u against G_u (see the module doc).
 
-    The matrices only have the user's contexts as columns, so a single-label model picks its
-    argmax among those, and a multi-label model's other outputs are not part of P_u."""
+    ``columns="own"`` (the poster's protocol): the matrices only have the user's contexts as
+    columns, so a single-label model picks its argmax among those, and a multi-label model's other
+    outputs are not part of P_u; a user of one context scores 1.0 with any single-label model,
+    chance included. ``columns="all"``: every context is a column, the argmax ranges over all of
+    them. ``single_context_users``: the share of users with one context, who decide the gap."""
     m = prob.shape[1]
     g = pd.DataFrame(_one_hot(y, m)).groupby([user_ids, track_ids]).max()
     present_of_user = g.groupby(level=0).max().astype(bool)
+    single_share = float((present_of_user.sum(axis=1) == 1).mean()) if len(present_of_user) else 0.0
+    if columns == "all":                       # G_u's other columns are zeros already (one-hot over m)
+        present_of_user[:] = True
+    elif columns != "own":
+        raise ValueError(f"columns must be own or all, not {columns!r}")
     present = present_of_user.reindex(user_ids).to_numpy()                 # per stream
     if single:
         pred = _one_hot(np.where(present, prob, -np.inf).argmax(axis=1), m).astype(bool)
@@ -99,5 +108,45 @@ def user_satisfaction(user_ids: np.ndarray, track_ids: np.ndarray, y: np.ndarray
         recall = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
         precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    return {"accuracy": float(per_user["exact"].mean()), "recall": float(recall.mean()),
-            "precision": float(precision.mean()), "f1": float(f1.mean()), "users": int(len(per_user))}
+    out = {"accuracy": float(per_user["exact"].mean()), "recall": float(recall.mean()),
+           "precision": float(precision.mean()), "f1": float(f1.mean()), "users": int(len(per_user)),
+           "single_context_users": single_share}
+    if per_user_scores:               # by user id in sorted order (np.unique's), for the bootstrap
+        out["per_user"] = {"accuracy": per_user["exact"].to_numpy(dtype=float), "f1": f1}
+    return out
+
+
+def bootstrap_users(user_ids: np.ndarray, y: np.ndarray, probs: dict[str, np.ndarray],
+                    satisfaction: dict[str, dict], k: int, reps: int, seed: int, level: float = 0.95,
+                    pairs: Sequence[tuple[str, str]] = ()) -> dict:
+    """Percentile bootstrap over users (a user's streams go together): intervals of each model's
+    accuracy, acc@k, SO-SG macro F1 and AUC, and user-satisfaction accuracy and F1
+    (``satisfaction``: each model's user_satisfaction(..., per_user_scores=True)); and for each
+    (a, b) in ``pairs`` the paired difference a - b with its interval and two-sided p."""
+    import warnings
+
+    from ctxtag.common import bootstrap as bs
+    from ctxtag.tagger.metrics import weighted
+
+    users, inverse = np.unique(user_ids, return_inverse=True)
+    m = next(iter(probs.values())).shape[1]
+    truth = _one_hot(y, m)
+    counts = bs.multiplicities(len(users), reps, np.random.default_rng(seed))     # (R, users)
+    w = counts[:, inverse].astype(np.float64)                                      # (R, streams)
+    total = w.sum(axis=1)
+    draws: dict[str, dict[str, np.ndarray]] = {}
+    for name, prob in probs.items():
+        r = rank_of_truth(prob, y)
+        d = {"accuracy": w @ (r == 1) / total, f"accuracy@{k}": w @ (r <= k) / total}
+        scores = weighted(truth, prob, w)
+        hits = weighted(truth, _one_hot(prob.argmax(axis=1), m).astype(float), w)
+        with warnings.catch_warnings():                  # a resample without a context's streams
+            warnings.simplefilter("ignore", RuntimeWarning)
+            d["so_sg_f1"], d["so_sg_auc"] = np.nanmean(hits["f1"], axis=1), np.nanmean(scores["roc_auc"], axis=1)
+        for key, per_user in satisfaction[name]["per_user"].items():
+            d[f"user_{key}"] = counts @ per_user / len(users)
+        draws[name] = d
+    return {"reps": reps, "level": level, "unit": "user",
+            "intervals": {name: {key: bs.interval(v, level) for key, v in d.items()} for name, d in draws.items()},
+            "paired": {f"{a} - {b}": {key: bs.paired(draws[a][key], draws[b][key], level) for key in draws[a]}
+                       for a, b in pairs}}

@@ -40,13 +40,18 @@ def liked_vs_disliked(liked: np.ndarray, score: np.ndarray, users: np.ndarray, t
 
 
 def per_user_auc(liked: np.ndarray, score: np.ndarray, users: np.ndarray) -> float:
-    """Mean over users of their own ROC-AUC (users with both kinds), by ranks: no loop over users.
+    """Mean over users of their own ROC-AUC (users with both kinds)."""
+    auc = user_aucs(liked, score, users)
+    return float(np.nanmean(auc)) if np.isfinite(auc).any() else float("nan")
 
-    AUC_u = (sum of the ranks of u's liked pairs among u's pairs - n+(n+ + 1)/2) / (n+ n-)."""
+
+def user_aucs(liked: np.ndarray, score: np.ndarray, users: np.ndarray) -> np.ndarray:
+    """Each user's own ROC-AUC, by user in sorted order (NaN without both kinds), by ranks: no loop
+    over users. AUC_u = (sum of the ranks of u's liked pairs among u's pairs - n+(n+ + 1)/2) / (n+ n-)."""
     import pandas as pd
 
     if len(liked) == 0:
-        return float("nan")
+        return np.array([])
     frame = pd.DataFrame({"u": users, "y": liked.astype(np.int64), "s": score})
     frame["r"] = frame.groupby("u")["s"].rank(method="average")
     g = frame.groupby("u")
@@ -54,8 +59,36 @@ def per_user_auc(liked: np.ndarray, score: np.ndarray, users: np.ndarray) -> flo
     neg = g["y"].count() - pos
     rank_pos = frame[frame["y"] == 1].groupby("u")["r"].sum().reindex(pos.index, fill_value=0.0)
     ok = (pos > 0) & (neg > 0)
-    auc = (rank_pos[ok] - pos[ok] * (pos[ok] + 1) / 2) / (pos[ok] * neg[ok])
-    return float(auc.mean()) if ok.any() else float("nan")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = (rank_pos - pos * (pos + 1) / 2) / (pos * neg)
+    return np.where(ok, auc, np.nan).astype(float)
+
+
+def bootstrap_liked(liked: np.ndarray, users: np.ndarray, scores: dict[str, np.ndarray],
+                    thresholds: dict[str, float], reps: int, seed: int, level: float = 0.95,
+                    pairs=()) -> dict:
+    """Table 1's pooled AUC, precision and per-user AUC of each model with percentile intervals over
+    resampled users (a user's pairs together), and the paired differences (a, b) in ``pairs``."""
+    from ctxtag.common import bootstrap as bs
+    from ctxtag.tagger.metrics import weighted
+
+    uniq, inverse = np.unique(users, return_inverse=True)
+    counts = bs.multiplicities(len(uniq), reps, np.random.default_rng(seed))
+    w = counts[:, inverse].astype(np.float64)
+    y = liked.astype(bool)
+    draws = {}
+    for name, score in scores.items():
+        pred = score >= thresholds[name]
+        per_user = user_aucs(liked, score, users)
+        has = np.isfinite(per_user)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            draws[name] = {"auc": weighted(y[:, None], score[:, None], w)["roc_auc"][:, 0],
+                           "precision": (w @ (pred & y)) / (w @ pred),
+                           "user_auc": (counts @ np.where(has, per_user, 0.0)) / (counts @ has)}
+    return {"reps": reps, "level": level, "unit": "user",
+            "intervals": {n: {k: bs.interval(v, level) for k, v in d.items()} for n, d in draws.items()},
+            "paired": {f"{a} - {b}": {k: bs.paired(draws[a][k], draws[b][k], level) for k in draws[a]}
+                       for a, b in pairs if a in draws and b in draws}}
 
 
 def hit_rate(ue: np.ndarray, ae: np.ndarray, liked: np.ndarray, ks: Sequence[int]) -> dict:
@@ -92,6 +125,13 @@ LABELS = {"basic_binary": "Basic-Binary", "dcue_1vs1": "DCUE-1vs1", "multi_1vs1"
           "multi_1vs4": "Multi-1vs4", "metric_1vs1": "Metric-1vs1", "metric_1vs4": "Metric-1vs4"}
 
 
+BASELINE = "basic_binary"         # the paper's claim: metric learning beats it
+
+
+def _ci(ci: dict | None) -> str:
+    return f" [{ci['low']:.2f}, {ci['high']:.2f}]" if ci else ""
+
+
 def table1(results: dict[float, dict[str, dict]], order: Sequence[str]) -> str:
     """Chen et al. Table 1: precision and AUC per model, one block per context duration; plus the
     per-user AUC and the same figures on new (cold-start) tracks."""
@@ -103,8 +143,18 @@ def table1(results: dict[float, dict[str, dict]], order: Sequence[str]) -> str:
         for m in order:
             if m in models:
                 t, c = models[m]["test"], models[m]["cold"]
-                lines.append(f"| {LABELS[m]} | {t['precision']:.3f} | {t['auc']:.3f} | {t['user_auc']:.3f} | "
+                ci = t.get("intervals") or {}
+                lines.append(f"| {LABELS[m]} | {t['precision']:.3f}{_ci(ci.get('precision'))} | "
+                             f"{t['auc']:.3f}{_ci(ci.get('auc'))} | {t['user_auc']:.3f}{_ci(ci.get('user_auc'))} | "
                              f"{c['precision']:.3f} | {c['auc']:.3f} |")
+        lines.append("")
+        for m in order:
+            d = (models.get(m, {}).get("test", {}).get("vs") or {}).get("auc")
+            if d:
+                lo, hi = d["interval"]["low"], d["interval"]["high"]
+                held = "holds" if lo > 0 or hi < 0 else "not shown"
+                lines.append(f"- AUC, {LABELS[m]} − {LABELS[BASELINE]}: {d['mean']:+.3f} [{lo:+.3f}, {hi:+.3f}], "
+                             f"p={d['p']:.3f} ({held}; paired bootstrap over users)")
         lines.append("")
     return "\n".join(lines)
 

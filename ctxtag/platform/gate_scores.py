@@ -37,6 +37,7 @@ def context_model_auc(params: Params, uri: str) -> np.ndarray:
     import mlflow
     import pandas as pd
 
+    from ctxtag.common.io import read_split
     from ctxtag.context.features import targets
     from ctxtag.context.splits import assign
     from ctxtag.tagger.metrics import per_context
@@ -44,7 +45,7 @@ def context_model_auc(params: Params, uri: str) -> np.ndarray:
     p = params.paths
     streams = pd.read_parquet(p.streams_parquet)
     tracks = pd.read_csv(p.tracks, dtype=str).drop_duplicates("track_id").set_index("track_id")
-    track_split = pd.read_csv(p.split_csv, dtype=str).set_index("track_id")["split"]
+    track_split = read_split(p.split_csv)
     split = assign(streams, params.serving.split, params.split, params.seed, track_split, tracks["artist_id"])
     test = streams[split == "test"]
     test = test.sample(n=min(len(test), params.registry.context_gate_streams), random_state=params.seed)

@@ -12,18 +12,19 @@ import pandas as pd
 
 from ctxtag.audio import mel_set
 from ctxtag.common.headline import write_report
-from ctxtag.common.io import atomic_path, read_matrix, write_json, write_text
+from ctxtag.common.io import atomic_path, read_matrix, read_split, write_json, write_text
 from ctxtag.common.plots import bar_chart, line_chart, roc_pr_curves
 from ctxtag.common.training import pick_device
 from ctxtag.config import Params
 from ctxtag.embeddings import report
 from ctxtag.embeddings.artifacts import save_audio_branch, save_user_branch
-from ctxtag.embeddings.evaluation import LABELS
+from ctxtag.embeddings.evaluation import BASELINE, LABELS, bootstrap_liked
 from ctxtag.embeddings.experiment import Experiment, run_experiment, serving_tables, transfer_study
 from ctxtag.listening.lake import read_lake
 
 # the figures `dvc metrics show` compares between runs (ctxtag.common.headline)
-HEADLINE = ["table1.*.*.test.auc", "table1.*.*.cold.auc", "by_user.test.auc"]
+HEADLINE = ["table1.*.*.test.auc", "table1.*.*.cold.auc", "by_user.test.auc", "table1.*.*.test.intervals.auc.*",
+            "table1.*.*.test.vs.auc.*"]
 
 
 def _plots(exp: Experiment, params: Params) -> list[Path]:
@@ -43,6 +44,22 @@ def _plots(exp: Experiment, params: Params) -> list[Path]:
                       np.stack([per_user[cfg.best_duration][m]["_scores"]["test"] for m in cfg.models], axis=1),
                       cols, p.plot("embeddings_roc_pr"), "liked vs disliked, test pairs"),
     ]
+
+
+def _intervals(exp: Experiment, params: Params) -> None:
+    """Table 1's test figures get their bootstrap intervals over users, and each model its paired
+    difference from Basic-Binary (the same resamples, the same test pairs), into its "test" entry."""
+    ev = params.evaluate
+    if ev.bootstrap <= 0:
+        return
+    test = exp.protocols["per_user"].pairs["test"]
+    for models in exp.results["per_user"].values():
+        boot = bootstrap_liked(test.liked, test.user, {m: r["_scores"]["test"] for m, r in models.items()},
+                               {m: r["test"]["threshold"] for m, r in models.items()}, ev.bootstrap, params.seed,
+                               ev.level, pairs=[(m, BASELINE) for m in models if m != BASELINE])
+        for m, r in models.items():
+            r["test"]["intervals"] = boot["intervals"][m]
+            r["test"]["vs"] = boot["paired"].get(f"{m} - {BASELINE}")
 
 
 def _log_mlflow(params: Params, runs: list[dict], artifacts: list[Path]) -> None:
@@ -79,7 +96,7 @@ def run(params: Params) -> dict:
     device = pick_device(cfg.device)
     events = read_lake(p.lake)
     catalogue = pd.read_csv(p.tracks, dtype=str)
-    tagger_split = pd.read_csv(p.split_csv, dtype=str).set_index("track_id")["split"]
+    tagger_split = read_split(p.split_csv)
     mels = mel_set.read(p.embedding_features, mmap=False)   # random crops read it all, every epoch
     start = time.time()
 
@@ -105,6 +122,7 @@ def run(params: Params) -> dict:
     track_features = pd.read_parquet(p.track_features_parquet, columns=["track_id", "audio_embedding"])
     transfer_res = transfer_study(ids, y, track_features, ae_all, mels, tagger_split, params)
 
+    _intervals(exp, params)
     write_text(report.markdown(exp, transfer_res, cfg), p.reports / "embeddings.md")
     plots = _plots(exp, params)
     for proto in exp.results.values():

@@ -15,10 +15,13 @@ from ctxtag.config import Params
 from ctxtag.tagger.dataset import load_splits
 from ctxtag.tagger.evaluation import evaluate_tagger, table
 from ctxtag.tagger.inference import load_cnn
+from ctxtag.tagger.metrics import bootstrap
 
 # the figures `dvc metrics show` compares between runs (ctxtag.common.headline)
 HEADLINE = ["configs.*.test_loss", "configs.*.observed.macro.roc_auc", "configs.*.observed.macro.pr_auc",
-            "configs.*.observed.macro.f1", "configs.*.truth.macro.roc_auc", "configs.*.truth.macro.f1"]
+            "configs.*.observed.macro.f1", "configs.*.truth.macro.roc_auc", "configs.*.truth.macro.f1",
+            "bootstrap.*.intervals.*.roc_auc.*", "bootstrap.*.intervals.*.f1.*", "bootstrap.*.paired.*.roc_auc.*",
+            "bootstrap.*.paired.*.recall.*"]
 
 
 def run(params: Params) -> dict:
@@ -26,6 +29,7 @@ def run(params: Params) -> dict:
     device = pick_device(params.train.device)
     truth = read_matrix(p.true_labels_csv, contexts) if p.true_labels_csv.exists() else None
     results: dict[str, dict] = {}
+    scored: dict[str, tuple] = {}                 # cfg -> (test track ids, probabilities, labels)
     for cfg in params.train.configs:
         ckpt = p.checkpoint(cfg)
         if not ckpt.exists():
@@ -33,17 +37,23 @@ def run(params: Params) -> dict:
             continue
         model, _ = load_cnn(ckpt, device)
         data = load_splits(p, contexts, cfg)
-        res, probs = evaluate_tagger(model, data, truth, contexts, params.train, params.evaluate.threshold, device)
+        res, probs, labels = evaluate_tagger(model, data, truth, contexts, params.train, params.evaluate.threshold,
+                                             device)
+        scored[cfg] = (list(data.track_ids["test"]), probs, labels)
         roc_pr_curves(data.labels["test"], probs, contexts, p.plot(f"roc_pr_{cfg}"),
                       f"Test ROC / PR per context — {cfg} (observed labels)")
         results[cfg] = res
 
-    report = {"main": params.train.loss, "threshold": params.evaluate.threshold, "configs": results}
+    boot = _bootstrap(params, scored)
+    report = {"main": params.train.loss, "threshold": params.evaluate.threshold, "configs": results,
+              "bootstrap": boot}
     write_report(report, p, "evaluate", HEADLINE)
     text = ["# Audio auto-tagger: loss configurations side by side (macro averages, test split)", "",
-            "## Against the observed playlist labels (what the paper can measure)", "", table(results, "observed")]
+            "## Against the observed playlist labels (what the paper can measure)", "",
+            table(results, "observed", boot.get("observed"))]
     if truth is not None:
-        text += ["", "## Against the complete true labels of the generated world", "", table(results, "truth")]
+        text += ["", "## Against the complete true labels of the generated world", "",
+                 table(results, "truth", boot.get("truth"))]
     write_text("\n".join(text) + "\n", p.reports / "table2.md")
     print("\n".join(text))
 
@@ -55,6 +65,21 @@ def run(params: Params) -> dict:
                   f"Per-context test metrics ({params.train.loss}, observed labels)", "score")
     _log_to_mlflow(params, results)
     return {cfg: {k: r["observed"]["macro"][k] for k in ("roc_auc", "recall", "precision", "f1")} for cfg, r in results.items()}
+
+
+def _bootstrap(params: Params, scored: dict[str, tuple]) -> dict:
+    """Intervals per configuration and paired differences from the first (`none`: no weights),
+    against each set of labels; pairing needs every configuration on the same test tracks."""
+    cfg = params.evaluate
+    if not scored or cfg.bootstrap <= 0:
+        return {}
+    tracks = [t for t, _, _ in scored.values()]
+    if any(t != tracks[0] for t in tracks):
+        raise ValueError("the configurations were scored on different test tracks; rerun `ctxtag features`")
+    first = next(iter(scored.values()))[2]
+    return {key: bootstrap(y, {c: probs for c, (_, probs, _) in scored.items()}, cfg.bootstrap, params.seed,
+                           cfg.threshold, cfg.level, baseline=next(iter(scored)))
+            for key, y in first.items()}
 
 
 def _log_to_mlflow(params: Params, results: dict) -> None:

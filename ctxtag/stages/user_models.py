@@ -9,7 +9,7 @@ import dataclasses
 import pandas as pd
 
 from ctxtag.common.headline import write_report
-from ctxtag.common.io import write_json, write_text
+from ctxtag.common.io import read_split, write_json, write_text
 from ctxtag.common.plots import bar_chart
 from ctxtag.common.progress import progress
 from ctxtag.common.tracking import Tracker
@@ -21,7 +21,8 @@ from ctxtag.context.features import blocks, targets
 from ctxtag.context.splits import assign
 
 # the figures `dvc metrics show` compares between runs (ctxtag.common.headline)
-HEADLINE = ["*.*.stream.accuracy", "*.*.stream.accuracy@*", "*.*.so_sg.f1"]
+HEADLINE = ["*.*.stream.accuracy", "*.*.stream.accuracy@*", "*.*.so_sg.f1", "*.*.intervals.accuracy@*.*",
+            "*.*.intervals.user_f1.*"]
 
 
 def _log_mlflow(params: Params, results: dict[str, dict], artifacts_: list) -> None:
@@ -51,7 +52,7 @@ def run(params: Params) -> dict:
     x = blocks(frame, params.contexts, params.logs.devices, params.logs.networks, params.logs.genders,
                cfg.history_dim)
     y = targets(frame, params.contexts)
-    track_split = pd.read_csv(p.split_csv, dtype=str).set_index("track_id")["split"]
+    track_split = read_split(p.split_csv)
     artists = pd.read_csv(p.tracks, dtype=str).drop_duplicates("track_id").set_index("track_id")["artist_id"]
     results: dict[str, dict] = {}
     for kind in progress(cfg.splits, total=len(cfg.splits), description="user models"):

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ctxtag.audio import mel_set
-from ctxtag.common.io import read_matrix
+from ctxtag.common.io import read_matrix, read_split
 from ctxtag.common.paths import Paths
 from ctxtag.tagger.losses import weight_arrays
 from ctxtag.vocabulary import SPLITS
@@ -66,7 +66,7 @@ def load_splits(paths: Paths, contexts: tuple[str, ...], loss: str) -> SplitData
     if list(w["contexts"]) != list(contexts) or not np.array_equal(w["track_id"], ids.astype(str)):
         raise ValueError(f"{paths.weights_npz} does not match {paths.labels_csv}; rerun `ctxtag weights`")
     pos_all, neg_all = weight_arrays(loss, {k: w[k] for k in w.files})
-    split = pd.read_csv(paths.split_csv, dtype={"track_id": str}).set_index("track_id")["split"]
+    split = read_split(paths.split_csv)
     out_ids, out_ds, out_y = {}, {}, {}
     for name in SPLITS:
         sel = np.nonzero(split.reindex(ids).eq(name).to_numpy() & pd.Index(ids).isin(row_of.index))[0]

@@ -15,28 +15,52 @@ from ctxtag.tagger.train import predict
 
 def evaluate_tagger(model: ChoiCNN, data: SplitData, truth: tuple[np.ndarray, np.ndarray] | None,
                     contexts: tuple[str, ...], cfg: TrainConfig, threshold: float,
-                    device: torch.device) -> tuple[dict, np.ndarray]:
-    """(report, test probabilities)."""
+                    device: torch.device) -> tuple[dict, np.ndarray, dict[str, np.ndarray]]:
+    """(report, test probabilities, the labels they were scored against: observed and truth)."""
     probs, test_loss = predict(model, data.datasets["test"], cfg, device)
-    y_obs = data.labels["test"]
-    res = {"test_loss": test_loss, "n_test": len(y_obs),
-           "observed": metrics.report(y_obs, probs, contexts, threshold)}
+    labels = {"observed": data.labels["test"]}
     if truth is not None:
         rows = {t: i for i, t in enumerate(truth[0])}
-        y_true = truth[1][[rows[t] for t in data.track_ids["test"]]]
-        res["truth"] = metrics.report(y_true, probs, contexts, threshold)
-    return res, probs
+        labels["truth"] = truth[1][[rows[t] for t in data.track_ids["test"]]]
+    res = {"test_loss": test_loss, "n_test": len(labels["observed"]),
+           **{key: metrics.report(y, probs, contexts, threshold) for key, y in labels.items()}}
+    return res, probs, labels
 
 
 COLUMNS = (("hamming_loss", "HL↓"), ("roc_auc", "AUC"), ("pr_auc", "PR-AUC"), ("recall", "Recall"),
            ("precision", "Precision"), ("f1", "F1"), ("tn_rate", "TN rate"))
 
 
-def table(results: dict, key: str) -> str:
+def table(results: dict, key: str, boot: dict | None = None) -> str:
+    """Macro metrics per configuration; with ``boot`` (metrics.bootstrap), each with its interval,
+    then each configuration's paired difference from the baseline where the interval excludes 0."""
     head = "| loss configuration | " + " | ".join(label for _, label in COLUMNS) + " |"
     rows = [head, "|---" * (len(COLUMNS) + 1) + "|"]
     for name, res in results.items():
         macro = res[key]["macro"]
-        cells = ["–" if macro[m] is None else f"{macro[m]:.2f}" for m, _ in COLUMNS]
+        ci = (boot or {}).get("intervals", {}).get(name, {})
+        cells = ["–" if macro[m] is None else f"{macro[m]:.2f}" + _bracket(ci.get(m)) for m, _ in COLUMNS]
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    if boot and boot.get("paired"):
+        level = f"{boot['level']:.0%}"
+        rows += ["", f"Brackets: {level} percentile bootstrap intervals over the test tracks ({boot['reps']} "
+                 f"resamples). Paired differences from `{boot['baseline']}` (the same resamples), {level} interval "
+                 "and two-sided p; **bold** where the interval excludes 0:", "",
+                 "| loss configuration | " + " | ".join(f"Δ {label}" for _, label in COLUMNS) + " |",
+                 "|---" * (len(COLUMNS) + 1) + "|"]
+        for name, diffs in boot["paired"].items():
+            cells = [_difference(diffs.get(m)) for m, _ in COLUMNS]
+            rows.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def _bracket(ci: dict | None) -> str:
+    return "" if not ci or None in ci.values() else f" [{ci['low']:.2f}, {ci['high']:.2f}]"
+
+
+def _difference(d: dict | None) -> str:
+    if not d or d["mean"] is None or None in d["interval"].values():
+        return "–"
+    lo, hi = d["interval"]["low"], d["interval"]["high"]
+    text = f"{d['mean']:+.3f} [{lo:+.3f}, {hi:+.3f}] p={d['p']:.2f}"
+    return f"**{text}**" if lo > 0 or hi < 0 else text

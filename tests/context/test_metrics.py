@@ -66,6 +66,40 @@ def test_a_perfect_single_label_model_satisfies_every_user():
     assert got["accuracy"] == got["recall"] == got["precision"] == got["f1"] == 1.0
 
 
+def test_over_the_users_own_contexts_chance_satisfies_single_context_users():
+    """The poster's protocol restricts P_u to the user's contexts: random scores satisfy a user of
+    one context completely; ranked over all contexts they do not."""
+    rng = np.random.default_rng(5)
+    n = 400
+    users = rng.choice([f"u{i}" for i in range(40)], n)
+    tracks = rng.choice([f"t{i}" for i in range(30)], n)
+    y = np.zeros(n, dtype=np.int64)                       # every user streams in one context
+    prob = rng.random((n, len(CONTEXTS)))
+    own = um.user_satisfaction(users, tracks, y, prob, single=True)
+    every = um.user_satisfaction(users, tracks, y, prob, single=True, columns="all")
+    assert own["single_context_users"] == every["single_context_users"] == 1.0
+    assert own["accuracy"] == own["f1"] == 1.0
+    assert every["f1"] < 0.6                              # chance over 4 contexts, several streams a track
+    # all contexts by brute force: the argmax over every column, the user's G_u padded with zeros
+    got = um.user_satisfaction(users, tracks, rng.integers(0, 4, n), prob, single=True, columns="all")
+    assert 0 <= got["f1"] <= 1 and got["single_context_users"] < 1.0
+    with pytest.raises(ValueError, match="columns"):
+        um.user_satisfaction(users, tracks, y, prob, single=True, columns="some")
+
+
+def test_chance_models_score_what_chance_scores():
+    from ctxtag.context.evaluation import baselines
+
+    rng = np.random.default_rng(6)
+    y_train = rng.choice(4, 5000, p=[0.55, 0.25, 0.15, 0.05])
+    y_test = rng.choice(4, 20000, p=[0.55, 0.25, 0.15, 0.05])
+    got = baselines(y_train, len(y_test), 4, seed=0)
+    random, popular = (um.stream_accuracy(got[k], y_test, k=2) for k in ("random", "popularity"))
+    assert random["accuracy"] == pytest.approx(0.25, abs=0.01) and random["accuracy@2"] == pytest.approx(0.5, abs=0.01)
+    assert popular["accuracy"] == pytest.approx(0.55, abs=0.01)          # always the commonest context
+    assert popular["accuracy@2"] == pytest.approx(0.80, abs=0.01)
+
+
 def test_mo_mg_scores_tracks_against_the_union_of_their_test_contexts():
     tracks = np.array(["t1", "t1", "t2"])
     y = np.array([0, 1, 2])

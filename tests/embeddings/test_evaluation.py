@@ -48,3 +48,21 @@ def test_a_perfect_ranking_hits_everyone():
     ue = np.eye(4)
     liked = np.eye(4, dtype=bool)
     assert hit_rate(ue, np.eye(4), liked, [1])["hit_rate@1"] == 1.0
+
+
+def test_table1_intervals_over_users_and_the_paired_difference():
+    from ctxtag.embeddings.evaluation import bootstrap_liked, liked_vs_disliked
+
+    rng = np.random.default_rng(21)
+    users = np.repeat([f"u{i}" for i in range(60)], 12)
+    liked = (rng.random(len(users)) < 0.5).astype(int)
+    good = liked * 0.6 + rng.random(len(users))
+    noise = rng.random(len(users))
+    boot = bootstrap_liked(liked, users, {"good": good, "noise": noise}, {"good": 0.8, "noise": 0.5},
+                           reps=300, seed=0, pairs=[("good", "noise")])
+    plain = liked_vs_disliked(liked, good, users, 0.8)
+    for k in ("auc", "precision", "user_auc"):
+        ci = boot["intervals"]["good"][k]
+        assert ci["low"] <= plain[k] <= ci["high"], k
+    d = boot["paired"]["good - noise"]["auc"]
+    assert d["interval"]["low"] > 0 and d["p"] < 0.01

@@ -134,3 +134,54 @@ def test_real_matrix_weights_are_probabilities_and_fast():
     assert w.neg_ignore_zeros[y == 0].mean() < w.neg_exact[y == 0].mean()
     assert w.pos_tfidf[y == 1].mean() == pytest.approx(1.0, rel=1e-5)
     assert elapsed < 30, "vectorised weights should take seconds (benchmarks/ measures it)"
+
+
+FIT = np.array([True, True, True, False, False])        # t1 t2 t3 "train"; t4 t5 held out
+
+
+def test_fitted_on_the_training_rows_only_by_hand():
+    w = negative_exact(Y, FIT)
+    assert w[4, 2] == pytest.approx(1 / 2)   # t5, c given a=1, b=1: t1 (c=0), t2 (c=1); t5 itself not counted
+    assert w[3, 0] == pytest.approx(0.0)     # t4, a given b=1, c=1: only t2, a=1 (all rows: 1/2)
+    assert w[3, 1] == pytest.approx(1 / 3)   # t4, b given a=0, c=1: no fitted row -> P(b=0) among them
+    z = negative_ignore_zeros(Y, FIT)
+    assert z[3, 0] == pytest.approx(0.0)     # t4, a given b=1, c=1: t2 only
+    assert z[2, 1] == pytest.approx(1 / 3)   # t3, b given a=1: t1 t2 t3, b=0 in t3
+    p = negative_pairwise(Y, FIT)
+    # t3, c: mean of P(c=0 | a=1) = 2/3 and P(c=0 | b=0) = 1/1 among t1 t2 t3
+    assert p[2, 2] == pytest.approx((2 / 3 + 1) / 2)
+
+
+def test_fitting_on_every_row_is_the_transductive_estimate():
+    for fn in (negative_exact, negative_ignore_zeros, negative_pairwise):
+        np.testing.assert_array_equal(fn(Y, np.ones(5, bool)), fn(Y))
+    np.testing.assert_array_equal(positive_tfidf(Y, COUNTS, np.ones(5, bool)), positive_tfidf(Y, COUNTS))
+
+
+def test_fitted_rows_get_what_their_submatrix_alone_gives():
+    rng = np.random.default_rng(3)
+    y = (rng.random((400, 8)) < 0.3).astype(np.int64)
+    counts = y * rng.integers(1, 9, y.shape)
+    fit = rng.random(400) < 0.65
+    for fn in (negative_exact, negative_ignore_zeros, negative_pairwise):
+        np.testing.assert_allclose(fn(y, fit)[fit], fn(y[fit]), rtol=1e-6)
+    np.testing.assert_allclose(positive_tfidf(y, counts, fit)[fit], positive_tfidf(y[fit], counts[fit]), rtol=1e-6)
+    # held-out rows only read the statistics: changing their labels changes no fitted row's weight
+    other = y.copy()
+    other[~fit] = 1 - other[~fit]
+    np.testing.assert_array_equal(negative_ignore_zeros(other, fit)[fit], negative_ignore_zeros(y, fit)[fit])
+
+
+def test_unit_mean_unit_variance_is_an_option():
+    rng = np.random.default_rng(4)
+    y = (rng.random((300, 6)) < 0.4).astype(np.int64)
+    counts = y * rng.integers(1, 20, y.shape)
+    fit = rng.random(300) < 0.7
+    w = positive_tfidf(y, counts, fit, scaling="mean_std")
+    fitted = w[(y == 1) & fit[:, None]]
+    assert fitted.mean() == pytest.approx(1.0, abs=1e-5) and fitted.std() == pytest.approx(1.0, abs=1e-5)
+    assert (w[y == 0] == 0).all() and (fitted < 0).any()      # below-average positives turn negative
+    default = positive_tfidf(y, counts, fit)
+    assert default[(y == 1) & fit[:, None]].mean() == pytest.approx(1.0, abs=1e-5) and (default >= 0).all()
+    with pytest.raises(ValueError, match="scaling"):
+        positive_tfidf(y, counts, scaling="zscore")

@@ -35,3 +35,43 @@ def test_a_context_never_predicted_counts_as_zero_precision_and_f1():
     from sklearn.metrics import f1_score
 
     assert r["macro"]["f1"] == pytest.approx(f1_score(y, p >= 0.5, average="macro", zero_division=0))
+
+
+def test_weighted_metrics_are_sklearns_and_resamples_are_weightings():
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from ctxtag.tagger.metrics import per_context, weighted
+
+    rng = np.random.default_rng(11)
+    y = (rng.random((150, 5)) < 0.3).astype(int)
+    prob = np.round(rng.random((150, 5)), 1)                  # many ties
+    pc = per_context(y, prob)
+    for c in range(5):
+        assert pc["roc_auc"][c] == pytest.approx(roc_auc_score(y[:, c], prob[:, c]), abs=1e-12)
+        assert pc["pr_auc"][c] == pytest.approx(average_precision_score(y[:, c], prob[:, c]), abs=1e-12)
+    # multiplicities are the resampled rows: the same numbers as the metrics of the repeated rows
+    counts = rng.multinomial(150, np.full(150, 1 / 150))
+    rows = np.repeat(np.arange(150), counts)
+    got = weighted(y, prob, counts[None, :])
+    want = per_context(y[rows], prob[rows])
+    for k, v in want.items():
+        np.testing.assert_allclose(got[k][0], v, atol=1e-12, err_msg=k)
+
+
+def test_bootstrap_intervals_cover_the_estimate_and_pair_models():
+    from ctxtag.tagger.metrics import bootstrap, report
+
+    rng = np.random.default_rng(12)
+    y = (rng.random((300, 4)) < 0.4).astype(int)
+    good = np.clip(y * 0.5 + rng.random((300, 4)) * 0.6, 0, 1)     # informative scores
+    noise = rng.random((300, 4))
+    boot = bootstrap(y, {"noise": noise, "good": good, "same": noise.copy()}, reps=400, seed=0, baseline="noise")
+    for name, prob in (("noise", noise), ("good", good)):
+        ci = boot["intervals"][name]["roc_auc"]
+        assert ci["low"] < report(y, prob, "abcd")["macro"]["roc_auc"] < ci["high"]
+    assert boot["intervals"]["noise"]["roc_auc"]["low"] < 0.5 < boot["intervals"]["noise"]["roc_auc"]["high"]
+    better = boot["paired"]["good"]["roc_auc"]
+    assert better["interval"]["low"] > 0.2 and better["p"] < 0.01
+    same = boot["paired"]["same"]["roc_auc"]
+    assert same["mean"] == 0 and same["p"] == 1.0                     # identical models never differ
+    assert bootstrap(y, {"a": good}, reps=400, seed=0) == bootstrap(y, {"a": good}, reps=400, seed=0, chunk=37)
