@@ -78,6 +78,7 @@ def table(results: dict[str, dict[str, dict]], k: int) -> str:
                  + ", ".join(f"{kind} {s:.0%}" for kind, s in shares.items() if s is not None) + ".")
     first = next((b for b in boots.values() if b), None)
     if first:
+        lines.append("")
         lines.append(f"Brackets: {first['level']:.0%} percentile bootstrap intervals over test users "
                      f"({first['reps']} resamples; every column's are in user_models.json). Paired differences "
                      f"(same resamples), acc@{k}:")

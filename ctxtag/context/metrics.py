@@ -126,7 +126,7 @@ def bootstrap_users(user_ids: np.ndarray, y: np.ndarray, probs: dict[str, np.nda
     import warnings
 
     from ctxtag.common import bootstrap as bs
-    from ctxtag.tagger.metrics import weighted
+    from ctxtag.tagger.metrics import cluster_roc_auc, weighted
 
     users, inverse = np.unique(user_ids, return_inverse=True)
     m = next(iter(probs.values())).shape[1]
@@ -138,11 +138,11 @@ def bootstrap_users(user_ids: np.ndarray, y: np.ndarray, probs: dict[str, np.nda
     for name, prob in probs.items():
         r = rank_of_truth(prob, y)
         d = {"accuracy": w @ (r == 1) / total, f"accuracy@{k}": w @ (r <= k) / total}
-        scores = weighted(truth, prob, w)
-        hits = weighted(truth, _one_hot(prob.argmax(axis=1), m).astype(float), w)
+        auc = cluster_roc_auc(truth, prob, inverse, counts)
+        hits = weighted(truth, _one_hot(prob.argmax(axis=1), m).astype(float), w, ranking=False)
         with warnings.catch_warnings():                  # a resample without a context's streams
             warnings.simplefilter("ignore", RuntimeWarning)
-            d["so_sg_f1"], d["so_sg_auc"] = np.nanmean(hits["f1"], axis=1), np.nanmean(scores["roc_auc"], axis=1)
+            d["so_sg_f1"], d["so_sg_auc"] = np.nanmean(hits["f1"], axis=1), np.nanmean(auc, axis=1)
         for key, per_user in satisfaction[name]["per_user"].items():
             d[f"user_{key}"] = counts @ per_user / len(users)
         draws[name] = d

@@ -21,11 +21,13 @@ def per_context(y_true: np.ndarray, y_prob: np.ndarray, threshold: float = 0.5) 
     return {k: v[0] for k, v in weighted(y_true, y_prob, np.ones((1, len(y_true))), threshold).items()}
 
 
-def weighted(y_true: np.ndarray, y_prob: np.ndarray, w: np.ndarray, threshold: float = 0.5) -> dict[str, np.ndarray]:
+def weighted(y_true: np.ndarray, y_prob: np.ndarray, w: np.ndarray, threshold: float = 0.5,
+             ranking: bool = True) -> dict[str, np.ndarray]:
     """Each metric as an (R, m) array under R weightings of the rows ``w`` (R, n): integer
     multiplicities are bootstrap resamples, a row of ones the plain metric. ROC-AUC is the
     trapezoid under the ROC curve and PR-AUC the average precision over the distinct scores, as
-    scikit-learn computes them (equal to 1e-15 on unit weights, tested)."""
+    scikit-learn computes them (equal to 1e-15 on unit weights, tested); ``ranking=False`` skips
+    those two (NaN), the costly part, where only thresholded metrics are wanted."""
     y = y_true.astype(bool)
     pred = y_prob >= threshold
     w = np.asarray(w, dtype=np.float64)
@@ -36,7 +38,7 @@ def weighted(y_true: np.ndarray, y_prob: np.ndarray, w: np.ndarray, threshold: f
     precision = np.nan_to_num(_safe_div(tp, tp + fp), nan=0.0)
     recall = _safe_div(tp, tp + fn)
     roc, pr = np.full(tp.shape, np.nan), np.full(tp.shape, np.nan)
-    for c in range(y.shape[1]):             # one pass per context (15), vectorised over resamples
+    for c in range(y.shape[1] if ranking else 0):   # one pass per context (15), vectorised over resamples
         roc[:, c], pr[:, c] = _ranking(y[:, c], y_prob[:, c], w)
     return {
         "hamming_loss": (w @ (pred != y)) / w.sum(axis=1, keepdims=True),
@@ -76,6 +78,31 @@ def report(y_true: np.ndarray, y_prob: np.ndarray, contexts: Sequence[str], thre
         "per_context": {c: {k: as_py(pc[k][j]) for k in METRICS} for j, c in enumerate(contexts)},
         "macro": {k: as_py(np.nanmean(pc[k])) if np.isfinite(pc[k]).any() else None for k in METRICS},
     }
+
+
+def cluster_roc_auc(y_true: np.ndarray, y_prob: np.ndarray, group: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """ROC-AUC per context (R, m) when whole groups (users) are resampled: ``group`` gives each
+    row's group index, ``counts`` (R, groups) each group's multiplicity. The same numbers as
+    ``weighted`` with row weights counts[:, group] (tested), from a groups x groups table of
+    positive-over-negative pair counts per context, built once: a resample then costs
+    (groups x groups), not (rows x rows)."""
+    y = y_true.astype(bool)
+    n_groups = counts.shape[1]
+    c = counts.astype(np.float64)
+    out = np.full((len(c), y.shape[1]), np.nan)
+    for k in range(y.shape[1]):
+        pos, neg = y[:, k], ~y[:, k]
+        wins = np.zeros((n_groups, n_groups))      # wins[u, v]: pairs (u's positive, v's negative), ties 1/2
+        for v in np.unique(group[neg]):
+            negs = np.sort(y_prob[neg & (group == v), k])
+            below = np.searchsorted(negs, y_prob[pos, k], "left")
+            ties = np.searchsorted(negs, y_prob[pos, k], "right") - below
+            wins[:, v] = np.bincount(group[pos], weights=below + 0.5 * ties, minlength=n_groups)
+        n_pos = c @ np.bincount(group[pos], minlength=n_groups)
+        n_neg = c @ np.bincount(group[neg], minlength=n_groups)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[:, k] = np.where((n_pos > 0) & (n_neg > 0), ((c @ wins) * c).sum(axis=1) / (n_pos * n_neg), np.nan)
+    return out
 
 
 def bootstrap(y_true: np.ndarray, probs: dict[str, np.ndarray], reps: int, seed: int, threshold: float = 0.5,

@@ -75,3 +75,18 @@ def test_bootstrap_intervals_cover_the_estimate_and_pair_models():
     same = boot["paired"]["same"]["roc_auc"]
     assert same["mean"] == 0 and same["p"] == 1.0                     # identical models never differ
     assert bootstrap(y, {"a": good}, reps=400, seed=0) == bootstrap(y, {"a": good}, reps=400, seed=0, chunk=37)
+
+
+def test_resampling_whole_groups_gives_the_row_weighted_auc():
+    from ctxtag.common.bootstrap import multiplicities
+    from ctxtag.tagger.metrics import cluster_roc_auc, weighted
+
+    rng = np.random.default_rng(13)
+    group = rng.integers(0, 12, 500)
+    y = (rng.random((500, 4)) < 0.3).astype(int)
+    y[group == 3, 2] = 0                                        # a group without positives of a context
+    prob = np.round(rng.random((500, 4)), 2)                   # ties, within and across groups
+    counts = multiplicities(12, 40, rng)
+    got = cluster_roc_auc(y, prob, group, counts)
+    want = weighted(y, prob, counts[:, group])["roc_auc"]
+    np.testing.assert_allclose(got, want, atol=1e-12)
