@@ -30,6 +30,7 @@ STAGES: dict[str, tuple[str, Callable[[argparse.Namespace], dict]]] = {
     "embeddings": ("embeddings", lambda a: {}),
     "train": ("train", lambda a: {"loss": a.loss}),
     "evaluate": ("evaluate", lambda a: {}),
+    "robustness": ("robustness", lambda a: {}),
     "validate": ("validate", lambda a: {}),
 }
 
@@ -172,6 +173,7 @@ COMMANDS: dict[str, tuple[Callable[[Params, argparse.Namespace], dict], str]] = 
     "embeddings": (_run_stage, "user branch + Siamese audio branch (Chen et al.), Table 1, hit rate, transfer"),
     "train": (_run_stage, "train the CNN with one loss configuration of Table 2 (MLflow-tracked)"),
     "evaluate": (_run_stage, "Table-2-style metrics of every trained configuration, ROC/PR plots"),
+    "robustness": (_run_stage, "the tagger on perturbed test audio: gain, noise, stretch, pitch, MP3"),
     "register": (_register, "register the train.loss tagger in MLflow as a new version, alias @challenger"),
     "promote": (_promote, "promotion gate: move @champion to @challenger if it is not worse (audited)"),
     "release": (_release, "register and promote every model family through its gate (what make demo runs)"),

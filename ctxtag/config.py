@@ -300,6 +300,14 @@ class ServingConfig:
     burst: int = 400                        # per API key: requests allowed at once
 
 
+@dataclass(frozen=True)
+class RobustnessConfig:
+    """`ctxtag robustness`: perturbations of the test audio (ctxtag/audio/perturb.py, kind:value).
+    The demo runs the cheap three; make reproduce adds time-stretch and pitch-shift."""
+
+    perturbations: tuple[str, ...] = ("gain:-6", "noise:20", "mp3:64")
+
+
 DEMO_CLIP_S = 6.0          # the demo world's clip length, which both front-ends crop whole
 
 
@@ -319,6 +327,7 @@ class Params:
     audio: AudioConfig = field(default_factory=lambda: AudioConfig(duration_s=DEMO_CLIP_S))
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
+    robustness: RobustnessConfig = field(default_factory=RobustnessConfig)
     user_models: UserModelConfig = field(default_factory=UserModelConfig)
     embedding_audio: AudioConfig = field(default_factory=lambda: replace(chen_audio(), duration_s=DEMO_CLIP_S))
     embeddings: EmbeddingConfig = field(default_factory=EmbeddingConfig)

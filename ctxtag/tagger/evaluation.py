@@ -31,10 +31,10 @@ COLUMNS = (("hamming_loss", "HL↓"), ("roc_auc", "AUC"), ("pr_auc", "PR-AUC"), 
            ("precision", "Precision"), ("f1", "F1"), ("tn_rate", "TN rate"))
 
 
-def table(results: dict, key: str, boot: dict | None = None) -> str:
-    """Macro metrics per configuration; with ``boot`` (metrics.bootstrap), each with its interval,
-    then each configuration's paired difference from the baseline where the interval excludes 0."""
-    head = "| loss configuration | " + " | ".join(label for _, label in COLUMNS) + " |"
+def table(results: dict, key: str, boot: dict | None = None, row: str = "loss configuration") -> str:
+    """Macro metrics per configuration (``row``: what a row is); with ``boot`` (metrics.bootstrap),
+    each with its interval, then each row's paired difference from the baseline."""
+    head = f"| {row} | " + " | ".join(label for _, label in COLUMNS) + " |"
     rows = [head, "|---" * (len(COLUMNS) + 1) + "|"]
     for name, res in results.items():
         macro = res[key]["macro"]
@@ -46,7 +46,7 @@ def table(results: dict, key: str, boot: dict | None = None) -> str:
         rows += ["", f"Brackets: {level} percentile bootstrap intervals over the test tracks ({boot['reps']} "
                  f"resamples). Paired differences from `{boot['baseline']}` (the same resamples), {level} interval "
                  "and two-sided p; **bold** where the interval excludes 0:", "",
-                 "| loss configuration | " + " | ".join(f"Δ {label}" for _, label in COLUMNS) + " |",
+                 f"| {row} | " + " | ".join(f"Δ {label}" for _, label in COLUMNS) + " |",
                  "|---" * (len(COLUMNS) + 1) + "|"]
         for name, diffs in boot["paired"].items():
             cells = [_difference(diffs.get(m)) for m, _ in COLUMNS]

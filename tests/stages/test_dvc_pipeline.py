@@ -108,6 +108,28 @@ def test_repro_trains_and_compares_the_user_models(dvc_project):
 
 
 @pytest.mark.slow
+def test_repro_reports_intervals_chance_rows_and_robustness(dvc_project):
+    project = dvc_project
+    evaluate = json.loads((project / "reports/evaluate.json").read_text())
+    observed = evaluate["bootstrap"]["observed"]
+    assert observed["baseline"] == "none" and set(observed["paired"]) == {"neg_ignore_zeros"}
+    for cfg, res in evaluate["configs"].items():
+        ci, auc = observed["intervals"][cfg]["roc_auc"], res["observed"]["macro"]["roc_auc"]
+        assert ci["low"] <= auc <= ci["high"], cfg
+    assert "Paired differences from `none`" in (project / "reports/table2.md").read_text()
+    users = json.loads((project / "reports/user_models_full.json").read_text())
+    for kind, r in users.items():
+        assert {"random", "popularity"} <= set(r) and "satisfaction_all" in r["audio_user"], kind
+        assert "audio_user_situation - situational" in r["_bootstrap"]["paired"], kind
+    weights = json.loads((project / "reports/weights.json").read_text())
+    assert weights["fit_on"] == "train" and 0 < weights["fitted_tracks"] < weights["tracks"]
+    robust = json.loads((project / "reports/robustness.json").read_text())
+    perturbations = yaml.safe_load((project / "params.yaml").read_text())["robustness"]["perturbations"]
+    assert list(robust["perturbations"]) == ["clean", *perturbations] and robust["tracks"] > 0
+    assert set(robust["bootstrap"]["paired"]) == set(perturbations)
+
+
+@pytest.mark.slow
 def test_summary_prints_the_headline_figures_and_tables(dvc_project):
     out = _run(dvc_project, "ctxtag", "summary")
     assert "ctxtag: labelled dataset" in out and "tracks_after_balancing" in out
