@@ -10,7 +10,8 @@ only a trained, promoted model; ``contexts_for`` is the API's /contexts: the sit
 too. Both read the project's params (``project`` / ``params_file``) and registry (the project's,
 or $MLFLOW_TRACKING_URI's), load once per project and answer from memory after. Inputs are checked
 by the HTTP API's rules: a bad device or a timestamp without offset is a ValueError naming the
-field and the reason.
+field and the reason. A process that must follow later promotions calls ``reload()`` (the HTTP API
+rereads the registry on its own).
 """
 
 from __future__ import annotations
@@ -55,10 +56,10 @@ def _as_dict(ranked, top: int | None) -> dict[str, float]:
 def tag(audio: str | Path | np.ndarray, top: int | None = None, project: str | Path = ".",
         params_file: str = "params.yaml") -> dict[str, float]:
     """Contexts of a track with their probabilities, most likely first: ``audio`` is a file (wav,
-    flac, ogg, mp3; cropped as in training) or a mono waveform at the model's sample rate."""
+    flac, ogg, mp3) or a mono waveform at the model's sample rate, either cropped as in training."""
     import torch
 
-    from ctxtag.audio.decode import load_clip
+    from ctxtag.audio.decode import crop, load_clip
     from ctxtag.serving.service import Ranked
 
     cnn, frontend, cfg, contexts, _ = _tagger(Path(project).resolve(), params_file)
@@ -66,6 +67,7 @@ def tag(audio: str | Path | np.ndarray, top: int | None = None, project: str | P
         clip = np.asarray(audio, dtype=np.float32)
         if clip.ndim != 1 or clip.size == 0:
             raise ValueError(f"a waveform is one non-empty channel, not shape {clip.shape}")
+        clip = crop(clip, cfg)
     else:
         clip = load_clip(Path(audio), cfg)           # AudioError (a ValueError) names the file
     with torch.no_grad():
@@ -101,3 +103,9 @@ def contexts_for(user: str, device: str, network: str = "wifi", when: datetime |
     except UnknownUser:
         raise KeyError(f"unknown user {user!r}: no features in the online store") from None
     return _as_dict(ranked, top)
+
+
+def reload() -> None:
+    """Forget the loaded models: the next call reads the registry's @champion and the store again."""
+    _tagger.cache_clear()
+    _service.cache_clear()

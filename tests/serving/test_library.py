@@ -63,6 +63,10 @@ def test_predict_json_and_tag_answer_with_the_champion(champion):
 
     cfg = load_params(project / params_file).audio
     assert ctxtag.tag(load_clip(clip, cfg), project=project, params_file=params_file) == got
+    from ctxtag.audio.decode import decode
+
+    whole = decode(clip, cfg.sample_rate)                       # uncropped: cropped as a file is
+    assert ctxtag.tag(whole, project=project, params_file=params_file) == got
     with pytest.raises(ValueError, match="one non-empty channel"):
         ctxtag.tag(np.zeros((2, 100), np.float32), project=project, params_file=params_file)
 
