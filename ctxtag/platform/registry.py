@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from ctxtag.config import Params
+from ctxtag.platform import lineage
 from ctxtag.vocabulary import MODEL_FAMILIES
 
 
@@ -98,6 +99,8 @@ def register(params: Params, why: str = "new training run") -> dict:
             raise FileNotFoundError(f"MLflow run {run_id} logged no model")
         version = str(mlflow.register_model(f"models:/{models[-1].model_id}", name).version)
         client.set_model_version_tag(name, version, "loss", params.train.loss)
+        client.set_model_version_tag(name, version, lineage.TAG, lineage.as_tag(
+            lineage.lineage(Path("."), [f"train@{params.train.loss}"], run_id)))
         created = True
     make_challenger(client, name, version, run_id, why)
     return {"model": name, "version": version, "run_id": run_id, "new_version": created}
@@ -185,6 +188,8 @@ def register_context_model(params: Params, why: str = "new training run") -> dic
     ensure_registered(client, name, "audio + optional user/device/time -> context probabilities")
     version = str(mlflow.register_model(f"models:/{info.model_id}", name).version)
     client.set_model_version_tag(name, version, "fingerprint", digest)
+    client.set_model_version_tag(name, version, lineage.TAG, lineage.as_tag(
+        lineage.lineage(Path("."), [f"train@{params.train.loss}", "user_models"], run_id)))
     make_challenger(client, name, version, run_id, why)
     return {"model": name, "version": version, "run_id": run_id, "new_version": True}
 
@@ -202,5 +207,14 @@ def model_name(params: Params, family: str) -> str:
 
 
 def audit(params: Params, family: str = "tagger") -> dict:
+    """The audit trail, and each version's aliases, MLflow run and lineage (git commit, DVC lock
+    hashes of what produced it)."""
     name = model_name(params, family)
-    return {"model": name, "events": audit_log(open_client(params), name)}
+    client = open_client(params)
+    aliases = client.get_registered_model(name).aliases or {}          # alias -> version
+    versions = {str(v.version): {"aliases": sorted(a for a, n in aliases.items() if str(n) == str(v.version)),
+                                 "run_id": v.run_id,
+                                 "lineage": json.loads(v.tags[lineage.TAG]) if lineage.TAG in v.tags else None}
+                for v in client.search_model_versions(f"name='{name}'")}
+    return {"model": name, "events": audit_log(client, name),
+            "versions": dict(sorted(versions.items(), key=lambda kv: int(kv[0])))}

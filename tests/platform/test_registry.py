@@ -94,6 +94,17 @@ def test_release_registers_and_promotes_every_family_in_one_command(dvc_project)
         for family, r in first.items():
             assert r["version"] == "1" and r["promoted"], family
             assert r["gate"]["reasons"] == ["no champion yet"], family
+        # lineage: the DVC lock hashes of what made each version, shown by ctxtag audit
+        lock = yaml.safe_load((dvc_project / "dvc.lock").read_text())["stages"]
+        loss = params["train"]["loss"]
+        for family, stages in (("tagger", [f"train@{loss}"]), ("context", [f"train@{loss}", "user_models"])):
+            shown = _ctxtag(dvc_project, params_file.name, "audit", "--family", family)
+            assert shown["versions"]["1"]["aliases"] == ["challenger", "champion"]
+            record = shown["versions"]["1"]["lineage"]
+            assert record["mlflow_run"] == first[family]["run_id"] and set(record["dvc"]) == set(stages)
+            for stage in stages:
+                assert record["dvc"][stage]["deps"] == {d["path"]: d["md5"] for d in lock[stage]["deps"]}
+            assert record["git"] == {"commit": None, "dirty": None}          # the fixture is not a git repo
         again = _ctxtag(dvc_project, params_file.name, "release")
         assert all(r["version"] == "1" and not r["new_version"] and not r["promoted"] for r in again.values())
         assert all(r["reasons"] == ["already champion"] for r in again.values())
