@@ -92,7 +92,8 @@ def test_repro_trains_and_compares_the_user_models(dvc_project):
             assert 0 <= s["accuracy"] <= s["weighted_accuracy@3"] <= s["accuracy@3"] <= 1, (kind, model)
             assert 0 <= r[model]["satisfaction"]["f1"] <= 1
     table = (project / "reports/user_models.md").read_text()
-    assert table.count("| warm |") == 4 and "audio + user + device/time" in table
+    assert table.count("| warm |") == 6 and "audio + user + device/time" in table      # 4 models, 2 chance rows
+    assert "| warm | chance: random scores |" in table and "Paired differences" in table
     for name in ("audio_user.pt", "audio_user_situation.pt", "situational.npz"):
         assert (project / "data/user_models/cold_user" / name).exists()
 
