@@ -20,8 +20,8 @@ from ctxtag.tagger.metrics import bootstrap
 # the figures `dvc metrics show` compares between runs (ctxtag.common.headline)
 HEADLINE = ["configs.*.test_loss", "configs.*.observed.macro.roc_auc", "configs.*.observed.macro.pr_auc",
             "configs.*.observed.macro.f1", "configs.*.truth.macro.roc_auc", "configs.*.truth.macro.f1",
-            "bootstrap.*.intervals.*.roc_auc.*", "bootstrap.*.intervals.*.f1.*", "bootstrap.*.paired.*.roc_auc.*",
-            "bootstrap.*.paired.*.recall.*"]
+            "bootstrap.observed.intervals.*.roc_auc.*", "bootstrap.observed.paired.*.roc_auc.*",
+            "bootstrap.observed.paired.*.recall.*"]
 
 
 def run(params: Params) -> dict:
