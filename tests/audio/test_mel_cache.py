@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from ctxtag.audio.mel_cache import extract
@@ -102,6 +103,7 @@ extract([c.stem for c in clips], clips, AudioConfig(duration_s=2.0, offset_s=0.0
 """
 
 
+@pytest.mark.slow     # processes killed / servers waited for: the full suite's, not the fast lane's
 def test_kill_9_mid_extraction_leaves_only_whole_entries(tmp_path):
     import os
     import signal

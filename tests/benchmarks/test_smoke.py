@@ -19,6 +19,7 @@ def _bench(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow     # processes killed / servers waited for: the full suite's, not the fast lane's
 def test_bench_recommend_smoke(tmp_path):
     out = _bench(str(ROOT / "benchmarks/bench_recommend.py"), "--smoke", "--out", str(tmp_path / "r.json"))
     assert out.returncode == 0, out.stderr[-3000:]

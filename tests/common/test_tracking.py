@@ -65,6 +65,7 @@ def test_http_retries_are_bounded_unless_the_user_set_them(monkeypatch):
     assert MLFLOW_HTTP_REQUEST_TIMEOUT.get() == 60
 
 
+@pytest.mark.slow     # processes killed / servers waited for: the full suite's, not the fast lane's
 def test_an_unreachable_server_is_one_warning_in_bounded_time_then_nothing(monkeypatch, capsys):
     uri = f"http://127.0.0.1:{closed_port()}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)

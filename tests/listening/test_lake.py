@@ -179,6 +179,7 @@ ingest([sys.argv[1]], Path(sys.argv[2]), LogsConfig(), CONTEXTS, now=pd.Timestam
 """
 
 
+@pytest.mark.slow     # processes killed / servers waited for: the full suite's, not the fast lane's
 def test_kill_9_mid_ingest_leaves_whole_parts_and_a_rerun_converges(tmp_path):
     import os
     import signal

@@ -74,6 +74,7 @@ def _both(pids: set[int]) -> set[int] | None:
     return pids if len(pids) == 2 else None
 
 
+@pytest.mark.slow     # processes killed / servers waited for: the full suite's, not the fast lane's
 def test_workers_share_the_port_are_replaced_when_killed_and_stop_together():
     port = closed_port()
     sup = _supervisor("pid_app", port)

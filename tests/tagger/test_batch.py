@@ -133,6 +133,7 @@ def _partition_of_track(params, track_id: str) -> int:
 
 
 # --- partitions ------------------------------------------------------------------------------------
+@pytest.mark.slow     # processes killed / servers waited for: the full suite's, not the fast lane's
 def test_partitions_are_deterministic_and_cover_every_track_exactly_once(project):
     params = _params(project)
     ids = pd.read_csv(params.paths.tracks, dtype=str)["track_id"].tolist()
