@@ -162,6 +162,13 @@ def create_app(params: Params, root: Path = Path("."), service=None, online: str
         return {"status": "ready", "champion": s.tagger_version, "features": cat.version, "tracks": len(cat.tracks),
                 "recommend": cat.tracks.kind, "user_models": params.serving.split, "listening_embeddings": listening}
 
+    @app.get("/version")
+    def version() -> dict:
+        """Every model that answers, and the feature publication the online store serves."""
+        s = svc()
+        return {"models": s.model_versions, "alias": "champion", "features": s.catalogue.version,
+                "online_store": online}
+
     @app.post("/predict/audio")
     def predict_audio(file: Annotated[UploadFile, File(description="wav, flac, ogg or mp3")], top: int = 5) -> dict:
         s = svc()
@@ -192,9 +199,11 @@ def create_app(params: Params, root: Path = Path("."), service=None, online: str
 
     @app.post("/contexts")
     def contexts_of(body: Situation, top: int = 3) -> dict:
-        ranked = _situation(svc(), body)
-        return {"user_id": body.user_id, "contexts": [{"context": r["name"], "probability": r["score"]}
-                                                      for r in ranked.top(min(max(top, 1), len(contexts)))]}
+        s = svc()
+        ranked = _situation(s, body)
+        return {"user_id": body.user_id, "model": s.model_versions["situational"],
+                "contexts": [{"context": r["name"], "probability": r["score"]}
+                             for r in ranked.top(min(max(top, 1), len(contexts)))]}
 
     @app.post("/recommend")
     def recommend(body: Recommend) -> dict:
@@ -213,7 +222,7 @@ def create_app(params: Params, root: Path = Path("."), service=None, online: str
         except UnknownUser as exc:
             raise HTTPException(404, f"unknown user {body.user_id!r}: no features in the online store") from exc
         return {"user_id": body.user_id, "context": context, "context_predicted": predicted,
-                "features": ranked.version,
+                "model": s.model_versions["user_aware"], "features": ranked.version,
                 "tracks": [{"track_id": r["name"], "score": r["score"]} for r in ranked.top(body.k)]}
 
     def _cold_start(s, body: Recommend) -> dict:

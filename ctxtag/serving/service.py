@@ -102,12 +102,18 @@ class Service:
         self._bound_retries()
         self.user_reader = OnlineReader(self.store, list(USER_VIEWS), "user_id")
         models = self.root / p.user_models / params.serving.split
-        self.situational = artifacts.load_situational(artifacts.model_path(models, "situational"))
+        situational = artifacts.model_path(models, "situational")
+        self.situational = artifacts.load_situational(situational)
         user_aware = artifacts.model_path(models, "audio_user")
         self.user_aware = artifacts.load_tagger(user_aware)
         self._user_aware_digest = file_sha256(user_aware)
         self.frontend = LogMel(params.audio).eval()
         self.tagger, self.tagger_version = self._champion()
+        # what answers each kind of request: the registry's version, or the served file's digest
+        split = params.serving.split
+        self.model_versions = {"tagger": self.tagger_version,
+                               "user_aware": f"{split}/audio_user@{self._user_aware_digest[:12]}",
+                               "situational": f"{split}/situational@{file_sha256(situational)[:12]}"}
         self._lock = threading.Lock()
         self.catalogue = self._load_catalogue()
         self._checked = time.monotonic()

@@ -41,6 +41,10 @@ def test_health_ready_and_openapi(client):
     assert c.get("/health").json() == {"status": "ok"}
     ready = c.get("/ready").json()
     assert ready["status"] == "ready" and ready["champion"] == f"{params.registry.model_name}/1"
+    version = c.get("/version").json()        # what answers, as the registry and the files say
+    assert version["models"]["tagger"] == ready["champion"] and version["alias"] == "champion"
+    assert version["models"]["situational"].startswith(f"{params.serving.split}/situational@")
+    assert version["features"] == ready["features"] and version["online_store"] == "sqlite"
     paths = c.get("/openapi.json").json()["paths"]
     assert {"/predict/audio", "/contexts", "/recommend", "/health", "/ready"} <= set(paths)
 
@@ -74,6 +78,7 @@ def test_contexts_of_a_situation_are_a_distribution(client):
     r = c.post("/contexts?top=15", json=body)
     assert r.status_code == 200, r.text
     got = r.json()["contexts"]
+    assert r.json()["model"] == c.get("/version").json()["models"]["situational"]
     assert len(got) == len(params.contexts) and abs(sum(x["probability"] for x in got) - 1) < 1e-3
     # the situation matters: the same user on a speaker at midnight on Saturday is told otherwise
     other = c.post("/contexts?top=15", json={**body, "device": "speaker", "network": "wifi",
@@ -112,6 +117,7 @@ def test_recommend_in_a_chosen_or_predicted_context(client):
     assert r.status_code == 200, r.text
     got = r.json()
     assert got["context"] == "sleep" and not got["context_predicted"] and len(got["tracks"]) == 7
+    assert got["model"] == c.get("/version").json()["models"]["user_aware"]
     assert {t["track_id"] for t in got["tracks"]} <= catalogue
     scores = [t["score"] for t in got["tracks"]]
     assert scores == sorted(scores, reverse=True)
