@@ -128,6 +128,8 @@ def _predict(params: Params, args: argparse.Namespace) -> dict:
             model, name = champion_checkpoint(params)
         except LookupError as exc:
             raise ConfigError(f"{exc}; or name a checkpoint: --model {params.paths.checkpoint(params.train.loss)}") from None
+        except ValueError as exc:                # the registered file is not what was registered
+            raise ConfigError(f"refusing the @champion: {exc}") from None
     predictions, errors = predict_files(model, [Path(f) for f in args.audio], top=args.top)
     for e in errors:
         print(f"ctxtag predict: skipped {e['file']}: {e['error']}", file=sys.stderr)

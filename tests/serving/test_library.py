@@ -105,6 +105,8 @@ def test_a_checkpoint_that_is_not_what_was_registered_is_refused(champion):
             shutil.copy(project / params.paths.checkpoint("none"), path)      # another model's weights
             with pytest.raises(ValueError, match="does not match the sha256"):
                 champion_checkpoint(params, project)
+            proc = run_tool(project, "ctxtag", "--params", params_file, "predict", str(_clip(project)), ok=False)
+            assert proc.returncode == 2 and "refusing the @champion" in proc.stderr and "Traceback" not in proc.stderr
         finally:
             path.write_bytes(saved)
         assert champion_checkpoint(params, project)[0] == path
