@@ -23,7 +23,9 @@ from ctxtag.vocabulary import (
     GENDERS,
     LOSS_CONFIGS,
     NETWORKS,
+    POSITIVE_SCALINGS,
     SPLIT_KINDS,
+    WEIGHT_FITS,
 )
 
 
@@ -67,10 +69,11 @@ class WeightsConfig:
     positive_scaling: str = "mean"          # mean: unit mean (default); mean_std: unit mean, unit variance
 
     def __post_init__(self) -> None:
-        if self.fit_on not in ("train", "all"):
-            raise ConfigError(f"weights.fit_on must be train or all, not {self.fit_on!r}")
-        if self.positive_scaling not in ("mean", "mean_std"):
-            raise ConfigError(f"weights.positive_scaling must be mean or mean_std, not {self.positive_scaling!r}")
+        if self.fit_on not in WEIGHT_FITS:
+            raise ConfigError(f"weights.fit_on must be one of {list(WEIGHT_FITS)}, not {self.fit_on!r}")
+        if self.positive_scaling not in POSITIVE_SCALINGS:
+            raise ConfigError(f"weights.positive_scaling must be one of {list(POSITIVE_SCALINGS)}, "
+                              f"not {self.positive_scaling!r}")
 
 
 @dataclass(frozen=True)

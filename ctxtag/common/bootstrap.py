@@ -20,6 +20,21 @@ def interval(draws: np.ndarray, level: float) -> dict | None:
     return {"low": float(np.percentile(x, tail)), "high": float(np.percentile(x, 100 - tail))}
 
 
+def bracket(ci: dict | None) -> str:
+    """An interval as the tables print it after a figure: " [low, high]" ("" without one)."""
+    return "" if not ci or None in ci.values() else f" [{ci['low']:.2f}, {ci['high']:.2f}]"
+
+
+def excludes_zero(d: dict) -> bool:
+    """A paired difference (``paired``) whose interval lies wholly on one side of 0: it holds."""
+    return d["interval"]["low"] > 0 or d["interval"]["high"] < 0
+
+
+def difference(d: dict) -> str:
+    """A paired difference as the reports print it: "+mean [+low, +high]"."""
+    return f"{d['mean']:+.3f} [{d['interval']['low']:+.3f}, {d['interval']['high']:+.3f}]"
+
+
 def paired(a: np.ndarray, b: np.ndarray, level: float) -> dict | None:
     """a - b over the same resamples: mean, interval, and the two-sided bootstrap p-value
     (twice the smaller share of differences on either side of 0, at most 1)."""

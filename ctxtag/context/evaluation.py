@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ctxtag.common.bootstrap import bracket, difference, excludes_zero
 from ctxtag.context import metrics as um
 
 # model name -> (label in the table, multi-label output?)
@@ -87,13 +88,12 @@ def table(results: dict[str, dict[str, dict]], k: int) -> str:
             for pair, diffs in (boot or {}).get("paired", {}).items():
                 d = diffs.get(f"accuracy@{k}")
                 if d:
-                    lo, hi = d["interval"]["low"], d["interval"]["high"]
-                    held = "holds" if lo > 0 or hi < 0 else "not shown"
-                    lines.append(f"- {kind}, {pair}: {d['mean']:+.3f} [{lo:+.3f}, {hi:+.3f}], p={d['p']:.3f} ({held})")
+                    held = "holds" if excludes_zero(d) else "not shown"
+                    lines.append(f"- {kind}, {pair}: {difference(d)}, p={d['p']:.3f} ({held})")
     return "\n".join(lines)
 
 
 def _cell(value: float | None, ci: dict | None) -> str:
     if value is None:
         return "–"
-    return f"{value:.3f}" + (f" [{ci['low']:.2f}, {ci['high']:.2f}]" if ci else "")
+    return f"{value:.3f}" + bracket(ci)

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.special import gammaln
 
+from ctxtag.common.bootstrap import bracket, difference, excludes_zero
+
 
 def youden_threshold(liked: np.ndarray, score: np.ndarray) -> float:
     from sklearn.metrics import roc_curve
@@ -128,10 +130,6 @@ LABELS = {"basic_binary": "Basic-Binary", "dcue_1vs1": "DCUE-1vs1", "multi_1vs1"
 BASELINE = "basic_binary"         # the paper's claim: metric learning beats it
 
 
-def _ci(ci: dict | None) -> str:
-    return f" [{ci['low']:.2f}, {ci['high']:.2f}]" if ci else ""
-
-
 def table1(results: dict[float, dict[str, dict]], order: Sequence[str]) -> str:
     """Chen et al. Table 1: precision and AUC per model, one block per context duration; plus the
     per-user AUC and the same figures on new (cold-start) tracks."""
@@ -144,16 +142,15 @@ def table1(results: dict[float, dict[str, dict]], order: Sequence[str]) -> str:
             if m in models:
                 t, c = models[m]["test"], models[m]["cold"]
                 ci = t.get("intervals") or {}
-                lines.append(f"| {LABELS[m]} | {t['precision']:.3f}{_ci(ci.get('precision'))} | "
-                             f"{t['auc']:.3f}{_ci(ci.get('auc'))} | {t['user_auc']:.3f}{_ci(ci.get('user_auc'))} | "
+                lines.append(f"| {LABELS[m]} | {t['precision']:.3f}{bracket(ci.get('precision'))} | "
+                             f"{t['auc']:.3f}{bracket(ci.get('auc'))} | {t['user_auc']:.3f}{bracket(ci.get('user_auc'))} | "
                              f"{c['precision']:.3f} | {c['auc']:.3f} |")
         lines.append("")
         for m in order:
             d = (models.get(m, {}).get("test", {}).get("vs") or {}).get("auc")
             if d:
-                lo, hi = d["interval"]["low"], d["interval"]["high"]
-                held = "holds" if lo > 0 or hi < 0 else "not shown"
-                lines.append(f"- AUC, {LABELS[m]} − {LABELS[BASELINE]}: {d['mean']:+.3f} [{lo:+.3f}, {hi:+.3f}], "
+                held = "holds" if excludes_zero(d) else "not shown"
+                lines.append(f"- AUC, {LABELS[m]} − {LABELS[BASELINE]}: {difference(d)}, "
                              f"p={d['p']:.3f} ({held}; paired bootstrap over users)")
         lines.append("")
     return "\n".join(lines)

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ctxtag.vocabulary import POSITIVE_SCALINGS
+
 DENSE_MAX_LABELS = 22  # 2^22 counters = 32 MiB; above this a sort-based path is used
 
 
@@ -146,9 +148,6 @@ def negative_pairwise(labels: np.ndarray, fit: np.ndarray | None = None) -> np.n
     np.fill_diagonal(p1, 0.0)
     np.fill_diagonal(p0, 0.0)
     return ((y @ p1 + (1.0 - y) @ p0) / (m - 1)).astype(np.float32)
-
-
-POSITIVE_SCALINGS = ("mean", "mean_std")
 
 
 def positive_tfidf(labels: np.ndarray, counts: np.ndarray, fit: np.ndarray | None = None,

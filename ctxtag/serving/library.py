@@ -25,16 +25,14 @@ import numpy as np
 
 @functools.lru_cache(maxsize=4)
 def _tagger(project: Path, params_file: str):
-    from ctxtag.audio.melspec import LogMel
     from ctxtag.config import AudioConfig, load_params
     from ctxtag.platform.registry import champion_checkpoint
-    from ctxtag.tagger.inference import load_cnn
+    from ctxtag.tagger.inference import load_tagger
 
     params = load_params(project / params_file)
     path, version = champion_checkpoint(params, project)
-    cnn, meta = load_cnn(path)
-    audio = AudioConfig(**meta["audio"])
-    return cnn, LogMel(audio).eval(), audio, list(meta["contexts"]), version
+    tagger, meta = load_tagger(path)
+    return tagger, AudioConfig(**meta["audio"]), list(meta["contexts"]), version
 
 
 @functools.lru_cache(maxsize=4)
@@ -57,12 +55,11 @@ def tag(audio: str | Path | np.ndarray, top: int | None = None, project: str | P
         params_file: str = "params.yaml") -> dict[str, float]:
     """Contexts of a track with their probabilities, most likely first: ``audio`` is a file (wav,
     flac, ogg, mp3) or a mono waveform at the model's sample rate, either cropped as in training."""
-    import torch
-
     from ctxtag.audio.decode import crop, load_clip
     from ctxtag.serving.service import Ranked
+    from ctxtag.tagger.inference import clip_probabilities
 
-    cnn, frontend, cfg, contexts, _ = _tagger(Path(project).resolve(), params_file)
+    tagger, cfg, contexts, _ = _tagger(Path(project).resolve(), params_file)
     if isinstance(audio, np.ndarray):
         clip = np.asarray(audio, dtype=np.float32)
         if clip.ndim != 1 or clip.size == 0:
@@ -70,14 +67,12 @@ def tag(audio: str | Path | np.ndarray, top: int | None = None, project: str | P
         clip = crop(clip, cfg)
     else:
         clip = load_clip(Path(audio), cfg)           # AudioError (a ValueError) names the file
-    with torch.no_grad():
-        probs = torch.sigmoid(cnn(frontend(torch.from_numpy(clip)[None])))[0].numpy()
-    return _as_dict(Ranked(contexts, probs), top)
+    return _as_dict(Ranked(contexts, clip_probabilities(tagger, clip)), top)
 
 
 def tagger_version(project: str | Path = ".", params_file: str = "params.yaml") -> str:
     """The registered model ``tag`` answers with: "name/version" (loaded on the first call)."""
-    return _tagger(Path(project).resolve(), params_file)[4]
+    return _tagger(Path(project).resolve(), params_file)[3]
 
 
 def contexts_for(user: str, device: str, network: str = "wifi", when: datetime | str | None = None,

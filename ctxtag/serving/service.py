@@ -31,6 +31,7 @@ from ctxtag.config import Params
 from ctxtag.context.features import blocks
 from ctxtag.context.streams import USER_VIEWS, cyclic_time
 from ctxtag.platform.feast_definitions import offline_file
+from ctxtag.tagger.inference import clip_probabilities
 
 
 class UnknownUser(LookupError):
@@ -89,7 +90,6 @@ def situation_columns(features: dict, device: str, network: str, when: datetime,
 
 class Service:
     def __init__(self, params: Params, root: Path, online: str = "sqlite", redis_url: str = "localhost:6379"):
-        from ctxtag.audio.melspec import LogMel
         from ctxtag.context import artifacts
         from ctxtag.platform.feature_store import OnlineReader, open_store
 
@@ -107,7 +107,6 @@ class Service:
         user_aware = artifacts.model_path(models, "audio_user")
         self.user_aware = artifacts.load_tagger(user_aware)
         self._user_aware_digest = file_sha256(user_aware)
-        self.frontend = LogMel(params.audio).eval()
         self.tagger, self.tagger_version = self._champion()
         # what answers each kind of request: the registry's version, or the served file's digest
         split = params.serving.split
@@ -274,18 +273,17 @@ class Service:
                                   cfg.ann_ef_search))}
 
     def _champion(self):
-        """The registry's @champion CNN, from its checked checkpoint (never a pickle)."""
+        """The registry's @champion, waveform in (its front-end and CNN), from its checked
+        checkpoint (never a pickle)."""
         from ctxtag.platform.registry import champion_checkpoint
-        from ctxtag.tagger.inference import load_cnn
+        from ctxtag.tagger.inference import load_tagger
 
         path, version = champion_checkpoint(self.params, self.root)
-        return load_cnn(path)[0], version
+        return load_tagger(path)[0], version
 
     # --- audio -> contexts (the champion CNN) ---------------------------------------------------
-    @torch.no_grad()
     def audio_contexts(self, clip: np.ndarray) -> Ranked:
-        mel = self.frontend(torch.from_numpy(clip)[None])
-        return Ranked(list(self.params.contexts), torch.sigmoid(self.tagger(mel))[0].numpy())
+        return Ranked(list(self.params.contexts), clip_probabilities(self.tagger, clip))
 
     # --- (user, device, network, time) -> contexts (situational GBT) ----------------------------
     def _blocks(self, columns: dict) -> dict[str, np.ndarray]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ctxtag.common.bootstrap import bracket, difference, excludes_zero
 from ctxtag.config import TrainConfig
 from ctxtag.tagger import metrics
 from ctxtag.tagger.dataset import SplitData
@@ -39,7 +40,7 @@ def table(results: dict, key: str, boot: dict | None = None, row: str = "loss co
     for name, res in results.items():
         macro = res[key]["macro"]
         ci = (boot or {}).get("intervals", {}).get(name, {})
-        cells = ["–" if macro[m] is None else f"{macro[m]:.2f}" + _bracket(ci.get(m)) for m, _ in COLUMNS]
+        cells = ["–" if macro[m] is None else f"{macro[m]:.2f}" + bracket(ci.get(m)) for m, _ in COLUMNS]
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     if boot and boot.get("paired"):
         level = f"{boot['level']:.0%}"
@@ -54,13 +55,8 @@ def table(results: dict, key: str, boot: dict | None = None, row: str = "loss co
     return "\n".join(rows)
 
 
-def _bracket(ci: dict | None) -> str:
-    return "" if not ci or None in ci.values() else f" [{ci['low']:.2f}, {ci['high']:.2f}]"
-
-
 def _difference(d: dict | None) -> str:
     if not d or d["mean"] is None or None in d["interval"].values():
         return "–"
-    lo, hi = d["interval"]["low"], d["interval"]["high"]
-    text = f"{d['mean']:+.3f} [{lo:+.3f}, {hi:+.3f}] p={d['p']:.2f}"
-    return f"**{text}**" if lo > 0 or hi < 0 else text
+    text = f"{difference(d)} p={d['p']:.2f}"
+    return f"**{text}**" if excludes_zero(d) else text

@@ -49,6 +49,13 @@ def load_tagger(path: Path, device: str | torch.device = "cpu") -> tuple[AudioTa
     return tagger.to(device).eval(), meta
 
 
+@torch.no_grad()
+def clip_probabilities(tagger: AudioTagger, clip: np.ndarray) -> np.ndarray:
+    """One cropped waveform (load_clip / crop) through the waveform-in tagger: its (m,) context
+    probabilities."""
+    return torch.sigmoid(tagger(torch.from_numpy(clip)[None]))[0].numpy()
+
+
 def predict_files(model_path: Path, files: list[Path], top: int = 5) -> tuple[list[dict], list[dict]]:
     """(predictions, errors): each prediction has file and its top contexts with probabilities."""
     tagger, meta = load_tagger(model_path)
@@ -60,8 +67,7 @@ def predict_files(model_path: Path, files: list[Path], top: int = 5) -> tuple[li
         except AudioError as exc:
             errors.append({"file": str(f), "error": exc.reason})
             continue
-        with torch.no_grad():
-            probs = torch.sigmoid(tagger(torch.from_numpy(clip)[None]))[0].numpy()
+        probs = clip_probabilities(tagger, clip)
         order = np.argsort(-probs)[:top]
         out.append({"file": str(f), "contexts": [{"context": meta["contexts"][j], "probability": round(float(probs[j]), 4)}
                                                   for j in order]})
