@@ -21,13 +21,16 @@ reproduce: setup  ## the papers' settings on a larger world (params.reproduce.ya
 	ctxtag release --why "make reproduce" || [ $$? -eq 3 ]
 	ctxtag summary
 
+TEST_WORKERS ?= 2   # pytest-xdist workers; the shared pipeline project's tests stay on one (tests/conftest.py)
+XDIST = -n $(TEST_WORKERS) --dist loadgroup
+
 test: setup  ## lint, then the test suite (services it needs are started by the tests)
 	ruff check .
-	python -m pytest
+	python -m pytest $(XDIST)
 
 test-fast: setup  ## the fast lane: lint, then the tests not marked slow (no end-to-end pipeline run)
 	ruff check .
-	python -m pytest -m "not slow" -q
+	python -m pytest $(XDIST) -m "not slow" -q
 
 lint: setup
 	ruff check .

@@ -130,7 +130,8 @@ def _predict(params: Params, args: argparse.Namespace) -> dict:
             raise ConfigError(f"{exc}; or name a checkpoint: --model {params.paths.checkpoint(params.train.loss)}") from None
         except ValueError as exc:                # the registered file is not what was registered
             raise ConfigError(f"refusing the @champion: {exc}") from None
-    predictions, errors = predict_files(model, [Path(f) for f in args.audio], top=args.top)
+    predictions, errors = predict_files(model, [Path(f) for f in args.audio], top=args.top,
+                                        track=params.tagging if args.track else None)
     for e in errors:
         print(f"ctxtag predict: skipped {e['file']}: {e['error']}", file=sys.stderr)
     if not predictions:
@@ -141,7 +142,7 @@ def _predict(params: Params, args: argparse.Namespace) -> dict:
         return result
     print(f"model: {name}")
     for pred in predictions:
-        print(pred["file"])
+        print(pred["file"] + (f"  (mean of {pred['windows']} windows)" if "windows" in pred else ""))
         for c in pred["contexts"]:
             print(f"  {c['context']:<10} {c['probability']:.3f}  " + "#" * int(round(c["probability"] * 30)))
     return result
@@ -240,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="a checkpoint (data/models/<loss>/best.pt); default: the registry's @champion")
             p.add_argument("--top", type=int, default=5)
             p.add_argument("--json", action="store_true", help="print the predictions as JSON")
+            p.add_argument("--track", action="store_true",
+                           help="the whole track: the mean over windows of the crop's length (params: tagging); "
+                                "default: the paper's one crop")
         if name == "title-agreement":
             p.add_argument("--titles", default="../shared/data/playlist_titles/deezer_playlist_titles.tsv")
             p.add_argument("--out", default=None, help="write the full report (JSON) here")

@@ -311,6 +311,21 @@ class RobustnessConfig:
     perturbations: tuple[str, ...] = ("gain:-6", "noise:20", "mp3:64")
 
 
+@dataclass(frozen=True)
+class TaggingConfig:
+    """A whole track's contexts (`ctxtag predict --track`, ``ctxtag.tag(track=True)``, the track-level
+    row of `ctxtag robustness`): the mean of the tagger's probabilities over back-to-back windows
+    of its crop length, as production taggers do, beside the paper's one crop. A long track is
+    read up to ``max_track_s`` and scored on at most ``max_windows`` windows spread evenly over it."""
+
+    max_windows: int = 16
+    max_track_s: float = 900.0
+
+    def __post_init__(self) -> None:
+        if self.max_windows < 1 or not self.max_track_s > 0:
+            raise ConfigError(f"tagging: max_windows must be >= 1 and max_track_s > 0: {self}")
+
+
 DEMO_CLIP_S = 6.0          # the demo world's clip length, which both front-ends crop whole
 
 
@@ -331,6 +346,7 @@ class Params:
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
     robustness: RobustnessConfig = field(default_factory=RobustnessConfig)
+    tagging: TaggingConfig = field(default_factory=TaggingConfig)
     user_models: UserModelConfig = field(default_factory=UserModelConfig)
     embedding_audio: AudioConfig = field(default_factory=lambda: replace(chen_audio(), duration_s=DEMO_CLIP_S))
     embeddings: EmbeddingConfig = field(default_factory=EmbeddingConfig)

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 UV=${UV:-.venv/bin/uv}
 fl=()
-for d in $(pip config list 2>/dev/null | sed -n "s/^global.find-links='\(.*\)'/\1/p"); do fl+=(--find-links "$d"); done
+for d in $(python3 -m pip config list 2>/dev/null | sed -n "s/^global.find-links='\(.*\)'/\1/p"); do fl+=(--find-links "$d"); done
 "$UV" pip compile pyproject.toml --extra dev --python-version 3.11 --no-header "${fl[@]}" -o requirements.lock.tmp
 sed -E -e '/^--find-links/d' -e 's/^torch==([0-9.]+)\+cpu/torch==\1/' requirements.lock.tmp > requirements.lock
 rm requirements.lock.tmp

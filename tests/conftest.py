@@ -20,6 +20,17 @@ SHARED = ROOT.parent / "shared" / "data"
 from ctxtag.vocabulary import CONTEXTS  # noqa: E402  (one owner of the vocabulary)
 
 
+@pytest.hookimpl(tryfirst=True)      # before xdist's own hook, which reads the groups
+def pytest_collection_modifyitems(config, items):
+    """`make test` runs the suite on two workers (pytest-xdist, ``--dist loadgroup``): every test
+    of the shared pipeline project (``dvc_project``, also through a fixture that uses it) goes to
+    one of them, in file order, so its `dvc repro` runs once and the tests that change the project
+    and restore it never overlap; the other worker takes the rest."""
+    for item in items:
+        if "dvc_project" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("dvc_project"))
+
+
 def shared_file(*parts: str) -> Path:
     path = SHARED.joinpath(*parts)
     if not path.exists():

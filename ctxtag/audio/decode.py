@@ -59,13 +59,36 @@ def crop(y: np.ndarray, cfg: AudioConfig) -> np.ndarray:
     return out
 
 
-def load_clip(path: str | Path, cfg: AudioConfig) -> np.ndarray:
-    """Decode (only what the crop can use, plus a second so the resampler's edge falls outside
-    it), resample, crop; raise AudioError for a silent clip. A 2 h upload costs what a 61 s one does."""
-    clip = crop(decode(path, cfg.sample_rate, max_s=cfg.offset_s + cfg.duration_s + 1.0), cfg)
+def windows(y: np.ndarray, cfg: AudioConfig, max_windows: int) -> np.ndarray:
+    """A whole track as back-to-back windows of the crop's length, (k, n_samples): a partial last
+    window is left out (a track shorter than one window is one padded window), and beyond
+    ``max_windows`` that many are taken, evenly spread from the first to the last."""
+    n = cfg.n_samples
+    k = len(y) // n
+    if k == 0:
+        return np.pad(y, (0, n - len(y)))[None]
+    starts = np.arange(k) * n
+    if k > max_windows:
+        starts = starts[np.round(np.linspace(0, k - 1, max_windows)).astype(int)]
+    return y[starts[:, None] + np.arange(n)]
+
+
+def _checked(path: str | Path, clip: np.ndarray, cfg: AudioConfig, what: str = "clip") -> np.ndarray:
     rms = float(np.sqrt(np.mean(np.square(clip, dtype=np.float64))))
     if not np.isfinite(rms):
         raise AudioError(path, "audio contains NaN or infinite samples")
     if rms < cfg.silence_rms:
-        raise AudioError(path, f"silent clip (RMS {rms:.2e} < {cfg.silence_rms:.0e})")
+        raise AudioError(path, f"silent {what} (RMS {rms:.2e} < {cfg.silence_rms:.0e})")
     return clip
+
+
+def load_clip(path: str | Path, cfg: AudioConfig) -> np.ndarray:
+    """Decode (only what the crop can use, plus a second so the resampler's edge falls outside
+    it), resample, crop; raise AudioError for a silent clip. A 2 h upload costs what a 61 s one does."""
+    return _checked(path, crop(decode(path, cfg.sample_rate, max_s=cfg.offset_s + cfg.duration_s + 1.0), cfg), cfg)
+
+
+def load_windows(path: str | Path, cfg: AudioConfig, max_windows: int, max_track_s: float) -> np.ndarray:
+    """A track's windows (``windows``) from its first ``max_track_s`` seconds (memory bounded
+    whatever the file's length); AudioError for a silent track."""
+    return windows(_checked(path, decode(path, cfg.sample_rate, max_s=max_track_s), cfg, "track"), cfg, max_windows)

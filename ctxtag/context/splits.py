@@ -35,28 +35,61 @@ def _hashed(keys: pd.Series, ratios: SplitConfig, seed: int) -> np.ndarray:
     return np.where(u < ratios.train, train, np.where(u < ratios.train + ratios.validation, validation, test))
 
 
+def user_splits(users: np.ndarray, ratios: SplitConfig, seed: int) -> pd.Series:
+    """cold_user: the split of each user (users sorted, then a seeded permutation of the ratios)."""
+    users = np.sort(np.asarray(users))
+    return pd.Series(_cut(len(users), ratios, np.random.default_rng(seed)), index=users)
+
+
+def artist_splits(artists: np.ndarray, ratios: SplitConfig, seed: int, track_split: pd.Series,
+                  track_artist: pd.Series) -> pd.Series:
+    """cold_track: the split of each artist: the one its tracks have in the tagger's (artist-disjoint)
+    split, else a hashed one."""
+    known = pd.DataFrame({"artist": track_artist.reindex(track_split.index).to_numpy(),
+                          "split": track_split.to_numpy()}).dropna().drop_duplicates("artist")
+    of_artist = known.set_index("artist")["split"]
+    unknown = pd.Index(np.unique(artists)).difference(of_artist.index)
+    return pd.concat([of_artist, pd.Series(_hashed(pd.Series(unknown), ratios, seed), index=unknown)])
+
+
+def track_artists(track_ids: pd.Series, track_artist: pd.Series) -> np.ndarray:
+    """Each track's artist; a track the catalogue does not know stands for its own artist (filled by
+    position: a fillna with the ids would align on the index and leave it missing)."""
+    ids = np.asarray(track_ids, dtype=object)
+    artist = track_artist.reindex(ids).to_numpy(dtype=object)
+    return np.where(pd.isna(artist), ids, artist)
+
+
 def assign(streams: pd.DataFrame, kind: str, ratios: SplitConfig, seed: int,
            track_split: pd.Series, track_artist: pd.Series) -> np.ndarray:
     """The split name ("train" / "validation" / "test") of every stream for one split kind."""
-    rng = np.random.default_rng(seed)
     if kind == "cold_user":
-        users = np.sort(streams["user_id"].unique())
-        of_user = pd.Series(_cut(len(users), ratios, rng), index=users)
-        return of_user.reindex(streams["user_id"]).to_numpy()
+        return user_splits(streams["user_id"].unique(), ratios, seed).reindex(streams["user_id"]).to_numpy()
     if kind == "cold_track":
-        artist = track_artist.reindex(streams["track_id"]).fillna(streams["track_id"]).to_numpy()
-        # an artist's split in the tagger's (artist-disjoint) split, else a hashed one
-        known = pd.DataFrame({"artist": track_artist.reindex(track_split.index).to_numpy(),
-                              "split": track_split.to_numpy()}).dropna().drop_duplicates("artist")
-        of_artist = known.set_index("artist")["split"]
-        unknown = pd.Index(np.unique(artist)).difference(of_artist.index)
-        of_artist = pd.concat([of_artist, pd.Series(_hashed(pd.Series(unknown), ratios, seed), index=unknown)])
-        return of_artist.reindex(artist).to_numpy()
+        artist = track_artists(streams["track_id"], track_artist)
+        return artist_splits(artist, ratios, seed, track_split, track_artist).reindex(artist).to_numpy()
     if kind == "warm":
-        split = _cut(len(streams), ratios, rng)
+        split = _cut(len(streams), ratios, np.random.default_rng(seed))
         train = split == "train"
         seen_user = streams["user_id"].isin(streams.loc[train, "user_id"]).to_numpy()
         seen_track = streams["track_id"].isin(streams.loc[train, "track_id"]).to_numpy()
         split[~(seen_user & seen_track)] = "train"
         return split
     raise ValueError(f"unknown split kind {kind!r}; one of {SPLIT_KINDS}")
+
+
+def held_out(labelled_users: np.ndarray, track_ids: np.ndarray, kinds: tuple[str, ...], ratios: SplitConfig,
+             seed: int, track_split: pd.Series, track_artist: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(users, tracks) that a cold split among ``kinds`` holds out (validation or test): what a fit
+    that precedes the splits (the history embedding's SVD) must not see. ``labelled_users``: the
+    users of the labelled streams (the population cold_user splits); ``track_ids``: the tracks to
+    classify. warm holds out single streams of known users and tracks, so it removes nothing here."""
+    train = SPLITS[0]
+    users = user_splits(labelled_users, ratios, seed) if "cold_user" in kinds else pd.Series(dtype=object)
+    tracks = pd.Series(np.asarray(track_ids))
+    if "cold_track" in kinds:
+        artist = track_artists(tracks, track_artist)
+        of_track = artist_splits(artist, ratios, seed, track_split, track_artist).reindex(artist).to_numpy()
+    else:
+        of_track = np.full(len(tracks), train)
+    return users.index[users.to_numpy() != train].to_numpy(), tracks.to_numpy()[of_track != train]

@@ -3,7 +3,11 @@ from the listening history").
 
 The paper takes its user embeddings from the listening history without giving the method here;
 we use the classic collaborative-filtering one: a truncated SVD of the user x track matrix of
-listening shares, X ~ U S V^T, fitted once on the lake. A user's embedding at any moment is the
+listening shares, X ~ U S V^T, fitted once on the lake. The fit sees no user or track that a cold
+split holds out (ctxtag.context.splits.held_out, ISSUE: no transductive fit): a held-out user's
+history and a held-out track's plays are not in X, so the user models are scored on embeddings
+the basis learnt nothing about; such a user folds in like any new one, and a held-out track has
+a zero row (the fit never saw it). A user's embedding at any moment is the
 fold-in u = x V S^-1 of the shares x up to that moment. Fold-in is linear in x, so daily
 point-in-time snapshots are cumulative sums of one row of V S^-1 per event (no refit, no per-user
 loop), and a user the SVD never saw (cold user) still gets an embedding from their history.
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from scipy import sparse
 
 
@@ -26,18 +31,27 @@ def fit_item_projection(user_ids: pd.Series, track_ids: pd.Series, dim: int, see
     return _fit(x, np.asarray(tracks.categories), dim, seed)
 
 
-def fit_lake_projection(engine, lake_parts, dim: int, seed: int) -> pd.DataFrame:
-    """``fit_item_projection`` over the lake. The engine counts (user, track) pairs and numbers
-    users and tracks in id order; the counts come back as int32 codes sorted by (user, track), which
-    is the sparse matrix's canonical layout already: ~12 bytes a pair reach memory (at 100M events
-    the pairs as Python strings would not fit, and scipy's own conversion would copy them twice)."""
+def fit_lake_projection(engine, lake_parts, dim: int, seed: int,
+                        held_out: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
+    """``fit_item_projection`` over the lake, without the events of ``held_out`` (users, tracks).
+    The engine counts (user, track) pairs and numbers users and tracks in id order; the counts come
+    back as int32 codes sorted by (user, track), which is the sparse matrix's canonical layout
+    already: ~12 bytes a pair reach memory (at 100M events the pairs as Python strings would not
+    fit, and scipy's own conversion would copy them twice)."""
     engine.parquet("events", lake_parts)
+    held_users, held_tracks = held_out if held_out is not None else ([], [])
+    engine.table("held_users", pa.table({"user_id": pa.array([str(u) for u in held_users], pa.string())}))
+    engine.table("held_tracks", pa.table({"track_id": pa.array([str(t) for t in held_tracks], pa.string())}))
+    # a subquery, not a table: at 100M events a copy of the fit's events would double the work
+    fit = ("(SELECT e.user_id, e.track_id FROM events e "
+           "WHERE NOT EXISTS (SELECT 1 FROM held_users h WHERE h.user_id = e.user_id) "
+           "AND NOT EXISTS (SELECT 1 FROM held_tracks h WHERE h.track_id = e.track_id))")
     engine.materialize("track_codes", "SELECT track_id, CAST(row_number() OVER (ORDER BY track_id) - 1 AS INT) AS ti "
-                                      "FROM (SELECT DISTINCT track_id FROM events) t")
-    coded = engine.arrow("""
-        SELECT u.ui, t.ti, CAST(count(*) AS INT) AS n FROM events e
+                                      f"FROM (SELECT DISTINCT track_id FROM {fit} f) t")
+    coded = engine.arrow(f"""
+        SELECT u.ui, t.ti, CAST(count(*) AS INT) AS n FROM {fit} e
         JOIN (SELECT user_id, CAST(row_number() OVER (ORDER BY user_id) - 1 AS INT) AS ui
-              FROM (SELECT DISTINCT user_id FROM events) d) u ON e.user_id = u.user_id
+              FROM (SELECT DISTINCT user_id FROM {fit} f) d) u ON e.user_id = u.user_id
         JOIN track_codes t ON e.track_id = t.track_id
         GROUP BY u.ui, t.ti
         ORDER BY u.ui, t.ti""")

@@ -32,7 +32,7 @@ def _tagger(project: Path, params_file: str):
     params = load_params(project / params_file)
     path, version = champion_checkpoint(params, project)
     tagger, meta = load_tagger(path)
-    return tagger, AudioConfig(**meta["audio"]), list(meta["contexts"]), version
+    return tagger, AudioConfig(**meta["audio"]), list(meta["contexts"]), version, params.tagging
 
 
 @functools.lru_cache(maxsize=4)
@@ -51,23 +51,31 @@ def _as_dict(ranked, top: int | None) -> dict[str, float]:
     return {r["name"]: r["score"] for r in ranked.top(len(ranked.names) if top is None else top)}
 
 
-def tag(audio: str | Path | np.ndarray, top: int | None = None, project: str | Path = ".",
+def tag(audio: str | Path | np.ndarray, top: int | None = None, track: bool = False, project: str | Path = ".",
         params_file: str = "params.yaml") -> dict[str, float]:
     """Contexts of a track with their probabilities, most likely first: ``audio`` is a file (wav,
-    flac, ogg, mp3) or a mono waveform at the model's sample rate, either cropped as in training."""
-    from ctxtag.audio.decode import crop, load_clip
+    flac, ogg, mp3) or a mono waveform at the model's sample rate, either cropped as in training
+    (the paper's one crop) or, with ``track``, the whole track: the mean over windows of the
+    crop's length (params ``tagging``)."""
+    from ctxtag.audio.decode import crop, load_clip, load_windows, windows
     from ctxtag.serving.service import Ranked
-    from ctxtag.tagger.inference import clip_probabilities
+    from ctxtag.tagger.inference import clip_probabilities, track_probabilities
 
-    tagger, cfg, contexts, _ = _tagger(Path(project).resolve(), params_file)
+    tagger, cfg, contexts, _, tagging = _tagger(Path(project).resolve(), params_file)
     if isinstance(audio, np.ndarray):
-        clip = np.asarray(audio, dtype=np.float32)
-        if clip.ndim != 1 or clip.size == 0:
-            raise ValueError(f"a waveform is one non-empty channel, not shape {clip.shape}")
-        clip = crop(clip, cfg)
+        wave = np.asarray(audio, dtype=np.float32)
+        if wave.ndim != 1 or wave.size == 0:
+            raise ValueError(f"a waveform is one non-empty channel, not shape {wave.shape}")
+        if track:
+            probs = track_probabilities(tagger, windows(wave[:int(tagging.max_track_s * cfg.sample_rate)], cfg,
+                                                        tagging.max_windows))
+        else:
+            probs = clip_probabilities(tagger, crop(wave, cfg))
+    elif track:                                      # AudioError (a ValueError) names the file
+        probs = track_probabilities(tagger, load_windows(Path(audio), cfg, tagging.max_windows, tagging.max_track_s))
     else:
-        clip = load_clip(Path(audio), cfg)           # AudioError (a ValueError) names the file
-    return _as_dict(Ranked(contexts, clip_probabilities(tagger, clip)), top)
+        probs = clip_probabilities(tagger, load_clip(Path(audio), cfg))
+    return _as_dict(Ranked(contexts, probs), top)
 
 
 def tagger_version(project: str | Path = ".", params_file: str = "params.yaml") -> str:

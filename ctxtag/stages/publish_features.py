@@ -10,8 +10,9 @@ import time
 
 import pandas as pd
 
-from ctxtag.common.io import read_matrix, write_json
+from ctxtag.common.io import read_matrix, read_split, write_json
 from ctxtag.config import Params
+from ctxtag.context.splits import held_out
 from ctxtag.listening.engine import open_engine
 from ctxtag.listening.history_embedding import fit_lake_projection
 from ctxtag.listening.lake import lake_parts
@@ -30,7 +31,8 @@ def run(params: Params, online: str = "sqlite", redis_url: str = "localhost:6379
     engine = open_engine(params.data_plane)
     try:
         parts = lake_parts(p.lake)
-        projection = fit_lake_projection(engine, parts, params.user_models.history_dim, params.seed)
+        held = _held_out(engine, parts, params, artists)
+        projection = fit_lake_projection(engine, parts, params.user_models.history_dim, params.seed, held)
         history, device_time = offline_file(feast_dir, "user_history"), offline_file(feast_dir, "user_device_time")
         snapshots = snapshot_files(engine, parts, labels, artists, params.contexts, params.logs.devices,
                                    params.logs.networks, projection, history, device_time)
@@ -42,6 +44,22 @@ def run(params: Params, online: str = "sqlite", redis_url: str = "localhost:6379
     emb = [p.track_embeddings_parquet, p.user_embeddings_parquet]
     embeddings = tuple(pd.read_parquet(f) for f in emb) if all(f.exists() for f in emb) else None
     store = open_store(feast_dir, online, redis_url=redis_url)
-    stats = {"online_store": online, **publish(store, params, feast_dir, history, device_time, tracks, embeddings)}
+    stats = {"online_store": online, **publish(store, params, feast_dir, history, device_time, tracks, embeddings),
+             # the history embedding's fit left out what the cold splits hold out
+             "history_fit_held_out": {"users": len(held[0]), "tracks": len(held[1])}}
     write_json(stats, p.report("publish_features"))
     return stats
+
+
+def _held_out(engine, parts, params: Params, artists: pd.Series) -> tuple:
+    """What the user models' cold splits will hold out (ctxtag.context.splits.held_out, the splits
+    `ctxtag user-models` draws): the users of the labelled streams and the lake's tracks, classified
+    by the same rules, so the history embedding is fitted without them."""
+    engine.parquet("events", parts)
+    d = engine.dialect
+    labelled = engine.arrow(f"SELECT DISTINCT user_id FROM events WHERE context IN "
+                            f"({', '.join(d.lit(c) for c in params.contexts)})").column("user_id")
+    tracks = engine.arrow("SELECT DISTINCT track_id FROM events").column("track_id")
+    return held_out(labelled.to_numpy(zero_copy_only=False), tracks.to_numpy(zero_copy_only=False),
+                    params.user_models.splits, params.split, params.seed, read_split(params.paths.split_csv),
+                    artists)

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ctxtag.audio.decode import AudioError, load_clip
-from ctxtag.config import AudioConfig
+from ctxtag.audio.decode import AudioError, load_clip, load_windows
+from ctxtag.config import AudioConfig, TaggingConfig
 from ctxtag.tagger.model import AudioTagger, ChoiCNN
 
 # a registered tagger carries its checkpoint (Paths.checkpoint's best.pt, as MLflow extra_files) and
@@ -56,21 +56,36 @@ def clip_probabilities(tagger: AudioTagger, clip: np.ndarray) -> np.ndarray:
     return torch.sigmoid(tagger(torch.from_numpy(clip)[None]))[0].numpy()
 
 
-def predict_files(model_path: Path, files: list[Path], top: int = 5) -> tuple[list[dict], list[dict]]:
-    """(predictions, errors): each prediction has file and its top contexts with probabilities."""
+@torch.no_grad()
+def track_probabilities(tagger: AudioTagger, wins: np.ndarray, batch_size: int = 8) -> np.ndarray:
+    """A whole track's (m,) context probabilities: the mean of its windows' (decode.windows),
+    ``batch_size`` windows through the network at a time."""
+    probs = [torch.sigmoid(tagger(torch.from_numpy(np.ascontiguousarray(wins[i:i + batch_size]))))
+             for i in range(0, len(wins), batch_size)]
+    return torch.cat(probs).mean(0).numpy()
+
+
+def predict_files(model_path: Path, files: list[Path], top: int = 5,
+                  track: TaggingConfig | None = None) -> tuple[list[dict], list[dict]]:
+    """(predictions, errors): each prediction has file and its top contexts with probabilities:
+    of the paper's one crop, or with ``track`` of the whole track (then also its window count)."""
     tagger, meta = load_tagger(model_path)
     audio = AudioConfig(**meta["audio"])
     out, errors = [], []
     for f in files:
         try:
-            clip = load_clip(f, audio)
+            if track is None:
+                probs, extra = clip_probabilities(tagger, load_clip(f, audio)), {}
+            else:
+                wins = load_windows(f, audio, track.max_windows, track.max_track_s)
+                probs, extra = track_probabilities(tagger, wins), {"windows": len(wins)}
         except AudioError as exc:
             errors.append({"file": str(f), "error": exc.reason})
             continue
-        probs = clip_probabilities(tagger, clip)
         order = np.argsort(-probs)[:top]
-        out.append({"file": str(f), "contexts": [{"context": meta["contexts"][j], "probability": round(float(probs[j]), 4)}
-                                                  for j in order]})
+        out.append({"file": str(f), **extra,
+                    "contexts": [{"context": meta["contexts"][j], "probability": round(float(probs[j]), 4)}
+                                 for j in order]})
     return out, errors
 
 

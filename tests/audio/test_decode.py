@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ctxtag.audio.decode import AudioError, crop, decode, load_clip
+from ctxtag.audio.decode import AudioError, crop, decode, load_clip, load_windows, windows
 from ctxtag.config import AudioConfig
 from tests.conftest import SHARED
 
@@ -77,3 +77,25 @@ def test_a_long_upload_is_decoded_only_as_far_as_the_crop(tmp_path):
     assert len(head) == int(round((cfg.offset_s + cfg.duration_s + 1) * cfg.sample_rate))
     clip = load_clip(path, cfg)
     assert len(clip) == cfg.n_samples and np.abs(clip).max() > 0.1
+
+
+def test_windows_cover_the_track_back_to_back_and_spread_when_there_are_too_many():
+    cfg = AudioConfig(sample_rate=100, duration_s=1.0)              # windows of 100 samples
+    y = np.arange(1050, dtype=np.float32)
+    w = windows(y, cfg, max_windows=16)
+    assert w.shape == (10, 100) and (w.reshape(-1) == y[:1000]).all()   # the partial tail is left out
+    few = windows(y, cfg, max_windows=4)
+    assert few.shape == (4, 100) and [int(r[0]) for r in few] == [0, 300, 600, 900]   # first and last kept
+    short = windows(y[:40], cfg, max_windows=4)                      # shorter than a window: one, padded
+    assert short.shape == (1, 100) and (short[0, :40] == y[:40]).all() and not short[0, 40:].any()
+
+
+def test_load_windows_reads_at_most_max_track_s(tmp_path):
+    cfg = AudioConfig(duration_s=2.0)
+    path = tmp_path / "long.wav"
+    sf.write(path, _tone(30, cfg.sample_rate), cfg.sample_rate)
+    assert load_windows(path, cfg, max_windows=64, max_track_s=9.0).shape == (4, cfg.n_samples)
+    assert load_windows(path, cfg, max_windows=64, max_track_s=100.0).shape == (15, cfg.n_samples)
+    sf.write(tmp_path / "silent.wav", np.zeros(cfg.sample_rate * 5, np.float32), cfg.sample_rate)
+    with pytest.raises(AudioError, match="silent.wav: silent track"):
+        load_windows(tmp_path / "silent.wav", cfg, 4, 100.0)

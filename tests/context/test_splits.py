@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from ctxtag.config import SplitConfig
-from ctxtag.context.splits import assign
+from ctxtag.context.splits import assign, held_out
 
 RATIOS = SplitConfig()
 
@@ -57,3 +57,25 @@ def test_unknown_kind_is_refused(world):
     streams, ts, artist = world
     with pytest.raises(ValueError, match="unknown split kind"):
         assign(streams, "lukewarm", RATIOS, 0, ts, artist)
+
+
+def test_held_out_is_what_the_cold_splits_hold_out(world):
+    streams, ts, artist = world
+    kinds = ("cold_user", "cold_track", "warm")
+    users, tracks = held_out(streams["user_id"].unique(), streams["track_id"].unique(), kinds, RATIOS, 0, ts, artist)
+    by_user = assign(streams, "cold_user", RATIOS, 0, ts, artist)
+    by_track = assign(streams, "cold_track", RATIOS, 0, ts, artist)
+    assert set(users) == set(streams.loc[by_user != "train", "user_id"]) and len(users)
+    assert set(tracks) == set(streams.loc[by_track != "train", "track_id"]) and len(tracks)
+    # warm alone holds out single streams of known users and tracks: nothing to leave out of a fit
+    none = held_out(streams["user_id"].unique(), streams["track_id"].unique(), ("warm",), RATIOS, 0, ts, artist)
+    assert len(none[0]) == 0 and len(none[1]) == 0
+
+
+def test_a_track_the_catalogue_does_not_know_stands_for_its_own_artist(world):
+    streams, ts, artist = world
+    extra = pd.DataFrame({"user_id": ["u1", "u2", "u3"], "track_id": ["new1", "new2", "new1"]})
+    both = pd.concat([streams, extra], ignore_index=True)
+    split = assign(both, "cold_track", RATIOS, 0, ts, artist)
+    assert set(split) <= {"train", "validation", "test"}          # no missing split for the new tracks
+    assert split[-3] == split[-1]                                  # one track, one split

@@ -126,8 +126,12 @@ def test_repro_reports_intervals_chance_rows_and_robustness(dvc_project):
     assert weights["fit_on"] == "train" and 0 < weights["fitted_tracks"] < weights["tracks"]
     robust = json.loads((project / "reports/robustness.json").read_text())
     perturbations = yaml.safe_load((project / "params.yaml").read_text())["robustness"]["perturbations"]
-    assert list(robust["perturbations"]) == ["clean", *perturbations] and robust["tracks"] > 0
-    assert set(robust["bootstrap"]["paired"]) == set(perturbations)
+    assert list(robust["perturbations"]) == ["clean", *perturbations, "whole_track"] and robust["tracks"] > 0
+    assert set(robust["bootstrap"]["paired"]) == {*perturbations, "whole_track"}
+    assert robust["windows_per_track"]["min"] >= 1
+    # the history embedding was fitted without what the cold splits hold out
+    held = json.loads((project / "reports/publish_features.json").read_text())["history_fit_held_out"]
+    assert held["users"] > 0 and held["tracks"] > 0
 
 
 @pytest.mark.slow
