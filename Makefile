@@ -21,8 +21,10 @@ reproduce: setup  ## the papers' settings on a larger world (params.reproduce.ya
 	ctxtag release --why "make reproduce" || [ $$? -eq 3 ]
 	ctxtag summary
 
-TEST_WORKERS ?= 2   # pytest-xdist workers; the shared pipeline project's tests stay on one (tests/conftest.py)
-XDIST = -n $(TEST_WORKERS) --dist loadgroup
+# pytest-xdist workers, a test file each at a time; the pipeline project is built once for all
+# of them (tests/conftest.py: dvc_project)
+TEST_WORKERS ?= 2
+XDIST = -n $(TEST_WORKERS) --dist loadfile
 
 test: setup  ## lint, then the test suite (services it needs are started by the tests)
 	ruff check .

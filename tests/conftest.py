@@ -20,17 +20,6 @@ SHARED = ROOT.parent / "shared" / "data"
 from ctxtag.vocabulary import CONTEXTS  # noqa: E402  (one owner of the vocabulary)
 
 
-@pytest.hookimpl(tryfirst=True)      # before xdist's own hook, which reads the groups
-def pytest_collection_modifyitems(config, items):
-    """`make test` runs the suite on two workers (pytest-xdist, ``--dist loadgroup``): every test
-    of the shared pipeline project (``dvc_project``, also through a fixture that uses it) goes to
-    one of them, in file order, so its `dvc repro` runs once and the tests that change the project
-    and restore it never overlap; the other worker takes the rest."""
-    for item in items:
-        if "dvc_project" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("dvc_project"))
-
-
 def shared_file(*parts: str) -> Path:
     path = SHARED.joinpath(*parts)
     if not path.exists():
@@ -89,8 +78,35 @@ def dvc(cwd: Path, *args: str) -> str:
 
 @pytest.fixture(scope="session")
 def dvc_project(tmp_path_factory) -> Path:
-    """`dvc repro` of the whole pipeline, once per session. Tests that change it restore it."""
+    """`dvc repro` of the whole pipeline, once per test run, and a copy of it for each pytest-xdist
+    worker (`make test` runs two): the first worker to need it builds it under a file lock in the
+    run's shared folder while the other waits, then each works on its own copy, so tests that
+    change the project (and restore it) never meet another worker's. A failed build is reported
+    to every worker, not built again."""
+    import fcntl
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    built, done, failed = shared / "pipeline", shared / "pipeline.built", shared / "pipeline.failed"
+    with open(shared / "pipeline.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if failed.exists():
+            pytest.fail(f"the shared pipeline project failed to build: {failed.read_text()[-3000:]}")
+        if not done.exists():
+            shutil.rmtree(built, ignore_errors=True)
+            try:
+                _build_project(built)
+            except BaseException as exc:
+                failed.write_text(f"{type(exc).__name__}: {exc}")
+                raise
+            done.touch()
     proj = tmp_path_factory.mktemp("proj")
+    shutil.copytree(built, proj, symlinks=True, dirs_exist_ok=True)     # relocatable (test_relocation)
+    return proj
+
+
+def _build_project(proj: Path) -> None:
+    proj.mkdir(parents=True)
     shutil.copy(ROOT / "dvc.yaml", proj)
     shutil.copy(ROOT / ".dvcignore", proj)                 # bytecode in ctxtag/ is not a code change
     (proj / "ctxtag").symlink_to(ROOT / "ctxtag")          # the stages' code deps
@@ -103,7 +119,28 @@ def dvc_project(tmp_path_factory) -> Path:
     shutil.copytree(ROOT / ".dvc/plots", proj / ".dvc/plots")    # the project's plot templates
     # the whole pipeline: ~3-9 min on 2 cores, bounded at 25 min whatever the machine's load
     run_tool(proj, "dvc", "repro", timeout_s=1500)
-    return proj
+
+
+@pytest.fixture(scope="session")
+def context_champion(dvc_project) -> str:
+    """The name of a context model (the user models the API serves) registered from the session's
+    project and promoted through its gate, once: the API tests register taggers of their own and
+    serve this beside them (``registry.context_model_name``)."""
+    import dataclasses
+    import uuid
+
+    from ctxtag.config import load_params
+    from ctxtag.platform.orchestration import in_project
+    from ctxtag.platform.promotion import promote
+    from ctxtag.platform.registry import register_context_model
+
+    params = load_params(dvc_project / "params.yaml")
+    name = f"served-context-{uuid.uuid4().hex[:6]}"
+    params = dataclasses.replace(params, registry=dataclasses.replace(params.registry, context_model_name=name))
+    with in_project(dvc_project):
+        register_context_model(params, why="served by the API tests")
+        assert promote(params, family="context", why="served by the API tests")["promoted"]
+    return name
 
 
 # --- MLflow: a clean environment, a closed port, a real tracking server ---------------------------

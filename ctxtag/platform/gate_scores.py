@@ -52,7 +52,8 @@ def context_model_auc(params: Params, uri: str) -> np.ndarray:
     user_cols = [c for c in user_feature_columns(test) if c != "history_embedding"]
     frame = test[user_cols + ["device", "network", "age", "gender"]].reset_index(drop=True)
     frame["history_embedding"] = [None if e is None else [float(v) for v in e] for e in test["history_embedding"]]
-    frame["audio_path"] = [str(p.audio_root / a) for a in tracks["audio_path"].reindex(test["track_id"])]
+    # as the catalogue names them: relative to the media root the loaded model reads under
+    frame["audio_path"] = tracks["audio_path"].reindex(test["track_id"]).astype(str).to_list()
     offsets = test["utc_offset_min"].astype("float64").fillna(0).to_numpy()
     frame["timestamp"] = [t.tz_convert(timezone(timedelta(minutes=o))).isoformat()
                           for t, o in zip(test["event_timestamp"], offsets, strict=True)]

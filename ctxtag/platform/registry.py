@@ -109,36 +109,64 @@ def register(params: Params, why: str = "new training run") -> dict:
 def champion_checkpoint(params: Params, root: Path = Path(".")) -> tuple[Path, str]:
     """The registry's @champion tagger as a local checkpoint (state dict + metadata, which
     ctxtag.tagger.inference.load_cnn reads with weights_only=True: nothing in it runs code), and
-    its "name/version". The file is the one logged with the model version (``extra_files``), checked
-    against the sha256 recorded with it, so what is loaded is what the gate promoted."""
+    its "name/version" (``champion_files``)."""
+    files, version = champion_files(params, "tagger", root)
+    return files["checkpoint"], version
+
+
+def champion_files(params: Params, family: str, root: Path = Path(".")) -> tuple[dict[str, Path], str]:
+    """The files of ``family``'s registry @champion, each checked against the sha256 recorded with
+    its logged model, so what is served is what the gate promoted, and its "name/version".
+
+    tagger: {"checkpoint": the checkpoint logged with the model (``extra_files``)};
+    context: {part: file} for the user models it carries (ctxtag.serving.pyfunc.SERVED_PARTS, its
+    pyfunc artifacts): what the API's /contexts and /recommend answer with.
+    A server's store is downloaded from; the local store's files are read where they lie."""
     import mlflow
+    import yaml
 
     from ctxtag.common.io import file_sha256
     from ctxtag.common.tracking import setup_mlflow
+    from ctxtag.serving.pyfunc import ARTIFACT_TAG, SERVED_PARTS
     from ctxtag.tagger.inference import CHECKPOINT_FILE, CHECKPOINT_TAG
 
     setup_mlflow(params.train.experiment, root)
     client = mlflow.MlflowClient()
-    name = params.registry.model_name
+    name = model_name(params, family)
     version = alias_version(client, name, "champion")
     if version is None:
         raise LookupError(f"no @champion of {name} at {mlflow.get_tracking_uri()}: run `make demo`, "
-                          "or `ctxtag register` and `ctxtag promote`")
+                          "or `ctxtag release`")
     mv = client.get_model_version(name, version)
     # the logged model behind the version (a local store leaves model_id empty; source names it)
     model_id = mv.model_id or mv.source.removeprefix("models:/")
-    expected = mlflow.get_logged_model(model_id).tags.get(CHECKPOINT_TAG)
+    tags = mlflow.get_logged_model(model_id).tags
     location = client.get_model_version_download_uri(name, version)
     url = urlparse(location)
-    if url.scheme in ("", "file"):               # the local store's locations are project-relative
-        local = root / (url.path if url.scheme else location) / "extra_files" / CHECKPOINT_FILE
-    else:                                        # a server's store (s3://, mlflow-artifacts:/...)
-        local = Path(mlflow.artifacts.download_artifacts(f"{location}/extra_files/{CHECKPOINT_FILE}"))
-    if expected is None or not local.exists():
-        raise LookupError(f"{name}/{version} was registered without its checkpoint; retrain and register it")
-    if file_sha256(local) != expected:
-        raise ValueError(f"{name}/{version}: {local} does not match the sha256 registered with it")
-    return local, f"{name}/{version}"
+
+    def fetch(relative: str) -> Path:
+        if url.scheme in ("", "file"):           # the local store's locations are project-relative
+            return root / (url.path if url.scheme else location) / relative
+        return Path(mlflow.artifacts.download_artifacts(f"{location}/{relative}"))   # s3://, mlflow-artifacts:/
+
+    if family == "tagger":
+        wanted = {"checkpoint": (f"extra_files/{CHECKPOINT_FILE}", tags.get(CHECKPOINT_TAG))}
+    else:
+        flavor = yaml.safe_load(fetch("MLmodel").read_text())["flavors"]["python_function"]
+        stored = {k: a["path"] for k, a in (flavor.get("artifacts") or {}).items()}
+        wanted = {part: (stored.get(part), tags.get(ARTIFACT_TAG + part)) for part in SERVED_PARTS}
+    files = {}
+    for part, (relative, expected) in wanted.items():
+        if relative is None or expected is None:
+            raise LookupError(f"{name}/{version} was registered without {part} or its sha256; "
+                              "register the current models again (`ctxtag release`)")
+        local = fetch(relative)
+        if not local.exists():
+            raise LookupError(f"{name}/{version}: {part} ({relative}) is missing from its artifacts")
+        if file_sha256(local) != expected:
+            raise ValueError(f"{name}/{version}: {local} does not match the sha256 registered with it")
+        files[part] = local
+    return files, f"{name}/{version}"
 
 
 def register_context_model(params: Params, why: str = "new training run") -> dict:
@@ -155,13 +183,12 @@ def register_context_model(params: Params, why: str = "new training run") -> dic
     from ctxtag.common.tracking import setup_mlflow
     from ctxtag.context.artifacts import model_path
     from ctxtag.context.features import user_feature_columns
-    from ctxtag.serving.pyfunc import log_context_model
+    from ctxtag.serving.pyfunc import SERVED_PARTS, log_context_model
 
     p, name = params.paths, params.registry.context_model_name
     setup_mlflow(params.user_models.experiment)
     client = mlflow.MlflowClient()
-    parts = [p.checkpoint(params.train.loss),
-             *(model_path(p.user_models / params.serving.split, m) for m in ("audio_user", "audio_user_situation"))]
+    parts = [p.checkpoint(params.train.loss), *(model_path(p.user_models / params.serving.split, m) for m in SERVED_PARTS)]
     digest = hashlib.sha256(b"".join(hashlib.sha256(f.read_bytes()).digest() for f in parts)).hexdigest()[:16]
     try:                                   # the same models registered before: reruns are no-ops
         same = [v for v in client.search_model_versions(f"name='{name}'") if v.tags.get("fingerprint") == digest]
@@ -179,7 +206,7 @@ def register_context_model(params: Params, why: str = "new training run") -> dic
     full = {"mel": np.asarray(mels[0], dtype=np.float32).tolist(), "audio_path": None,
             **{c: row[c] for c in user_cols}, "device": row["device"], "network": row["network"],
             "timestamp": row["event_timestamp"].isoformat(), "age": 30.0, "gender": "f"}
-    bare = dict.fromkeys(full) | {"audio_path": str(p.audio_root / audio)}
+    bare = dict.fromkeys(full) | {"audio_path": audio}     # relative to the media root, as tracks.csv names it
     example = pd.DataFrame([full, bare])
     example["history_embedding"] = [list(map(float, row["history_embedding"])), None]
     with mlflow.start_run(run_name="context-model"):

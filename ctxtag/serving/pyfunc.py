@@ -7,6 +7,11 @@ features and the stream's device and time -> context probabilities.
                  timestamp (ISO 8601 with offset), age, gender
     output:      one probability column per context
 
+``audio_path`` names a file under the media root — $CTXTAG_MEDIA_ROOT, else the params'
+``paths.audio_root`` from where the model is loaded — relative to it or absolute inside it; a path
+that leaves it (``..``, another absolute path) is refused before anything is opened, so request
+data never reads an arbitrary local file (symbolic links inside the root are the operator's).
+
 A row with user features and a device/time goes through the joint audio+user+device/time model,
 one with user features only through the user-aware tagger, one with neither through the audio CNN
 itself (its sigmoid outputs). Any serving stack that loads pyfuncs gets the same answer as
@@ -16,6 +21,7 @@ itself (its sigmoid outputs). Any serving stack that loads pyfuncs gets the same
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +31,13 @@ try:
     from mlflow.pyfunc import PythonModel
 except ImportError:                                  # keeps `import ctxtag.serving.pyfunc` cheap in docs builds
     PythonModel = object
+
+
+MEDIA_ROOT_ENV = "CTXTAG_MEDIA_ROOT"     # where a loaded context model may read audio_path files
+# the user models a registered context model carries (pyfunc artifacts, each with its sha256 as a
+# tag of the logged model: ARTIFACT_TAG + name), which the API loads from the @champion
+SERVED_PARTS = ("audio_user", "audio_user_situation", "situational")
+ARTIFACT_TAG = "sha256."
 
 
 class ContextModel(PythonModel):
@@ -39,6 +52,17 @@ class ContextModel(PythonModel):
         self.user_aware = load_tagger(Path(context.artifacts["audio_user"]))
         self.joint = load_tagger(Path(context.artifacts["audio_user_situation"]))
         self.frontend = LogMel(self.params.audio).eval()
+        self.media_root = Path(os.path.abspath(os.environ.get(MEDIA_ROOT_ENV) or self.params.paths.audio_root))
+
+    def _media(self, name) -> Path:
+        """The file ``audio_path`` names, if it lies under the media root (compared after
+        normalising ``..``, before anything is opened); ValueError otherwise."""
+        if not isinstance(name, str) or not name:
+            raise ValueError("a row needs a mel or an audio_path")
+        path = Path(os.path.normpath(self.media_root / name))
+        if not path.is_relative_to(self.media_root):
+            raise ValueError(f"audio_path {name!r} is outside the media root (${MEDIA_ROOT_ENV})")
+        return path
 
     def _mels(self, frame: pd.DataFrame):
         import torch
@@ -51,7 +75,7 @@ class ContextModel(PythonModel):
             if mel is not None and not (isinstance(mel, float) and np.isnan(mel)):
                 mels.append(torch.as_tensor(np.asarray(mel, dtype=np.float32)))
                 continue
-            path = frame["audio_path"].iat[i]
+            path = self._media(frame["audio_path"].iat[i])
             if path not in decoded:
                 clip = load_clip(path, self.params.audio)
                 decoded[path] = self.frontend(torch.from_numpy(clip)[None])[0]
@@ -105,9 +129,10 @@ def log_context_model(params, root: Path, split: str, example: pd.DataFrame):
     with tempfile.TemporaryDirectory() as tmp:          # logged as an artifact, never into a DVC output
         params_file = Path(tmp) / "pyfunc_params.json"
         params_file.write_text(json.dumps(dataclasses.asdict(params), default=str))
+        # the situational GBT is not used by predict: it is the API's /contexts model, carried so
+        # that one registered version holds every part the API serves (ctxtag.serving.service)
         artifacts = {"params": str(params_file), "tagger": str(root / params.paths.checkpoint(params.train.loss)),
-                     "audio_user": str(model_path(models, "audio_user")),
-                     "audio_user_situation": str(model_path(models, "audio_user_situation"))}
+                     **{part: str(model_path(models, part)) for part in SERVED_PARTS}}
         return _log(artifacts, example)
 
 
@@ -131,7 +156,10 @@ def _log(artifacts: dict[str, str], example: pd.DataFrame):
     ctx.artifacts = artifacts
     model.load_context(ctx)
     signature = infer_signature(example, model.predict(ctx, example))
+    from ctxtag.common.io import file_sha256
+
     return mlflow.pyfunc.log_model(name="context_model", python_model=model, artifacts=artifacts,
                                    signature=signature, input_example=example,
+                                   tags={ARTIFACT_TAG + k: file_sha256(Path(v)) for k, v in artifacts.items()},
                                    code_paths=[str(Path(__file__).parents[1])],   # the ctxtag package
                                    pip_requirements=pinned_requirements(*CONTEXT_MODEL_REQUIREMENTS))

@@ -1,7 +1,8 @@
 """What the serving API answers, without HTTP: contexts for audio (the registry's @champion tagger),
 contexts for a (user, device, time) (the situational GBT on Feast online user features),
 track recommendations for a user in a context (the user-aware tagger over the catalogue,
-ctxtag.serving.recommend), and new releases for a user by the cosine similarity of the listening
+ctxtag.serving.recommend) — both user models are parts of the context model's @champion, checked
+against their registered sha256 (ctxtag.platform.registry.champion_files) — and new releases for a user by the cosine similarity of the listening
 embeddings (Chen et al.; exact or HNSW search, ctxtag.serving.ann).
 
 Built once per process (the API's lifespan). Features are assembled by the same function as
@@ -92,6 +93,7 @@ class Service:
     def __init__(self, params: Params, root: Path, online: str = "sqlite", redis_url: str = "localhost:6379"):
         from ctxtag.context import artifacts
         from ctxtag.platform.feature_store import OnlineReader, open_store
+        from ctxtag.platform.registry import champion_files
 
         torch.set_num_threads(1)          # one thread per worker process: threads fight on few cores
         self.params, self.root = params, Path(root)
@@ -101,18 +103,16 @@ class Service:
                                 timeout_ms=params.serving.store_timeout_ms)
         self._bound_retries()
         self.user_reader = OnlineReader(self.store, list(USER_VIEWS), "user_id")
-        models = self.root / p.user_models / params.serving.split
-        situational = artifacts.model_path(models, "situational")
-        self.situational = artifacts.load_situational(situational)
-        user_aware = artifacts.model_path(models, "audio_user")
-        self.user_aware = artifacts.load_tagger(user_aware)
-        self._user_aware_digest = file_sha256(user_aware)
+        # every model from the registry's @champions, checked against the sha256 registered with
+        # it: the tagger, and the user models the context model carries (never data/user_models/)
+        parts, context_version = champion_files(params, "context", self.root)
+        self.situational = artifacts.load_situational(parts["situational"])
+        self.user_aware = artifacts.load_tagger(parts["audio_user"])
+        self._user_aware_digest = file_sha256(parts["audio_user"])
         self.tagger, self.tagger_version = self._champion()
-        # what answers each kind of request: the registry's version, or the served file's digest
-        split = params.serving.split
-        self.model_versions = {"tagger": self.tagger_version,
-                               "user_aware": f"{split}/audio_user@{self._user_aware_digest[:12]}",
-                               "situational": f"{split}/situational@{file_sha256(situational)[:12]}"}
+        # what answers each kind of request: "name/version" in the registry
+        self.model_versions = {"tagger": self.tagger_version, "user_aware": context_version,
+                               "situational": context_version}
         self._lock = threading.Lock()
         self.catalogue = self._load_catalogue()
         self._checked = time.monotonic()

@@ -31,7 +31,7 @@ def test_bench_recommend_smoke(tmp_path):
 
 
 @pytest.mark.slow
-def test_bench_api_smoke(dvc_project, tmp_path):
+def test_bench_api_smoke(dvc_project, context_champion, tmp_path):
     from ctxtag.config import load_params
     from ctxtag.platform.orchestration import in_project
     from ctxtag.platform.promotion import promote
@@ -39,6 +39,7 @@ def test_bench_api_smoke(dvc_project, tmp_path):
 
     raw = yaml.safe_load((dvc_project / "params.yaml").read_text())
     raw.setdefault("registry", {})["model_name"] = f"bench-{uuid.uuid4().hex[:6]}"
+    raw["registry"]["context_model_name"] = context_champion
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(raw))
     params = load_params(params_file)

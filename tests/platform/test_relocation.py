@@ -36,7 +36,7 @@ def _files_naming(root: Path, *paths: Path) -> dict[str, list[str]]:
 
 
 @pytest.mark.slow
-def test_a_copied_project_uses_its_own_artifacts_features_and_reports(dvc_project, tmp_path):
+def test_a_copied_project_uses_its_own_artifacts_features_and_reports(dvc_project, context_champion, tmp_path):
     import mlflow
 
     from ctxtag.common.tracking import setup_mlflow
@@ -51,7 +51,7 @@ def test_a_copied_project_uses_its_own_artifacts_features_and_reports(dvc_projec
     shutil.copytree(dvc_project, original, symlinks=True)      # the session's project stays as is
     params = load_params(original / "params.yaml")
     params = dataclasses.replace(params, registry=dataclasses.replace(
-        params.registry, model_name=f"reloc-test-{uuid.uuid4().hex[:6]}"))
+        params.registry, model_name=f"reloc-test-{uuid.uuid4().hex[:6]}", context_model_name=context_champion))
     name = params.registry.model_name
     with in_project(original):                                 # the original registers its champion
         register(params)
@@ -92,8 +92,13 @@ def test_a_copied_project_uses_its_own_artifacts_features_and_reports(dvc_projec
         assert all(not Path(g["data_docs"]).is_absolute() and Path(g["data_docs"]).exists()
                    for g in quality.values())
 
-    service = Service(params, copy)                            # served from elsewhere: the copy's root
+    # served from elsewhere (the copy's root), and only from the registry: without the pipeline's
+    # model files the API still loads every model (the @champions' own artifacts)
+    shutil.rmtree(copy / params.paths.user_models)
+    shutil.rmtree(copy / params.paths.models)
+    service = Service(params, copy)
     assert service.tagger_version == f"{name}/1" and Path.cwd() != copy
+    assert service.model_versions["situational"] == f"{context_champion}/1"
 
     leaks = _files_naming(copy, original.resolve(), dvc_project.resolve())
     assert leaks == {}, leaks

@@ -20,10 +20,10 @@ from ctxtag.serving.api import create_app
 
 
 @pytest.fixture(scope="module")
-def client(dvc_project):
+def client(dvc_project, context_champion):
     params = load_params(dvc_project / "params.yaml")
     params = dataclasses.replace(params, registry=dataclasses.replace(
-        params.registry, model_name=f"api-test-{uuid.uuid4().hex[:6]}"))
+        params.registry, model_name=f"api-test-{uuid.uuid4().hex[:6]}", context_model_name=context_champion))
     with in_project(dvc_project):
         register(params)
         promote(params, why="api test")
@@ -43,7 +43,9 @@ def test_health_ready_and_openapi(client):
     assert ready["status"] == "ready" and ready["champion"] == f"{params.registry.model_name}/1"
     version = c.get("/version").json()        # what answers, as the registry and the files say
     assert version["models"]["tagger"] == ready["champion"] and version["alias"] == "champion"
-    assert version["models"]["situational"].startswith(f"{params.serving.split}/situational@")
+    # the user models are the context model's @champion parts: one registered version answers both
+    context = f"{params.registry.context_model_name}/1"
+    assert version["models"]["situational"] == version["models"]["user_aware"] == context
     assert version["features"] == ready["features"] and version["online_store"] == "sqlite"
     paths = c.get("/openapi.json").json()["paths"]
     assert {"/predict/audio", "/contexts", "/recommend", "/health", "/ready"} <= set(paths)

@@ -17,17 +17,18 @@ import ctxtag
 from ctxtag.config import load_params
 from ctxtag.platform.orchestration import in_project
 from ctxtag.platform.promotion import promote
-from ctxtag.platform.registry import champion_checkpoint, register
+from ctxtag.platform.registry import champion_checkpoint, champion_files, register
 from tests.conftest import run_tool
 
 
 @pytest.fixture(scope="module")
-def champion(dvc_project):
+def champion(dvc_project, context_champion):
     """A params file naming a registry model of this module only, its tagger registered and
     promoted: (project, params file name, "name/1")."""
     name = f"library-test-{uuid.uuid4().hex[:6]}"
     raw = yaml.safe_load((dvc_project / "params.yaml").read_text())
     raw["registry"]["model_name"] = name
+    raw["registry"]["context_model_name"] = context_champion
     params_file = dvc_project / f"params-{name}.yaml"
     params_file.write_text(yaml.safe_dump(raw))
     params = load_params(params_file)
@@ -110,6 +111,26 @@ def test_a_checkpoint_that_is_not_what_was_registered_is_refused(champion):
         finally:
             path.write_bytes(saved)
         assert champion_checkpoint(params, project)[0] == path
+
+
+@pytest.mark.slow
+def test_served_user_models_are_the_context_champions_checked_parts(champion):
+    project, params_file, _ = champion
+    params = load_params(project / params_file)
+    with in_project(project):
+        parts, version = champion_files(params, "context", project)
+        assert set(parts) == {"audio_user", "audio_user_situation", "situational"}
+        assert version == f"{params.registry.context_model_name}/1"
+        # registered copies, not the pipeline's files (which the next `dvc repro` may replace)
+        assert all(project / params.paths.user_models not in p.resolve().parents for p in parts.values())
+        path = parts["situational"]
+        saved = path.read_bytes()
+        try:
+            path.write_bytes(saved[:-1] + bytes([saved[-1] ^ 1]))           # one bit changed
+            with pytest.raises(ValueError, match="does not match the sha256"):
+                champion_files(params, "context", project)
+        finally:
+            path.write_bytes(saved)
 
 
 @pytest.mark.slow

@@ -60,3 +60,10 @@ def test_context_model_routes_rows_by_what_they_carry(dvc_project):
     # with a user: single-label distributions; the situation changes the answer
     np.testing.assert_allclose(out.iloc[1:].sum(axis=1), 1.0, atol=1e-4)
     assert not np.allclose(out.iloc[2], out.iloc[3]) and not np.allclose(out.iloc[1], out.iloc[2])
+    # request data never names an arbitrary local file: only what lies under the media root
+    for outside in ("/etc/hostname", "../../../../etc/hostname", str(dvc_project / "params.yaml")):
+        with pytest.raises(Exception, match="outside the media root"):
+            model.predict(pd.DataFrame([{"audio_path": outside}]))
+    # relative to the root works as the absolute path does
+    relative = model.predict(pd.DataFrame([{"audio_path": str(clip.relative_to(dvc_project / "data/raw"))}]))
+    np.testing.assert_allclose(relative.iloc[0], out.iloc[0], atol=1e-6)

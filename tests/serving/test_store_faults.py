@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("redis-server") 
 
 
 @pytest.fixture(scope="module")
-def redis_api(dvc_project, tmp_path_factory):
+def redis_api(dvc_project, context_champion, tmp_path_factory):
     """The pipeline's features published into a Redis of our own, an API in front of it."""
     port = closed_port()
     proc = start_redis(port)
@@ -37,7 +37,8 @@ def redis_api(dvc_project, tmp_path_factory):
     for f in (dvc_project / params.paths.feast).glob("*.parquet"):
         shutil.copy(f, feast)
     params = dataclasses.replace(params, paths=dataclasses.replace(params.paths, feast=str(feast)),
-                                 registry=dataclasses.replace(params.registry, model_name=f"fault-{uuid.uuid4().hex[:6]}"))
+                                 registry=dataclasses.replace(params.registry, model_name=f"fault-{uuid.uuid4().hex[:6]}",
+                                                              context_model_name=context_champion))
     url = f"127.0.0.1:{port}"
     store = open_store(feast, "redis", redis_url=url)
     embeddings = tuple(pd.read_parquet(offline_file(feast, s)) for s in ("track_embeddings", "user_embeddings"))
