@@ -49,6 +49,18 @@ def pinned_requirements(*distributions: str) -> list[str]:
 _LOCAL_STORES: set[str] = set()       # the local stores setup_mlflow pointed MLflow at in this process
 
 
+def tracking_uri(root: Path = Path(".")) -> str:
+    """The store ``setup_mlflow`` points at, without pointing at it (for a client of its own, as
+    a background thread needs: set_tracking_uri is process-wide)."""
+    db = (root / "mlruns.db").resolve()
+    # MLflow copies every set_tracking_uri into MLFLOW_TRACKING_URI: a local store set before
+    # (this project's, or in this process another's) is no server setting
+    server = os.environ.get("MLFLOW_TRACKING_URI")
+    if server in _LOCAL_STORES or server == f"sqlite:///{db}":
+        server = None
+    return server or f"sqlite:///{db}"
+
+
 def setup_mlflow(experiment: str, root: Path = Path(".")) -> str:
     """Point MLflow at the server in MLFLOW_TRACKING_URI, else at <root>/mlruns.db + <root>/mlartifacts.
 
@@ -61,12 +73,8 @@ def setup_mlflow(experiment: str, root: Path = Path(".")) -> str:
 
     bound_http_requests()
     db = (root / "mlruns.db").resolve()
-    # MLflow copies every set_tracking_uri into MLFLOW_TRACKING_URI: a local store set before
-    # (this project's, or in this process another's) is no server setting
-    server = os.environ.get("MLFLOW_TRACKING_URI")
-    if server in _LOCAL_STORES or server == f"sqlite:///{db}":
-        server = None
-    uri = server or f"sqlite:///{db}"
+    uri = tracking_uri(root)
+    server = None if uri == f"sqlite:///{db}" else uri
     mlflow.set_tracking_uri(uri)
     if mlflow.get_experiment_by_name(experiment) is None:
         location = None if uri.startswith("http") else (root / "mlartifacts").resolve().as_uri()

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ctxtag.common.bootstrap import bracket, difference, excludes_zero
+from ctxtag.common.chance import chance_scores
 from ctxtag.context import metrics as um
 
 # model name -> (label in the table, multi-label output?)
@@ -22,11 +23,9 @@ MODELS: dict[str, tuple[str, bool]] = {
 
 
 def baselines(y_train: np.ndarray, n_test: int, m: int, seed: int) -> dict[str, np.ndarray]:
-    """Scores of the two chance models for the test streams: seeded uniform noise, and the
-    training streams' context frequencies (the same ranking for everyone)."""
-    rng = np.random.default_rng(seed)
-    freq = np.bincount(y_train, minlength=m) / max(len(y_train), 1)
-    return {"random": rng.random((n_test, m)), "popularity": np.tile(freq, (n_test, 1))}
+    """Scores of the two chance models (ctxtag.common.chance) for the test streams: seeded
+    uniform noise, and the training streams' context frequencies (the same ranking for everyone)."""
+    return chance_scores(np.bincount(y_train, minlength=m) / max(len(y_train), 1), n_test, seed)
 
 
 def report(model: str, prob: np.ndarray, y: np.ndarray, user_ids: np.ndarray, track_ids: np.ndarray,

@@ -130,7 +130,45 @@ LABELS = {"basic_binary": "Basic-Binary", "dcue_1vs1": "DCUE-1vs1", "multi_1vs1"
 BASELINE = "basic_binary"         # the paper's claim: metric learning beats it
 
 
-def table1(results: dict[float, dict[str, dict]], order: Sequence[str]) -> str:
+CHANCE = {"random": "chance: random scores", "popularity": "chance: track popularity"}
+
+
+def chance_results(pairs: dict, seed: int, reps: int, level: float = 0.95) -> dict[str, dict]:
+    """Table 1's chance rows on one protocol's pairs (ctxtag.embeddings.train.Pairs per split):
+    seeded uniform scores (ctxtag.common.chance), and the track's popularity — how many training
+    pairs like it (0 for a new track, so new tracks tie) — thresholded like the models (Youden on
+    validation) and with the models' bootstrap over users (same seed: the same resamples)."""
+    from ctxtag.common.chance import chance_scores
+
+    train = pairs["train"]
+    n_rows = 1 + max((int(p.row.max()) for p in pairs.values() if len(p.row)), default=0)
+    liked_count = np.bincount(train.row[train.liked == 1], minlength=n_rows).astype(np.float64)
+    splits = ("validation", "test", "cold")
+    scores = {"random": {k: chance_scores(np.zeros(1), len(pairs[k].row), seed + i)["random"][:, 0]
+                         for i, k in enumerate(splits)},
+              "popularity": {k: liked_count[pairs[k].row] for k in splits}}
+    out = {}
+    for name, s in scores.items():
+        thr = youden_threshold(pairs["validation"].liked, s["validation"])
+        out[name] = {k: liked_vs_disliked(pairs[k].liked, s[k], pairs[k].user, thr) for k in ("test", "cold")}
+        if reps > 0:
+            test = pairs["test"]
+            out[name]["test"]["intervals"] = bootstrap_liked(test.liked, test.user, {name: s["test"]}, {name: thr},
+                                                             reps, seed, level)["intervals"][name]
+    return out
+
+
+def _table1_row(label: str, t: dict, c: dict) -> str:
+    ci = t.get("intervals") or {}
+
+    def cell(r: dict, k: str) -> str:           # "–": undefined (e.g. no pair predicted liked)
+        return "–" if not np.isfinite(r[k]) else f"{r[k]:.3f}{bracket(ci.get(k)) if r is t else ''}"
+
+    return f"| {label} | " + " | ".join([cell(t, "precision"), cell(t, "auc"), cell(t, "user_auc"),
+                                         cell(c, "precision"), cell(c, "auc")]) + " |"
+
+
+def table1(results: dict[float, dict[str, dict]], order: Sequence[str], chance: dict[str, dict] | None = None) -> str:
     """Chen et al. Table 1: precision and AUC per model, one block per context duration; plus the
     per-user AUC and the same figures on new (cold-start) tracks."""
     lines = []
@@ -140,11 +178,9 @@ def table1(results: dict[float, dict[str, dict]], order: Sequence[str]) -> str:
                   "|---|---|---|---|---|---|"]
         for m in order:
             if m in models:
-                t, c = models[m]["test"], models[m]["cold"]
-                ci = t.get("intervals") or {}
-                lines.append(f"| {LABELS[m]} | {t['precision']:.3f}{bracket(ci.get('precision'))} | "
-                             f"{t['auc']:.3f}{bracket(ci.get('auc'))} | {t['user_auc']:.3f}{bracket(ci.get('user_auc'))} | "
-                             f"{c['precision']:.3f} | {c['auc']:.3f} |")
+                lines.append(_table1_row(LABELS[m], models[m]["test"], models[m]["cold"]))
+        for name, r in (chance or {}).items():       # the same pairs whatever the duration
+            lines.append(_table1_row(CHANCE[name], r["test"], r["cold"]))
         lines.append("")
         for m in order:
             d = (models.get(m, {}).get("test", {}).get("vs") or {}).get("auc")

@@ -19,7 +19,7 @@ def hit_rate_rows(exp: Experiment, cfg: EmbeddingConfig) -> dict[str, dict]:
     return rows
 
 
-def markdown(exp: Experiment, transfer_res: dict, cfg: EmbeddingConfig) -> str:
+def markdown(exp: Experiment, transfer_res: dict, cfg: EmbeddingConfig, chance: dict | None = None) -> str:
     bu = exp.results["by_user"][cfg.best_duration][cfg.best_model]
     label, inter = best_label(cfg), exp.inter
     return "\n".join([
@@ -28,7 +28,7 @@ def markdown(exp: Experiment, transfer_res: dict, cfg: EmbeddingConfig) -> str:
         f"{inter['track_id'].nunique()} tracks, {len(inter)} liked/disliked pairs "
         f"({int(inter['liked'].sum())} liked); {len(exp.new_rows)} new tracks (no listening data used).", "",
         "## Table 1: liked vs disliked, per-user 60/20/20 split", "",
-        table1(exp.results["per_user"], list(LABELS)), "",
+        table1(exp.results["per_user"], list(LABELS), chance), "",
         f"## {label} with users not shared across splits (the paper's big-dataset protocol)", "",
         f"Precision {bu['test']['precision']:.3f}, AUC {bu['test']['auc']:.3f} "
         f"(per-user AUC {bu['test']['user_auc']:.3f}) on {bu['test']['pairs']} pairs of unseen users.", "",
@@ -40,7 +40,7 @@ def markdown(exp: Experiment, transfer_res: dict, cfg: EmbeddingConfig) -> str:
     ])
 
 
-def summary(exp: Experiment, transfer_res: dict, cfg: EmbeddingConfig) -> dict:
+def summary(exp: Experiment, transfer_res: dict, cfg: EmbeddingConfig, chance: dict | None = None) -> dict:
     """The DVC metrics of the stage (no per-pair scores)."""
     bu = exp.results["by_user"][cfg.best_duration][cfg.best_model]
     return {
@@ -49,6 +49,7 @@ def summary(exp: Experiment, transfer_res: dict, cfg: EmbeddingConfig) -> dict:
         "table1": {f"{d:g}s": {m: {k: r[k] for k in ("test", "cold")} for m, r in v.items()}
                    for d, v in exp.results["per_user"].items()},
         "by_user": {k: bu[k] for k in ("test", "cold")},
+        "table1_chance": chance or {},
         "hit_rate": hit_rate_rows(exp, cfg),
         "transfer": {k: {m: v[m] for m in ("dims", "pca", "macro_roc_auc", "macro_ap")} for k, v in transfer_res.items()},
         "user_branch": {name: {"epochs": len(pr.user_history), "val_loss": pr.user_history[-1]["val_loss"]}

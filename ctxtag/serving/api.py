@@ -67,7 +67,7 @@ def create_app(params: Params, root: Path = Path("."), service=None, online: str
 
     contexts = list(params.contexts)
     cfg = params.serving
-    state: dict = {"service": service, "error": None, "tried": 0.0}
+    state: dict = {"service": service, "error": None, "tried": 0.0, "follow_failed": 0.0}
     build_lock = threading.Lock()
 
     def build() -> None:
@@ -82,12 +82,29 @@ def create_app(params: Params, root: Path = Path("."), service=None, online: str
             except Exception as exc:              # noqa: BLE001 - reported by /ready, not a crash
                 state["error"] = f"{type(exc).__name__}: {exc}"
 
+    def follow(s: Service) -> Service:
+        """A @champion moved (promotion, forced promotion, rollback; the service's watcher saw it):
+        the service of the new champions, built by one request while the others go on with the
+        old one, then swapped whole — a request sees one set of models from start to end. A build
+        that fails keeps the old service answering (retried at most every RETRY_BUILD_S)."""
+        if not s.moved.is_set() or time.monotonic() - state["follow_failed"] < RETRY_BUILD_S \
+                or not build_lock.acquire(blocking=False):
+            return s
+        try:
+            state["service"], state["error"] = Service(params, root, online, redis_url), None
+        except Exception as exc:                  # noqa: BLE001 - the old models keep answering
+            state["error"], state["follow_failed"] = f"{type(exc).__name__}: {exc}", time.monotonic()
+        finally:
+            build_lock.release()
+        return state["service"]
+
     def svc() -> Service:
         if state["service"] is None:
             build()
         s = state["service"]
         if s is None:
             raise HTTPException(503, f"not ready: {state['error']}")
+        s = follow(s)                             # promoted or rolled back: the new champions
         s.refresh()                               # republished features: swap the catalogue
         return s
 

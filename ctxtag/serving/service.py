@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -89,6 +90,35 @@ def situation_columns(features: dict, device: str, network: str, when: datetime,
             "age": [np.nan if age is None else float(age)], "gender": [gender]}
 
 
+def _watch_registry(service: weakref.ref, params: Params, root: Path, loaded: dict[str, str],
+                    moved: threading.Event) -> None:
+    """A daemon thread that asks the registry every ``serving.reload_s`` whether a family's
+    @champion is still the version the service loaded, and sets ``moved`` once one is not. Off the
+    request path, so an MLflow server that is slow or down never holds a request (it keeps what is
+    loaded, and asks again); it ends with the service (a weak reference) or once it has reported."""
+    from ctxtag.common.tracking import tracking_uri
+    from ctxtag.platform.registry import alias_version, model_name
+
+    uri = tracking_uri(root)                   # the store the models were loaded from
+
+    def loop() -> None:
+        import mlflow
+
+        client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)   # not the process-wide URI
+        while not moved.wait(params.serving.reload_s):
+            if service() is None:
+                return
+            try:
+                now = {f: f"{model_name(params, f)}/{alias_version(client, model_name(params, f), 'champion')}"
+                       for f in loaded}
+            except Exception:              # noqa: BLE001 - the registry unreachable: serve what is loaded
+                continue
+            if now != loaded:
+                moved.set()
+
+    threading.Thread(target=loop, name="ctxtag-registry-watch", daemon=True).start()
+
+
 class Service:
     def __init__(self, params: Params, root: Path, online: str = "sqlite", redis_url: str = "localhost:6379"):
         from ctxtag.context import artifacts
@@ -116,6 +146,10 @@ class Service:
         self._lock = threading.Lock()
         self.catalogue = self._load_catalogue()
         self._checked = time.monotonic()
+        # promotions and rollbacks: a watcher notices a @champion that moved (API: a new Service)
+        self.champions = {"tagger": self.tagger_version, "context": context_version}
+        self.moved = threading.Event()
+        _watch_registry(weakref.ref(self), params, self.root, dict(self.champions), self.moved)
 
     # --- the online store -------------------------------------------------------------------------
     def _bound_retries(self) -> None:

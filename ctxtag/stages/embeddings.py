@@ -18,7 +18,7 @@ from ctxtag.common.training import pick_device
 from ctxtag.config import Params
 from ctxtag.embeddings import report
 from ctxtag.embeddings.artifacts import save_audio_branch, save_user_branch
-from ctxtag.embeddings.evaluation import BASELINE, LABELS, bootstrap_liked
+from ctxtag.embeddings.evaluation import BASELINE, LABELS, bootstrap_liked, chance_results
 from ctxtag.embeddings.experiment import Experiment, run_experiment, serving_tables, transfer_study
 from ctxtag.listening.lake import read_lake
 
@@ -123,13 +123,15 @@ def run(params: Params) -> dict:
     transfer_res = transfer_study(ids, y, track_features, ae_all, mels, tagger_split, params)
 
     _intervals(exp, params)
-    write_text(report.markdown(exp, transfer_res, cfg), p.reports / "embeddings.md")
+    chance = chance_results(exp.protocols["per_user"].pairs, params.seed, params.evaluate.bootstrap,
+                            params.evaluate.level)
+    write_text(report.markdown(exp, transfer_res, cfg, chance), p.reports / "embeddings.md")
     plots = _plots(exp, params)
     for proto in exp.results.values():
         for models in proto.values():
             for r in models.values():
                 r.pop("_scores", None)
-    summary = report.summary(exp, transfer_res, cfg)
+    summary = report.summary(exp, transfer_res, cfg, chance)
     write_report(summary, p, "embeddings", HEADLINE)
     write_json(transfer_res, p.transfer_json)
     if cfg.log_mlflow:

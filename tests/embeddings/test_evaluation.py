@@ -66,3 +66,26 @@ def test_table1_intervals_over_users_and_the_paired_difference():
         assert ci["low"] <= plain[k] <= ci["high"], k
     d = boot["paired"]["good - noise"]["auc"]
     assert d["interval"]["low"] > 0 and d["p"] < 0.01
+
+
+def test_chance_rows_floor_table_1():
+    from ctxtag.embeddings.evaluation import CHANCE, chance_results, table1
+    from ctxtag.embeddings.train import Pairs
+
+    rng = np.random.default_rng(11)
+    # tracks 0-19 seen in training, liked in proportion to their index; 20-29 new (cold)
+    def draw(n, rows):
+        row = rng.choice(rows, n)
+        return Pairs(rng.integers(0, 40, n), row, (rng.random(n) < np.where(row < 20, row / 20, 0.5)).astype(np.uint8))
+
+    seen = np.arange(20)
+    pairs = {"train": draw(4000, seen), "validation": draw(800, seen), "test": draw(800, seen),
+             "cold": draw(400, np.arange(20, 30))}
+    got = chance_results(pairs, seed=0, reps=200)
+    assert abs(got["random"]["test"]["auc"] - 0.5) < 0.06 and abs(got["random"]["cold"]["auc"] - 0.5) < 0.08
+    assert got["popularity"]["test"]["auc"] > 0.65            # popular tracks are liked more here
+    assert got["popularity"]["cold"]["auc"] == 0.5            # a new track has no popularity: all tie
+    ci = got["random"]["test"]["intervals"]["auc"]
+    assert ci["low"] < got["random"]["test"]["auc"] < ci["high"]
+    text = table1({3.0: {}}, [], got)
+    assert all(f"| {label} |" in text for label in CHANCE.values())

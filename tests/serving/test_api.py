@@ -297,3 +297,45 @@ def test_republished_features_are_served_without_a_restart(client):
     finally:
         service.params = params
         stamp.write_bytes(kept)
+
+
+@pytest.mark.slow
+def test_a_promotion_and_a_rollback_change_what_is_served(client):
+    """Champion A answers; B force-promoted: the API answers with B and says so, without a restart;
+    rolled back: A's answers again, to the last digit. A request sees one set of models."""
+    import time
+
+    from ctxtag.platform.promotion import rollback
+
+    _, params, project = client
+    params = dataclasses.replace(params, serving=dataclasses.replace(params.serving, reload_s=0.1))
+    c = TestClient(create_app(params, project))
+    clip = sorted((project / "data/raw/audio").glob("*.flac"))[0]
+    name = params.registry.model_name
+
+    def answer() -> tuple[str, dict]:
+        r = c.post("/predict/audio?top=15", files={"file": (clip.name, clip.read_bytes(), "audio/flac")})
+        assert r.status_code == 200, r.text
+        return r.json()["model"], {x["context"]: x["probability"] for x in r.json()["contexts"]}
+
+    def served(version: str, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if c.get("/version").json()["models"]["tagger"] == version:
+                return
+            time.sleep(0.1)
+        pytest.fail(f"the API did not move to {version} within {timeout_s} s")
+
+    a = answer()
+    assert a[0] == f"{name}/1"
+    other = dataclasses.replace(params, train=dataclasses.replace(params.train, loss="none"))   # another run
+    with in_project(project):
+        b = register(other, why="api test: model B")
+        promote(other, version=b["version"], force=True, why="api test: serve B")
+    served(f"{name}/{b['version']}")
+    model, probs = answer()
+    assert model == f"{name}/{b['version']}" != a[0] and probs != a[1]
+    with in_project(project):
+        rollback(params, why="api test: back to A")
+    served(f"{name}/1")
+    assert answer() == a

@@ -118,6 +118,13 @@ def test_repro_reports_intervals_chance_rows_and_robustness(dvc_project):
         ci, auc = observed["intervals"][cfg]["roc_auc"], res["observed"]["macro"]["roc_auc"]
         assert ci["low"] <= auc <= ci["high"], cfg
     assert "Paired differences from `none`" in (project / "reports/table2.md").read_text()
+    # the floor every figure is read against: two chance taggers with their intervals
+    chance = evaluate["chance"]
+    assert set(chance) == {"chance: random scores", "chance: training prevalence"}
+    assert chance["chance: training prevalence"]["observed"]["macro"]["roc_auc"] == 0.5
+    ci = evaluate["chance_bootstrap"]["observed"]["intervals"]["chance: random scores"]["roc_auc"]
+    assert ci["low"] < 0.5 + 0.1 and ci["high"] > 0.5 - 0.1
+    assert "| chance: random scores |" in (project / "reports/table2.md").read_text()
     users = json.loads((project / "reports/user_models_full.json").read_text())
     for kind, r in users.items():
         assert {"random", "popularity"} <= set(r) and "satisfaction_all" in r["audio_user"], kind
