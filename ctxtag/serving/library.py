@@ -51,8 +51,8 @@ def _as_dict(ranked, top: int | None) -> dict[str, float]:
     return {r["name"]: r["score"] for r in ranked.top(len(ranked.names) if top is None else top)}
 
 
-def tag(audio: str | Path | np.ndarray, top: int | None = None, track: bool = False, project: str | Path = ".",
-        params_file: str = "params.yaml") -> dict[str, float]:
+def tag(audio: str | Path | np.ndarray, top: int | None = None, project: str | Path = ".",
+        params_file: str = "params.yaml", *, track: bool = False) -> dict[str, float]:
     """Contexts of a track with their probabilities, most likely first: ``audio`` is a file (wav,
     flac, ogg, mp3) or a mono waveform at the model's sample rate, either cropped as in training
     (the paper's one crop) or, with ``track``, the whole track: the mean over windows of the

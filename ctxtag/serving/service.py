@@ -1,9 +1,10 @@
 """What the serving API answers, without HTTP: contexts for audio (the registry's @champion tagger),
 contexts for a (user, device, time) (the situational GBT on Feast online user features),
 track recommendations for a user in a context (the user-aware tagger over the catalogue,
-ctxtag.serving.recommend) — both user models are parts of the context model's @champion, checked
-against their registered sha256 (ctxtag.platform.registry.champion_files) — and new releases for a user by the cosine similarity of the listening
-embeddings (Chen et al.; exact or HNSW search, ctxtag.serving.ann).
+ctxtag.serving.recommend), and new releases for a user by the cosine similarity of the listening
+embeddings (Chen et al.; exact or HNSW search, ctxtag.serving.ann). Both user models are parts of
+the context model's @champion, checked against their registered sha256
+(ctxtag.platform.registry.champion_files); a watcher thread reports a @champion that moved.
 
 Built once per process (the API's lifespan). Features are assembled by the same function as
 training (ctxtag.context.features.blocks), from a dict of one-element columns: no pandas frame on

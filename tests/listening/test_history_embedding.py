@@ -1,5 +1,6 @@
 import numpy as np
 import pandas as pd
+import pytest
 
 from ctxtag.listening.engine import open_engine
 from ctxtag.listening.history_embedding import fit_item_projection, fit_lake_projection
@@ -41,3 +42,14 @@ def test_what_a_held_out_user_streams_changes_nothing(tmp_path):
     pd.testing.assert_frame_equal(a, b)
     # without holding them out, the same rewrite moves the basis
     assert not np.allclose(_lake_fit(tmp_path, ev, None).to_numpy(), _lake_fit(tmp_path, other, None).to_numpy())
+
+
+@pytest.mark.slow
+def test_spark_leaves_out_the_same_events(tmp_path, spark_engine):
+    ev = _events()
+    path = tmp_path / "part.parquet"
+    ev.to_parquet(path, index=False)
+    held = (np.array(["u00", "u07"]), np.array(["t03"]))
+    got = fit_lake_projection(spark_engine, [path], 6, 0, held)
+    np.testing.assert_allclose(got.to_numpy(), _lake_fit(tmp_path, ev, held).to_numpy(), rtol=1e-5, atol=1e-6)
+    assert "t03" not in got.index
