@@ -126,6 +126,8 @@ def create_app(params: Params, root: Path = Path("."), service=None, online: str
             gc.collect()
             gc.freeze()
         yield
+        if state["service"] is not None:
+            state["service"].close()
 
     Situation, Recommend = request_models(params)
     keys = api_keys(params)

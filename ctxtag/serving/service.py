@@ -92,11 +92,12 @@ def situation_columns(features: dict, device: str, network: str, when: datetime,
 
 
 def _watch_registry(service: weakref.ref, params: Params, root: Path, loaded: dict[str, str],
-                    moved: threading.Event) -> None:
+                    moved: threading.Event, stop: threading.Event) -> None:
     """A daemon thread that asks the registry every ``serving.reload_s`` whether a family's
     @champion is still the version the service loaded, and sets ``moved`` once one is not. Off the
     request path, so an MLflow server that is slow or down never holds a request (it keeps what is
-    loaded, and asks again); it ends with the service (a weak reference) or once it has reported."""
+    loaded, and asks again); it ends once it has reported, when the service is closed (``stop``),
+    or when it is gone (a weak reference)."""
     from ctxtag.common.tracking import tracking_uri
     from ctxtag.platform.registry import alias_version, model_name
 
@@ -107,7 +108,7 @@ def _watch_registry(service: weakref.ref, params: Params, root: Path, loaded: di
 
         client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)   # not the process-wide URI
         while not moved.wait(params.serving.reload_s):
-            if service() is None:
+            if stop.is_set() or service() is None:
                 return
             try:
                 now = {f: f"{model_name(params, f)}/{alias_version(client, model_name(params, f), 'champion')}"
@@ -149,8 +150,13 @@ class Service:
         self._checked = time.monotonic()
         # promotions and rollbacks: a watcher notices a @champion that moved (API: a new Service)
         self.champions = {"tagger": self.tagger_version, "context": context_version}
-        self.moved = threading.Event()
-        _watch_registry(weakref.ref(self), params, self.root, dict(self.champions), self.moved)
+        self.moved, self._stop = threading.Event(), threading.Event()
+        _watch_registry(weakref.ref(self), params, self.root, dict(self.champions), self.moved, self._stop)
+
+    def close(self) -> None:
+        """Stop watching the registry (the API's shutdown; a service replaced after a promotion
+        stops by itself)."""
+        self._stop.set()
 
     # --- the online store -------------------------------------------------------------------------
     def _bound_retries(self) -> None:

@@ -303,13 +303,17 @@ def test_republished_features_are_served_without_a_restart(client):
 def test_a_promotion_and_a_rollback_change_what_is_served(client):
     """Champion A answers; B force-promoted: the API answers with B and says so, without a restart;
     rolled back: A's answers again, to the last digit. A request sees one set of models."""
+    _, params, project = client
+    params = dataclasses.replace(params, serving=dataclasses.replace(params.serving, reload_s=0.1))
+    with TestClient(create_app(params, project)) as c:           # shutdown closes the service: no watcher left
+        _promote_and_roll_back(c, params, project)
+
+
+def _promote_and_roll_back(c, params, project) -> None:
     import time
 
     from ctxtag.platform.promotion import rollback
 
-    _, params, project = client
-    params = dataclasses.replace(params, serving=dataclasses.replace(params.serving, reload_s=0.1))
-    c = TestClient(create_app(params, project))
     clip = sorted((project / "data/raw/audio").glob("*.flac"))[0]
     name = params.registry.model_name
 
