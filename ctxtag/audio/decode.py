@@ -82,13 +82,27 @@ def _checked(path: str | Path, clip: np.ndarray, cfg: AudioConfig, what: str = "
     return clip
 
 
+def _clip_s(cfg: AudioConfig) -> float:
+    """What the crop can use, plus a second so the resampler's edge falls outside it."""
+    return cfg.offset_s + cfg.duration_s + 1.0
+
+
 def load_clip(path: str | Path, cfg: AudioConfig) -> np.ndarray:
-    """Decode (only what the crop can use, plus a second so the resampler's edge falls outside
-    it), resample, crop; raise AudioError for a silent clip. A 2 h upload costs what a 61 s one does."""
-    return _checked(path, crop(decode(path, cfg.sample_rate, max_s=cfg.offset_s + cfg.duration_s + 1.0), cfg), cfg)
+    """Decode (only ``_clip_s``), resample, crop; raise AudioError for a silent clip. A 2 h upload
+    costs what a 61 s one does."""
+    return _checked(path, crop(decode(path, cfg.sample_rate, max_s=_clip_s(cfg)), cfg), cfg)
 
 
 def load_windows(path: str | Path, cfg: AudioConfig, max_windows: int, max_track_s: float) -> np.ndarray:
     """A track's windows (``windows``) from its first ``max_track_s`` seconds (memory bounded
     whatever the file's length); AudioError for a silent track."""
     return windows(_checked(path, decode(path, cfg.sample_rate, max_s=max_track_s), cfg, "track"), cfg, max_windows)
+
+
+def load_track(path: str | Path, cfg: AudioConfig, max_windows: int, max_track_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """``load_clip`` and ``load_windows`` of one file from one decode (the longer of their two
+    reads, each then cut to its own length: the same samples, tested)."""
+    y = decode(path, cfg.sample_rate, max_s=max(_clip_s(cfg), max_track_s))
+    clip = _checked(path, crop(y[:int(round(_clip_s(cfg) * cfg.sample_rate))], cfg), cfg)
+    track = _checked(path, y[:int(round(max_track_s * cfg.sample_rate))], cfg, "track")
+    return clip, windows(track, cfg, max_windows)

@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 
 from ctxtag.audio import perturb
-from ctxtag.audio.decode import AudioError, load_clip, load_windows
+from ctxtag.audio.decode import AudioError, load_track
 from ctxtag.audio.melspec import LogMel
 from ctxtag.common.headline import write_report
 from ctxtag.common.io import read_matrix, read_split, write_text
@@ -41,9 +41,8 @@ def run(params: Params) -> dict:
     track_probs, pending, n_windows = [], [], []      # whole tracks: scored a few at a time, not kept
     for i in np.nonzero(test)[0]:
         try:
-            path = p.audio_root / files[ids[i]]
-            clip = load_clip(path, audio)
-            wins = load_windows(path, audio, params.tagging.max_windows, params.tagging.max_track_s)
+            clip, wins = load_track(p.audio_root / files[ids[i]], audio, params.tagging.max_windows,
+                                    params.tagging.max_track_s)          # one decode for the crop and the windows
         except (AudioError, KeyError) as exc:
             skipped.append({"track_id": str(ids[i]), "reason": str(exc)})
             continue

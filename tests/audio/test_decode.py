@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ctxtag.audio.decode import AudioError, crop, decode, load_clip, load_windows, windows
+from ctxtag.audio.decode import (
+    AudioError,
+    crop,
+    decode,
+    load_clip,
+    load_track,
+    load_windows,
+    windows,
+)
 from ctxtag.config import AudioConfig
 from tests.conftest import SHARED
 
@@ -99,3 +107,14 @@ def test_load_windows_reads_at_most_max_track_s(tmp_path):
     sf.write(tmp_path / "silent.wav", np.zeros(cfg.sample_rate * 5, np.float32), cfg.sample_rate)
     with pytest.raises(AudioError, match="silent.wav: silent track"):
         load_windows(tmp_path / "silent.wav", cfg, 4, 100.0)
+
+
+@pytest.mark.parametrize("max_track_s", [20.0, 900.0])
+def test_load_track_is_load_clip_and_load_windows_from_one_decode(max_track_s):
+    clips = sorted((SHARED / "audio").glob("*.ogg"))                # 44.1 kHz: resampled to 22.05 kHz
+    if not clips:
+        pytest.skip("real clips not present under ../shared/data/audio")
+    cfg = AudioConfig(duration_s=6.0)
+    clip, wins = load_track(clips[0], cfg, 16, max_track_s)
+    assert np.array_equal(clip, load_clip(clips[0], cfg))
+    assert np.array_equal(wins, load_windows(clips[0], cfg, 16, max_track_s))
