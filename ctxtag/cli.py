@@ -57,9 +57,15 @@ def _promote(params: Params, args: argparse.Namespace) -> dict:
     return promote(params, version=args.version, why=args.why, force=args.force, family=args.family)
 
 
+def _publish(params: Params, args: argparse.Namespace) -> dict:
+    from ctxtag.platform.publication import publish
+
+    return publish(params, online=args.online, redis_url=args.redis_url)
+
+
 def _release(params: Params, args: argparse.Namespace) -> dict:
-    """register then promote, every family in one process; exit 3 when a gate refused one (the
-    others are promoted all the same)."""
+    """register, promote, then publish the champions' features, every family in one process;
+    exit 3 when a gate refused one (the others are promoted and published all the same)."""
     from ctxtag.platform.promotion import PromotionRefused, promote_each
     from ctxtag.platform.registry import register_each
 
@@ -67,6 +73,7 @@ def _release(params: Params, args: argparse.Namespace) -> dict:
     registered = register_each(params, why=why)
     decisions = promote_each(params, {f: r["version"] for f, r in registered.items()}, why=why)
     result = {f: {**registered[f], **decisions[f]} for f in registered}
+    result["published"] = _publish(params, args)
     refused = [f"{f}: {d['refused']}" for f, d in decisions.items() if "refused" in d]
     if refused:
         print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
@@ -179,7 +186,8 @@ COMMANDS: dict[str, tuple[Callable[[Params, argparse.Namespace], dict], str]] = 
     "robustness": (_run_stage, "the tagger on perturbed test audio: gain, noise, stretch, pitch, MP3"),
     "register": (_register, "register the train.loss tagger in MLflow as a new version, alias @challenger"),
     "promote": (_promote, "promotion gate: move @champion to @challenger if it is not worse (audited)"),
-    "release": (_release, "register and promote every model family through its gate (what make demo runs)"),
+    "release": (_release, "register, promote through the gates, publish the champions' features (make demo)"),
+    "publish": (_publish, "the context @champion's track features + the user features -> the served Feast store"),
     "rollback": (_rollback, "move @champion back to the previous (or a named) version (audited)"),
     "audit": (_audit, "who promoted or rolled back which version, when and why"),
     "validate": (_run_stage, "Great Expectations gates: playlists, listening logs, labels, track features"),
@@ -209,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         if name == "synth":
             p.add_argument("--no-audio", action="store_true", help="skip rendering the audio clips")
-        if name == "publish-features":
+        if name in ("publish-features", "publish", "release"):
             p.add_argument("--online", choices=["sqlite", "redis"],
                            default=os.environ.get("CTXTAG_ONLINE_STORE", "sqlite"),
                            help="online store (default: $CTXTAG_ONLINE_STORE or sqlite)")
@@ -274,8 +282,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         func, _ = COMMANDS[args.command]
         start = time.perf_counter()
         result = func(params, args)
-    except (ConfigError, InputError, FileNotFoundError) as exc:
-        print(f"ctxtag {args.command}: error: {exc}", file=sys.stderr)
+    except KeyError:                       # a bug, not the user's input
+        raise
+    except (ConfigError, InputError, FileNotFoundError, LookupError) as exc:   # LookupError: no @champion,
+        print(f"ctxtag {args.command}: error: {exc}", file=sys.stderr)         # nothing published
         return 2
     except RuntimeError as exc:
         from ctxtag.platform.gates import GateFailed

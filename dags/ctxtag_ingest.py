@@ -82,6 +82,21 @@ def ctxtag_ingest():
 
         return repro(project_dir(), "--single-item", "publish_features")[-2000:]
 
+    @task
+    def serve_features(_published) -> dict:
+        """Today's user snapshots into the served store, beside the champions' track features
+        (`ctxtag publish`); skipped while no context model is champion (nothing is served yet)."""
+        from airflow.exceptions import AirflowSkipException
+
+        from ctxtag.platform.orchestration import in_project, online_store
+        from ctxtag.platform.publication import publish
+
+        with in_project(project_dir()) as params:
+            try:
+                return publish(params, **online_store())
+            except LookupError as exc:               # no @champion yet (ctxtag.platform.registry)
+                raise AirflowSkipException(str(exc)) from exc
+
     if DATA_PLANE == "spark":
         # the provider is imported only here: parsing the embedded DAG stays airflow + stdlib
         from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
@@ -96,8 +111,9 @@ def ctxtag_ingest():
         ingested, published = submit("ingest-logs"), submit("publish-features", outlets=[FEATURES])
         fetch_drops() >> ingested
         validate(ingested.output) >> published
+        serve_features(published.output)
     else:
-        publish_features(validate(ingest_logs(fetch_drops())))
+        serve_features(publish_features(validate(ingest_logs(fetch_drops()))))
 
 
 ctxtag_ingest()

@@ -1,7 +1,10 @@
 """ctxtag_retrain — weekly (Monday 03:00 UTC) and whenever new features land (`ctxtag_features`):
 retrain and evaluate the audio tagger (all Table-2 loss configurations), the listening embeddings
 (Chen et al.: user branch + Siamese audio branch; republished to Feast) and the user models, then
-register the tagger as @challenger and promote it to @champion only if the gate passes.
+register the tagger and the context model as @challenger, promote each to @champion only if its
+gate passes, and then — only if a champion moved — republish the served features from the
+champions (`ctxtag publish`: the context champion's track features, one switch). Refused by
+every gate: the run ends there, and nothing any client can observe changes.
 
 Training tasks go to the `gpu` queue and pool: with CeleryExecutor they run on GPU workers; the
 embedded LocalExecutor runs them locally. Each task runs `dvc repro <stage>`, so a rerun of the
@@ -112,10 +115,24 @@ def ctxtag_retrain():
         with in_project(project_dir(), actor) as params:
             return promote_each(params, versions, why="promotion gate after retraining")
 
+    @task.short_circuit
+    def promoted(decisions: dict) -> bool:
+        """Go on to republish only if a gate let a challenger through (refused: the rest is skipped)."""
+        return any(d.get("promoted") for d in decisions.values())
+
+    @task
+    def republish(_promoted: bool) -> dict:
+        """The champions' features into the served store, switched whole (ctxtag.platform.publication)."""
+        from ctxtag.platform.orchestration import in_project, online_store
+        from ctxtag.platform.publication import publish
+
+        with in_project(project_dir()) as params:
+            return publish(params, **online_store())
+
     # the catalogue is tagged as a fan-out over workers; the embeddings stage then finds every
     # part current (its `dvc repro` only re-combines them)
     features = combine_track_features(tag_partition.expand(k=plan_track_features(train_tagger())))
-    promote(register(train_user_models(train_embeddings(features))))
+    republish(promoted(promote(register(train_user_models(train_embeddings(features))))))
 
 
 ctxtag_retrain()

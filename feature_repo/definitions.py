@@ -32,5 +32,5 @@ _params = yaml.safe_load(Path(os.environ.get("CTXTAG_PARAMS") or _root / "params
 _logs = _params.get("logs", {})
 # the sources are named as the pipeline's registry names them: relative to the data folder
 (user, track, user_listening_history, user_device_time_profile, track_audio_features,
- user_aware_tagger, situational_model, joint_model, track_listening_embedding, user_listening_embedding,
+ user_aware_tagger, situational_model, joint_model, track_contexts, track_listening_embedding, user_listening_embedding,
  cold_start_recommender) = _definitions.definitions(Path("."), _params["contexts"], _logs["devices"], _logs["networks"])

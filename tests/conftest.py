@@ -132,6 +132,7 @@ def context_champion(dvc_project) -> str:
     from ctxtag.config import load_params
     from ctxtag.platform.orchestration import in_project
     from ctxtag.platform.promotion import promote
+    from ctxtag.platform.publication import publish
     from ctxtag.platform.registry import register_context_model
 
     params = load_params(dvc_project / "params.yaml")
@@ -140,6 +141,7 @@ def context_champion(dvc_project) -> str:
     with in_project(dvc_project):
         register_context_model(params, why="served by the API tests")
         assert promote(params, family="context", why="served by the API tests")["promoted"]
+        publish(params)                       # its track features into the served store
     return name
 
 

@@ -40,6 +40,7 @@ class Paths:
     track_features_parquet: Path = Path("data/track_features/track_features.parquet")
     feast: Path = Path("data/feast")                         # Feast offline parquet, registry, online db
     serving_cache: Path = Path("data/serving_cache")         # `ctxtag serve`: catalogue indexes per publication
+    online: Path = Path("data/online")                       # ctxtag publish: the served Feast store (not DVC)
     data_docs: Path = Path("data/gx")                        # GX file context: suites, results, data docs
     streams: Path = Path("data/streams")                     # ctxtag streams: labelled streams + features
     streams_parquet: Path = Path("data/streams/streams.parquet")

@@ -22,12 +22,18 @@ def offline_file(data_dir: Path, source: str) -> Path:
     return Path(data_dir) / f"{source}.parquet"
 
 
+TRACK_VIEW = "track_audio_features"
+
+
 def definitions(data_dir: Path, contexts: Sequence[str], devices: Sequence[str], networks: Sequence[str],
-                embeddings: bool = True) -> list:
+                embeddings: bool = True, track_view: str = TRACK_VIEW, track_file: Path | None = None) -> list:
     """``data_dir``: the folder of the offline parquet as the sources name it, relative to the
     Feast repo path (``Path(".")`` when the repo is the data folder itself). ``embeddings``:
     include the listening-embedding views (Chen et al.), whose sources exist once
-    `ctxtag embeddings` has run."""
+    `ctxtag embeddings` has run. ``track_view``/``track_file``: the tagger's track features under
+    another view name and file (the serving publication's one view per registered model version,
+    ctxtag.platform.publication); the feature services name whichever is given, and a client that
+    reads through a service gets the same columns whatever the view is called."""
     from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
     from feast.types import Array, Bool, Float32, Int64, String
 
@@ -62,21 +68,24 @@ def definitions(data_dir: Path, contexts: Sequence[str], devices: Sequence[str],
     )
     track = Entity(name="track", join_keys=["track_id"], value_type=ValueType.STRING, description="a track")
     track_audio = FeatureView(
-        name="track_audio_features",
+        name=track_view,
         entities=[track],
         ttl=timedelta(days=3650),
         schema=[Field(name="context_probs", dtype=Array(Float32)),
                 Field(name="audio_embedding", dtype=Array(Float32)),
                 Field(name="tagger", dtype=String)],
-        source=FileSource(name="track_audio_snapshots", path=str(offline_file(data_dir, "track_features")),
+        source=FileSource(name="track_audio_snapshots" if track_view == TRACK_VIEW else f"{track_view}_snapshots",
+                          path=str(track_file or offline_file(data_dir, "track_features")),
                           timestamp_field="event_timestamp"),
         online=True,
-        description="the audio tagger's context probabilities and 256-d embedding of each track",
+        description="the audio tagger's context probabilities and 256-d embedding of each track; tagger: "
+                    "the model that computed them",
     )
     user_aware = FeatureService(name="user_aware_tagger", features=[history, track_audio])
     situational = FeatureService(name="situational_model", features=[history, device_time])
     joint = FeatureService(name="joint_model", features=[history, device_time, track_audio])
-    objects = [user, track, history, device_time, track_audio, user_aware, situational, joint]
+    tagged = FeatureService(name="track_contexts", features=[track_audio])
+    objects = [user, track, history, device_time, track_audio, user_aware, situational, joint, tagged]
     if not embeddings:
         return objects
     track_embedding = FeatureView(

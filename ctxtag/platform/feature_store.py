@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
+from functools import cache
 from pathlib import Path
 
 import pandas as pd
@@ -41,10 +42,42 @@ def open_store(feast_dir: Path, online: str = "sqlite", redis_url: str = "localh
         raise ValueError(f"online store must be sqlite or redis, not {online!r}")
     # repo_path on the config too: Feast resolves the sources' relative paths (as the registry
     # stores them, ctxtag.platform.feast_definitions) against the config's repo_path
-    config = RepoConfig(project=project, registry=str(registry_file(feast_dir, online)), provider="local",
+    # written by rename (AtomicFileRegistryStore): a reader that refreshes during an apply reads
+    # the registry before or after it, never a truncated file
+    registry = {"registry_type": "file", "path": str(registry_file(feast_dir, online)),
+                "registry_store_type": f"{__name__}.AtomicFileRegistryStore"}
+    config = RepoConfig(project=project, registry=registry, provider="local",
                         online_store=online_store, offline_store={"type": "file"},
                         entity_key_serialization_version=3, repo_path=feast_dir)
     return FeatureStore(repo_path=str(feast_dir), config=config)
+
+
+@cache
+def _file_registry_store():
+    from feast.infra.registry.file import FileRegistryStore
+
+    class AtomicFileRegistryStore(FileRegistryStore):
+        """Feast's file registry, written to a temporary file and renamed over the old one (Feast
+        truncates and rewrites it in place)."""
+
+        def _write_registry(self, registry_proto) -> None:
+            import uuid
+
+            from feast.utils import _utc_now
+
+            registry_proto.version_id = str(uuid.uuid4())
+            registry_proto.last_updated.FromDatetime(_utc_now())
+            with atomic_path(self._filepath) as tmp:
+                tmp.write_bytes(registry_proto.SerializeToString())
+
+    return AtomicFileRegistryStore
+
+
+def __getattr__(name: str):
+    # built on first use, so importing this module does not import Feast
+    if name == "AtomicFileRegistryStore":
+        return _file_registry_store()
+    raise AttributeError(name)
 
 
 class OnlineReader:
@@ -93,7 +126,7 @@ def publish(store, params: Params, feast_dir: Path, history: pd.DataFrame | Path
     named = {"user_history": history, "user_device_time": device_time, "track_features": tracks}
     if embeddings is not None:
         named |= {"track_embeddings": embeddings[0], "user_embeddings": embeddings[1]}
-    stamps = []
+    targets = []
     for source, frame in named.items():
         target = offline_file(feast_dir, source)
         if isinstance(frame, pd.DataFrame):
@@ -101,12 +134,25 @@ def publish(store, params: Params, feast_dir: Path, history: pd.DataFrame | Path
                 frame.to_parquet(tmp, index=False)
         elif Path(frame).resolve() != target.resolve():
             raise ValueError(f"{source}: the engine must write it at {target}, not {frame}")
-        stamps.append(_distinct_stamps(target))
+        targets.append(target)
     # the sources name their parquet relative to the store's repo path, so the registry moves with it
     data_dir = Path(os.path.relpath(feast_dir.resolve(), Path(store.repo_path).resolve()))
     store.apply(definitions(data_dir, params.contexts, params.logs.devices, params.logs.networks,
                             embeddings=embeddings is not None))
-    stamps = pd.Series(pd.concat(stamps).unique())
+    windows = materialize_files(store, targets, chunk_days=chunk_days)
+    users = pq.read_table(offline_file(feast_dir, "user_history"), columns=["user_id"]).column(0)
+    mark_published(feast_dir, len(tracks))
+    return {"users": len(pc.unique(users)), "snapshots": len(users), "tracks": len(tracks),
+            "listening_embeddings": {"tracks": len(embeddings[0]), "users": len(embeddings[1])} if embeddings else None,
+            "materialize_chunks": windows}
+
+
+def materialize_files(store, files: list[Path], views: list[str] | None = None, chunk_days: int = 7) -> int:
+    """Materialise ``views`` (default: all) over the time span of ``files`` (their offline
+    parquet), in windows of ``chunk_days`` (bounded memory); returns the number of windows."""
+    if not files:
+        return 0
+    stamps = pd.Series(pd.concat([_distinct_stamps(f) for f in files]).unique())
     start = stamps.min().to_pydatetime() - timedelta(seconds=1)
     end = stamps.max().to_pydatetime() + timedelta(seconds=1)
     width = timedelta(days=chunk_days)
@@ -114,20 +160,17 @@ def publish(store, params: Params, feast_dir: Path, history: pd.DataFrame | Path
     # must not cost one empty materialisation per week in between
     windows = sorted({int((t.to_pydatetime() - start) / width) for t in stamps})
     for w in windows:
-        store.materialize(start_date=start + w * width, end_date=min(start + (w + 1) * width, end))
-    users = pq.read_table(offline_file(feast_dir, "user_history"), columns=["user_id"]).column(0)
-    mark_published(feast_dir, len(tracks))
-    return {"users": len(pc.unique(users)), "snapshots": len(users), "tracks": len(tracks),
-            "listening_embeddings": {"tracks": len(embeddings[0]), "users": len(embeddings[1])} if embeddings else None,
-            "materialize_chunks": len(windows)}
+        store.materialize(start_date=start + w * width, end_date=min(start + (w + 1) * width, end),
+                          feature_views=views)
+    return len(windows)
 
 
 PUBLISHED = "published.json"
 
 
-def mark_published(feast_dir: Path, tracks: int) -> str:
+def mark_published(feast_dir: Path, tracks: int, **more) -> str:
     """Stamp a completed publication (written last, atomically): serving reloads its catalogue
-    when this version changes, and reports it."""
+    when this version changes, and reports it. ``more``: what else the stamp records."""
     import uuid
     from datetime import UTC, datetime
 
@@ -135,7 +178,8 @@ def mark_published(feast_dir: Path, tracks: int) -> str:
 
     at = datetime.now(UTC)
     version = f"{at:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
-    write_json({"version": version, "published_at": at.isoformat(), "tracks": tracks}, Path(feast_dir) / PUBLISHED)
+    write_json({"version": version, "published_at": at.isoformat(), "tracks": tracks, **more},
+               Path(feast_dir) / PUBLISHED)
     return version
 
 

@@ -59,6 +59,15 @@ def fetch(source: str, dest: Path, date: str) -> list[Path]:
     return copied
 
 
+def online_store() -> dict[str, str]:
+    """The served online store the tasks publish into: $CTXTAG_ONLINE_STORE (sqlite or redis)
+    and $CTXTAG_REDIS_URL, as for the CLI."""
+    import os
+
+    return {"online": os.environ.get("CTXTAG_ONLINE_STORE", "sqlite"),
+            "redis_url": os.environ.get("CTXTAG_REDIS_URL", "localhost:6379")}
+
+
 class in_project:
     """Run with ``project`` as the working directory (params.yaml paths are relative to it) and
     the acting user recorded for the registry's audit trail; both restored afterwards."""

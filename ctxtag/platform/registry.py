@@ -120,7 +120,9 @@ def champion_files(params: Params, family: str, root: Path = Path(".")) -> tuple
 
     tagger: {"checkpoint": the checkpoint logged with the model (``extra_files``)};
     context: {part: file} for the user models it carries (ctxtag.serving.pyfunc.SERVED_PARTS, its
-    pyfunc artifacts): what the API's /contexts and /recommend answer with.
+    pyfunc artifacts): what the API's /contexts and /recommend answer with; and "tagger", its own
+    tagger checkpoint, which computes the track features those user models were trained on
+    (ctxtag.platform.publication).
     A server's store is downloaded from; the local store's files are read where they lie."""
     import mlflow
     import yaml
@@ -154,7 +156,7 @@ def champion_files(params: Params, family: str, root: Path = Path(".")) -> tuple
     else:
         flavor = yaml.safe_load(fetch("MLmodel").read_text())["flavors"]["python_function"]
         stored = {k: a["path"] for k, a in (flavor.get("artifacts") or {}).items()}
-        wanted = {part: (stored.get(part), tags.get(ARTIFACT_TAG + part)) for part in SERVED_PARTS}
+        wanted = {part: (stored.get(part), tags.get(ARTIFACT_TAG + part)) for part in (*SERVED_PARTS, "tagger")}
     files = {}
     for part, (relative, expected) in wanted.items():
         if relative is None or expected is None:

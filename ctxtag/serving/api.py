@@ -174,7 +174,7 @@ def create_app(params: Params, root: Path = Path("."), service=None, online: str
         s = svc()
         cat = s.catalogue
         if len(cat.tracks) == 0:
-            raise HTTPException(503, "not ready: no track features published (run `ctxtag publish-features`)")
+            raise HTTPException(503, "not ready: no track features published (run `ctxtag publish`)")
         s.check_store()
         listening = {name: {"tracks": len(index), "index": index.kind} for name, (_, index) in cat.listening.items()} \
             if cat.listening else None
@@ -186,7 +186,7 @@ def create_app(params: Params, root: Path = Path("."), service=None, online: str
         """Every model that answers, and the feature publication the online store serves."""
         s = svc()
         return {"models": s.model_versions, "alias": "champion", "features": s.catalogue.version,
-                "online_store": online}
+                "feature_models": {"track_audio_features": s.catalogue.model}, "online_store": online}
 
     @app.post("/predict/audio")
     def predict_audio(file: Annotated[UploadFile, File(description="wav, flac, ogg or mp3")], top: int = 5) -> dict:
@@ -242,6 +242,7 @@ def create_app(params: Params, root: Path = Path("."), service=None, online: str
             raise HTTPException(404, f"unknown user {body.user_id!r}: no features in the online store") from exc
         return {"user_id": body.user_id, "context": context, "context_predicted": predicted,
                 "model": s.model_versions["user_aware"], "features": ranked.version,
+                "features_model": ranked.model,
                 "tracks": [{"track_id": r["name"], "score": r["score"]} for r in ranked.top(body.k)]}
 
     def _cold_start(s, body: Recommend) -> dict:

@@ -8,9 +8,12 @@ the context model's @champion, checked against their registered sha256
 
 Built once per process (the API's lifespan). Features are assembled by the same function as
 training (ctxtag.context.features.blocks), from a dict of one-element columns: no pandas frame on
-the request path. The catalogue (track terms, new-release index) is versioned by the feature
-store's publication stamp and swapped whole when features are republished, so a request sees one
-version; a catalogue too large to score whole gets its two-stage index built once per publication
+the request path. Features come from the served store (``paths.online``, ctxtag.platform.publication):
+the catalogue (track terms, new-release index) is the publication's track features, which the
+context @champion's own tagger computed — a service refuses features of another model version,
+so after a promotion the old service answers until the new champion's features are published,
+then the new one does. The catalogue is versioned by the publication stamp and swapped whole when
+features are republished, so a request sees one version; a catalogue too large to score whole gets its two-stage index built once per publication
 into ``paths.serving_cache`` and mapped read-only by every worker. User features are read through
 Feast's provider (ctxtag.platform.feature_store.OnlineReader). Every online-store read is bounded
 (``serving.store_timeout_ms``, one retry) and fails as
@@ -50,6 +53,7 @@ class Ranked:
     names: list[str]
     scores: np.ndarray
     version: str | None = None        # the features' publication that produced it, where one did
+    model: str | None = None          # the registered model whose track features it used
 
     def top(self, k: int) -> list[dict]:
         order = np.argsort(-self.scores, kind="stable")[:k]
@@ -61,6 +65,7 @@ class Catalogue:
     """One publication of the track features, as serving uses them."""
 
     version: str
+    model: str                        # the registered model version that computed the track features
     tracks: object                    # ctxtag.serving.recommend.Recommender
     listening: dict | None            # "new" -> (track ids, cosine index), None when not published
     probe_user: str | None            # a user the store must know while this version is served
@@ -130,7 +135,8 @@ class Service:
         torch.set_num_threads(1)          # one thread per worker process: threads fight on few cores
         self.params, self.root = params, Path(root)
         p = params.paths
-        self.feast_dir = self.root / p.feast
+        self.feast_dir = self.root / p.online              # the served store (ctxtag publish)
+        self.offline_dir = self.root / p.feast             # the pipeline's offline parquet
         self.store = open_store(self.feast_dir, online, redis_url=redis_url,
                                 timeout_ms=params.serving.store_timeout_ms)
         self._bound_retries()
@@ -146,7 +152,7 @@ class Service:
         self.model_versions = {"tagger": self.tagger_version, "user_aware": context_version,
                                "situational": context_version}
         self._lock = threading.Lock()
-        self.catalogue = self._load_catalogue()
+        self.catalogue = self._load_catalogue(self._stamp(context_version))
         self._checked = time.monotonic()
         # promotions and rollbacks: a watcher notices a @champion that moved (API: a new Service)
         self.champions = {"tagger": self.tagger_version, "context": context_version}
@@ -199,23 +205,27 @@ class Service:
             raise StoreUnavailable("online store holds no user features (emptied or not materialised)")
 
     # --- the catalogue, versioned by the publication stamp ------------------------------------------
-    def _load_catalogue(self) -> Catalogue:
-        """The published track features, read from the offline parquet the store was materialised
-        from (columnar, vectorised: a 10M-track catalogue is not 10M online lookups)."""
-        import pyarrow.parquet as pq
+    def _stamp(self, model: str) -> dict:
+        """The served publication, if the track features in it are ``model``'s (NotPublished
+        otherwise: a user model is never served with another tagger's track embeddings)."""
+        from ctxtag.platform.publication import NotPublished, served
 
-        from ctxtag.platform.feature_store import published
+        stamp = served(self.params, self.root)
+        if stamp["model"] != model:
+            raise NotPublished(f"the served track features are {stamp['model']}'s, the context @champion is "
+                               f"{model}: run `ctxtag publish`")
+        return stamp
 
-        stamp = published(self.feast_dir) or {}
-        version = stamp.get("version", "unversioned")
-        # the probe: the last user of the last row group (one group read, not the whole column)
-        history = pq.ParquetFile(offline_file(self.feast_dir, "user_history"))
-        users = history.read_row_group(history.num_row_groups - 1, columns=["user_id"]).column(0) \
-            if history.num_row_groups else []
-        return Catalogue(version=version, tracks=self._recommender(version), listening=self._listening_indexes(),
-                         probe_user=str(users[len(users) - 1]) if len(users) else None)
+    def _load_catalogue(self, stamp: dict) -> Catalogue:
+        """The published track features, read from the parquet the store was materialised from
+        (columnar, vectorised: a 10M-track catalogue is not 10M online lookups)."""
+        version = stamp["version"]
+        return Catalogue(version=version, model=stamp["model"],
+                         tracks=self._recommender(version, self.feast_dir / stamp["track_features"]["file"]),
+                         listening=self._listening_indexes(),
+                         probe_user=stamp.get("probe_user"))
 
-    def _recommender(self, version: str):
+    def _recommender(self, version: str, track_file: Path):
         """The user-aware tagger over the catalogue. A large one is built once per (publication,
         model, retrieval settings) into ``paths.serving_cache`` under a file lock — the first worker
         builds, the others wait and map the same terms read-only — and older builds are removed."""
@@ -232,7 +242,7 @@ class Service:
 
         s = self.params.serving
         cfg = RetrievalConfig(s.exhaustive_max, s.prototypes, s.per_list, s.probes)
-        file = pq.ParquetFile(offline_file(self.feast_dir, "track_features"))
+        file = pq.ParquetFile(track_file)
 
         def build() -> Recommender:
             """Streamed in record batches: the audio embeddings (1 KB a track) are never all in
@@ -267,7 +277,7 @@ class Service:
         ``rows``): what the retrieval prototypes are clustered from."""
         import pyarrow.parquet as pq
 
-        history = pq.ParquetFile(offline_file(self.feast_dir, "user_history"))
+        history = pq.ParquetFile(offline_file(self.offline_dir, "user_history"))
         groups, n = [], 0
         for g in range(history.num_row_groups - 1, -1, -1):
             if n >= rows:
@@ -279,8 +289,10 @@ class Service:
         return self.user_terms(history.read_row_groups(groups).to_pandas().tail(rows))
 
     def refresh(self) -> bool:
-        """Swap in the catalogue of a newer publication (checked at most every ``reload_s``);
-        requests in flight keep the one they started with. True if it changed."""
+        """Swap in the catalogue of a newer publication of this service's model (checked at most
+        every ``reload_s``); requests in flight keep the one they started with. A publication of
+        another model's features is left to the service of that model (the registry watcher).
+        True if it changed."""
         from ctxtag.platform.feature_store import published
 
         if time.monotonic() - self._checked < self.params.serving.reload_s or not self._lock.acquire(blocking=False):
@@ -288,9 +300,10 @@ class Service:
         try:
             self._checked = time.monotonic()
             stamp = published(self.feast_dir)
-            if stamp is None or stamp["version"] == self.catalogue.version:
+            if stamp is None or stamp["version"] == self.catalogue.version or \
+                    stamp.get("model") != self.champions["context"]:
                 return False
-            self.catalogue = self._load_catalogue()
+            self.catalogue = self._load_catalogue(stamp)
             return True
         finally:
             self._lock.release()
@@ -302,7 +315,7 @@ class Service:
 
         from ctxtag.serving import ann
 
-        path = offline_file(self.feast_dir, "track_embeddings")
+        path = offline_file(self.offline_dir, "track_embeddings")
         if not path.exists():
             return None
         table = pq.read_table(path, columns=["track_id", "listening_embedding", "cold_start"])
@@ -351,7 +364,7 @@ class Service:
         catalogue = self.catalogue                                   # one version for the whole request
         user_term = self.user_terms(self.user_features(user_id))[0]
         ids, scores = catalogue.tracks.recommend(user_term, self.params.contexts.index(context), k)
-        return Ranked(ids, scores, catalogue.version)
+        return Ranked(ids, scores, catalogue.version, catalogue.model)
 
     # --- user -> new releases (listening embeddings, cosine) ---------------------------------------
     def recommend_new_releases(self, user_id: str, k: int) -> Ranked:

@@ -80,8 +80,14 @@ def parts_dir(params: Params) -> Path:
     return p.mel_cache.parent / "track_features"
 
 
-def part_path(params: Params, k: int, n: int) -> Path:
-    return parts_dir(params) / f"part-{k}-of-{n}.parquet"
+def part_path(params: Params, k: int, n: int, folder: Path | None = None) -> Path:
+    return (folder or parts_dir(params)) / f"part-{k}-of-{n}.parquet"
+
+
+def model_parts_dir(params: Params, model_sha: str) -> Path:
+    """The parts of another checkpoint than the pipeline's (a registry @champion's, for the
+    serving publication): one folder per checkpoint's bytes, so a rollback finds its parts."""
+    return parts_dir(params) / "models" / model_sha[:16]
 
 
 class PartitionsNotReady(FileNotFoundError):
@@ -174,6 +180,8 @@ class Job:
     partition: np.ndarray
     checkpoint: Path
     model_sha: str
+    parts: Path                       # the folder of the parts
+    label: str                        # the "tagger" column: which model computed the features
     _model: tuple[Any, dict] | None = field(default=None, repr=False)
     _rows: list[np.ndarray] | None = field(default=None, repr=False)
 
@@ -200,7 +208,7 @@ class Job:
             self._rows = np.split(order, np.searchsorted(self.partition[order], np.arange(1, self.n)))
         rows = self._rows[k]
         ids, paths = [self.track_ids[i] for i in rows], [self.paths[i] for i in rows]
-        path = part_path(self.params, k, self.n)
+        path = part_path(self.params, k, self.n, self.parts)
         meta = read_part_meta(path)
         shas, memo = fingerprints(paths, (meta or {}).get("memo", {}))
         key = {"format": PART_FORMAT, "model": self.model_sha, "frontend": mel_cache.config_key(self.params.audio),
@@ -209,18 +217,26 @@ class Job:
         return PartState(k, self.n, path, ids, paths, digest, memo, meta)
 
 
-def job(params: Params, n: int | None = None, config: BatchConfig | None = None) -> Job:
+def job(params: Params, n: int | None = None, config: BatchConfig | None = None, *,
+        checkpoint: Path | None = None, label: str | None = None) -> Job:
+    """The pipeline's job (the train.loss checkpoint, labelled cnn-<loss>), or another
+    checkpoint's (``checkpoint``, e.g. a registry @champion's, labelled ``label``) with its parts
+    in a folder of its own unless its bytes are the pipeline's (then the pipeline's parts serve)."""
     config = config or batch_config(params)
     if n is not None and n != config.partitions:
         config = BatchConfig(**{**asdict(config), "partitions": n})
     p = params.paths
-    checkpoint = p.checkpoint(params.train.loss)
+    pipeline = p.checkpoint(params.train.loss)
+    checkpoint = checkpoint or pipeline
     if not checkpoint.exists():
         raise FileNotFoundError(f"{checkpoint}: no trained model; run `dvc repro` or `ctxtag train` first")
+    sha = checkpoint_sha(checkpoint)
+    same = checkpoint == pipeline or (pipeline.exists() and checkpoint_sha(pipeline) == sha)
     audio_of = audio_paths(p.tracks)
     ids = [str(t) for t in audio_of.index]
     return Job(params, config, ids, [p.audio_root / a for a in audio_of], partition_of(ids, config.partitions),
-               checkpoint, checkpoint_sha(checkpoint))
+               checkpoint, sha, parts_dir(params) if same else model_parts_dir(params, sha),
+               label or f"cnn-{params.train.loss}")
 
 
 def plan_partitions(params: Params, stale_only: bool = False, config: BatchConfig | None = None) -> list[int]:
@@ -318,8 +334,9 @@ class _PartStream:
 
 
 def combine(params: Params, results: list[dict] | None = None, n: int | None = None, *,
-            config: BatchConfig | None = None, in_job: Job | None = None) -> dict:
-    """Every current part -> paths.track_features_parquet (catalogue order) and its report.
+            config: BatchConfig | None = None, in_job: Job | None = None, out: Path | None = None) -> dict:
+    """Every current part -> ``out`` (default paths.track_features_parquet, then with its report),
+    in catalogue order, the job's label in the "tagger" column.
 
     Refuses (PartitionsNotReady) while a partition is missing or out of date. ``results``: the
     run_partition results of this run (the DAG's mapped tasks), for the report's work figures.
@@ -328,16 +345,17 @@ def combine(params: Params, results: list[dict] | None = None, n: int | None = N
     states = [j.state(k) for k in range(j.n)]
     stale = [s.k for s in states if not s.current]
     if stale:
-        raise PartitionsNotReady(f"{parts_dir(params)}: partition(s) {stale} of {j.n} missing or out of date; "
+        raise PartitionsNotReady(f"{j.parts}: partition(s) {stale} of {j.n} missing or out of date; "
                                  f"run them first (run_partition)")
-    out, report = params.paths.track_features_parquet, params.paths.report("track_features")
-    # the combined file is named by its parts' keys: combining the same parts again (a DAG rerun)
-    # changes nothing, so DVC and the online store see no new file
-    combined = hashlib.sha256("|".join(s.key for s in states).encode()).hexdigest()
+    report = params.paths.report("track_features") if out is None else out.with_suffix(".json")
+    out = out or params.paths.track_features_parquet
+    # the combined file is named by its parts' keys (and label): combining the same parts again (a
+    # DAG rerun) changes nothing, so DVC and the online store see no new file
+    combined = hashlib.sha256("|".join([j.label, *(s.key for s in states)]).encode()).hexdigest()
     if out.exists() and report.exists() and _combined_key(out) == combined:
         return {**json.loads(report.read_text()), "reused": True}
     first = states[0].meta
-    tagger, m, d = first["tagger"], first["n_contexts"], first["embedding_dim"]
+    tagger, m, d = j.label, first["n_contexts"], first["embedding_dim"]
     timestamp = pd.Timestamp.now(tz="UTC").floor("s")
     schema = pa.Table.from_pandas(inference.track_frame(["x"], np.zeros((1, m)), np.zeros((1, d)), tagger, timestamp),
                                   preserve_index=False).schema
@@ -361,13 +379,13 @@ def combine(params: Params, results: list[dict] | None = None, n: int | None = N
     expected = sum(s.meta["tracks"] for s in states)
     if rows != expected:                     # a part changed under us between the check and the read
         raise PartitionsNotReady(f"{out}: {rows} rows combined, the parts list {expected}; rerun")
-    for other in parts_dir(params).glob("part-*-of-*.parquet"):
+    for other in j.parts.glob("part-*-of-*.parquet"):
         if not other.name.endswith(f"-of-{j.n}.parquet"):
             other.unlink(missing_ok=True)
     computed = [r for r in results or [] if not r.get("reused")]
     stats = {"tracks": rows, "skipped": sum(len(s.meta["skipped"]) for s in states),
              "mel_cache_hits": sum(r["mel_cache_hits"] for r in computed) if results is not None else None,
-             "tagger": tagger, "embedding_dim": d,
+             "tagger": tagger, "embedding_dim": d, "combined": combined,
              "mean_context_probability": prob_sum / (rows * m) if rows else None,
              "partitions": j.n,
              "partitions_computed": len(computed) if results is not None else None,

@@ -43,9 +43,10 @@ def test_dagbag_loads_the_dags_with_schedules_queues_and_assets():
     assert gpu == {"train_tagger", "tag_partition", "train_embeddings", "train_user_models"}
     outlets = {t.task_id: [o.name for o in t.outlets] for t in ingest.tasks}
     assert outlets["publish_features"] == ["ctxtag_features"]
+    assert [u.task_id for u in ingest.get_task("serve_features").upstream_list] == ["publish_features"]
     assert [t.task_id for t in retrain.topological_sort()] == [
         "train_tagger", "plan_track_features", "tag_partition", "combine_track_features", "train_embeddings",
-        "train_user_models", "register", "promote"]
+        "train_user_models", "register", "promote", "promoted", "republish"]
     # every task but the data gate retries with backoff (a service down); the gate fails at once
     retries = {t.task_id: (t.retries, bool(t.retry_exponential_backoff)) for d in (ingest, retrain) for t in d.tasks}
     assert retries.pop("validate") == (0, True)
@@ -131,6 +132,11 @@ def test_dags_run_end_to_end_and_reruns_are_idempotent(dvc_project, tmp_path):
     assert all(e["who"].startswith("airflow:ctxtag_retrain/") for e in events)
 
     context = client.get_model_version_by_alias("ctxtag-context-model", "champion")   # gated too
+    from ctxtag.config import load_params
+    from ctxtag.platform.publication import served
+
+    stamp = served(load_params(project / "params.yaml"), project)          # republished after the gate
+    assert stamp["model"] == f"ctxtag-context-model/{context.version}"
     _airflow(home, project, "dags", "test", "ctxtag_retrain", "2026-01-12")    # rerun: no new version
     assert len(client.search_model_versions(f"name='{name}'")) == 1
     assert len(client.search_model_versions("name='ctxtag-context-model'")) == 1 and context.version

@@ -286,10 +286,11 @@ def test_republished_features_are_served_without_a_restart(client):
     service = c.app.state.ctxtag["service"] or (c.get("/ready") and c.app.state.ctxtag["service"])
     before = c.get("/ready").json()["features"]
     service.params = dataclasses.replace(params, serving=dataclasses.replace(params.serving, reload_s=0.0))
-    stamp = project / params.paths.feast / "published.json"
-    kept = stamp.read_bytes()                         # the pipeline's output, restored: dvc status stays clean
+    stamp = project / params.paths.online / "published.json"
+    kept = stamp.read_bytes()                         # restored: the other tests serve it
     try:
-        version = mark_published(project / params.paths.feast, len(service.catalogue.tracks))
+        fields = {k: v for k, v in json.loads(kept).items() if k not in ("version", "published_at", "tracks")}
+        version = mark_published(project / params.paths.online, len(service.catalogue.tracks), **fields)
         ready = c.get("/ready").json()
         assert ready["features"] == version != before
         r = c.post("/recommend", json={"user_id": _a_user(project), "context": "sleep", "k": 3})

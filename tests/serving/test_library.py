@@ -119,7 +119,8 @@ def test_served_user_models_are_the_context_champions_checked_parts(champion):
     params = load_params(project / params_file)
     with in_project(project):
         parts, version = champion_files(params, "context", project)
-        assert set(parts) == {"audio_user", "audio_user_situation", "situational"}
+        # the user models the API serves, and the tagger that computes their track features
+        assert set(parts) == {"audio_user", "audio_user_situation", "situational", "tagger"}
         assert version == f"{params.registry.context_model_name}/1"
         # registered copies, not the pipeline's files (which the next `dvc repro` may replace)
         assert all(project / params.paths.user_models not in p.resolve().parents for p in parts.values())

@@ -17,9 +17,9 @@ from fastapi.testclient import TestClient
 
 from ctxtag.config import load_params
 from ctxtag.platform.feast_definitions import offline_file
-from ctxtag.platform.feature_store import open_store, publish
 from ctxtag.platform.orchestration import in_project
 from ctxtag.platform.promotion import promote
+from ctxtag.platform.publication import publish
 from ctxtag.platform.registry import register
 from ctxtag.serving.api import create_app
 from tests.conftest import closed_port, start_redis
@@ -36,17 +36,15 @@ def redis_api(dvc_project, context_champion, tmp_path_factory):
     feast = tmp_path_factory.mktemp("feast")
     for f in (dvc_project / params.paths.feast).glob("*.parquet"):
         shutil.copy(f, feast)
-    params = dataclasses.replace(params, paths=dataclasses.replace(params.paths, feast=str(feast)),
+    online = tmp_path_factory.mktemp("online")
+    params = dataclasses.replace(params, paths=dataclasses.replace(params.paths, feast=str(feast), online=str(online)),
                                  registry=dataclasses.replace(params.registry, model_name=f"fault-{uuid.uuid4().hex[:6]}",
                                                               context_model_name=context_champion))
     url = f"127.0.0.1:{port}"
-    store = open_store(feast, "redis", redis_url=url)
-    embeddings = tuple(pd.read_parquet(offline_file(feast, s)) for s in ("track_embeddings", "user_embeddings"))
-    publish(store, params, feast, offline_file(feast, "user_history"), offline_file(feast, "user_device_time"),
-            pd.read_parquet(offline_file(feast, "track_features")), embeddings)
     with in_project(dvc_project):
         register(params)
         promote(params, why="store fault test")
+        publish(params, online="redis", redis_url=url)      # the served store, on our Redis
     client = TestClient(create_app(params, dvc_project, online="redis", redis_url=url))
     user = str(pd.read_parquet(offline_file(feast, "user_history")).sort_values("n_streams")["user_id"].iloc[-1])
     state = {"proc": proc, "port": port}

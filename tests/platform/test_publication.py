@@ -1,0 +1,182 @@
+"""`ctxtag publish` for real: the context @champion's track features into the served Feast store
+(SQLite here), one feature view per registered version, switched in one registry write; read
+while it republishes; the API follows a promotion only once its features are published."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import shutil
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from ctxtag.config import load_params
+from ctxtag.platform.feature_store import open_store
+from ctxtag.platform.orchestration import in_project
+from ctxtag.platform.promotion import promote, rollback
+from ctxtag.platform.publication import publish, served, view_name
+from ctxtag.platform.registry import register, register_context_model
+from ctxtag.serving.api import create_app
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def project(dvc_project, context_champion, tmp_path_factory):
+    """A copy of the session's project (its champions and served store included), with a tagger
+    champion of its own: what is promoted here is no other test's."""
+    proj = tmp_path_factory.mktemp("publication") / "project"
+    shutil.copytree(dvc_project, proj, symlinks=True)
+    params = load_params(proj / "params.yaml")
+    params = dataclasses.replace(params, registry=dataclasses.replace(
+        params.registry, model_name=f"pub-tagger-{uuid.uuid4().hex[:6]}", context_model_name=context_champion))
+    with in_project(proj):
+        register(params)
+        promote(params, why="publication test")
+    return proj, params
+
+
+def _model_b(proj: Path, params):
+    """Another context model: the same user models around the tagger trained without weights."""
+    other = dataclasses.replace(params, train=dataclasses.replace(params.train, loss="none"))
+    with in_project(proj):
+        b = register_context_model(other, why="publication test: B")
+    return other, f"{params.registry.context_model_name}/{b['version']}"
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {str(f.relative_to(folder)): hashlib.sha256(f.read_bytes()).hexdigest()
+            for f in sorted(folder.rglob("*")) if f.is_file()}
+
+
+class Reader:
+    """Another service reading every track through the ``track_contexts`` feature service in a
+    loop (its registry re-read before each read), recording which models' rows each read saw."""
+
+    def __init__(self, store_dir: Path, track_ids: list[str]):
+        self.store_dir, self.rows = store_dir, [{"track_id": t} for t in track_ids]
+        self.reads: list[tuple[float, list]] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        store = open_store(self.store_dir)
+        while not self._stop.is_set():
+            try:
+                store.refresh_registry()
+                got = store.get_online_features(features=store.get_feature_service("track_contexts"),
+                                                entity_rows=self.rows).to_dict()
+                self.reads.append((time.monotonic(), got["tagger"]))
+            except Exception as exc:                   # noqa: BLE001 - reported by the test
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+
+    def __enter__(self):
+        self._thread.start()
+        deadline = time.monotonic() + 60
+        while not self.reads and not self.errors and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        n = len(self.reads)
+        deadline = time.monotonic() + 60
+        while len(self.reads) < n + 2 and not self.errors and time.monotonic() < deadline:
+            time.sleep(0.05)                           # reads after the switch too
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+
+def _republish_while_reading(proj, params, ids, old: str, new: str) -> dict:
+    with Reader(proj / params.paths.online, ids) as reader:
+        begin = time.monotonic()
+        with in_project(proj):
+            stats = publish(params)
+        end = time.monotonic()
+    assert not reader.errors, reader.errors[:3]
+    seen = [set(values) for _, values in reader.reads]
+    # every read: one model's rows for every track, never a mix, and never a gap
+    assert all(len(s) == 1 for s in seen), [s for s in seen if len(s) != 1][:3]
+    order = [next(iter(s)) for s in seen]
+    assert order[0] == old and order[-1] == new and set(order) == {old, new}
+    assert order == sorted(order, key=lambda m: m == new)      # old ... old new ... new: no going back
+    assert any(begin <= t <= end for t, _ in reader.reads), "no read happened during the republish"
+    return stats
+
+
+def test_a_promotion_republishes_every_track_at_once_and_a_rollback_restores_it(project):
+    proj, params = project
+    ids = pd.read_csv(proj / params.paths.tracks, dtype=str)["track_id"].drop_duplicates().tolist()
+    a = served(params, proj)["model"]
+    assert a == f"{params.registry.context_model_name}/1"
+    pipeline = {d: _digests(proj / d) for d in (params.paths.feast, params.paths.track_features)}
+    other, b = _model_b(proj, params)
+    with in_project(proj):
+        promote(other, version=b.rsplit("/", 1)[1], family="context", force=True, why="publication test: serve B")
+    stats = _republish_while_reading(proj, params, ids, a, b)
+    # B's view was materialised beside A's; the user views were not touched (their parquet did not change)
+    assert stats["materialised"] == [view_name(b)] and stats["model"] == b
+    stamp = served(params, proj)
+    assert stamp["model"] == b and set(stamp["views"]) == {view_name(a), view_name(b)}
+    track_file = proj / params.paths.online / stamp["track_features"]["file"]
+    assert set(pd.read_parquet(track_file, columns=["tagger"])["tagger"]) == {b}
+
+    with in_project(proj):
+        rollback(params, family="context", why="publication test: back to A")
+    stats = _republish_while_reading(proj, params, ids, b, a)
+    assert stats["materialised"] == [] and stats["reused_features"]    # A's view was kept: one switch
+    with in_project(proj):
+        again = publish(params)
+    assert not again["changed"] and again["version"] == served(params, proj)["version"]
+    # nothing of it went into the pipeline's (DVC's) outputs
+    assert {d: _digests(proj / d) for d in pipeline} == pipeline
+
+
+def test_the_api_follows_a_promotion_once_its_features_are_published(project):
+    """A answers; B force-promoted: A's user models and features keep answering /recommend (B's
+    features are not published yet, and a user model never meets another tagger's embeddings);
+    published: B answers and says so; rolled back and republished: A's answers to the last digit."""
+    proj, params = project
+    params = dataclasses.replace(params, serving=dataclasses.replace(params.serving, reload_s=0.1))
+    hist = pd.read_parquet(proj / params.paths.feast / "user_history.parquet")
+    body = {"user_id": str(hist.sort_values("n_streams")["user_id"].iloc[-1]), "context": "party", "k": 10}
+    a = served(params, proj)["model"]
+    other, b = _model_b(proj, params)
+    with TestClient(create_app(params, proj)) as c:
+
+        def answer() -> dict:
+            r = c.post("/recommend", json=body)
+            assert r.status_code == 200, r.text
+            return {k: r.json()[k] for k in ("model", "features_model", "tracks")}
+
+        def wait_for(model: str, timeout_s: float = 90.0) -> dict:
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                got = answer()
+                if got["model"] == model:
+                    return got
+                time.sleep(0.1)
+            pytest.fail(f"the API did not move to {model} in {timeout_s} s")
+
+        first = answer()
+        assert first["model"] == first["features_model"] == a
+        with in_project(proj):
+            promote(other, version=b.rsplit("/", 1)[1], family="context", force=True, why="api follows B")
+        time.sleep(1.0)                                 # the watcher has seen it; B is not published
+        assert answer() == first
+        assert c.get("/version").json()["feature_models"]["track_audio_features"] == a
+        with in_project(proj):
+            publish(params)
+        got = wait_for(b)
+        assert got["features_model"] == b and got["tracks"] != first["tracks"]
+        assert c.get("/version").json()["feature_models"]["track_audio_features"] == b
+        with in_project(proj):
+            rollback(params, family="context", why="api follows A again")
+            publish(params)
+        assert wait_for(a) == first
