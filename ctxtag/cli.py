@@ -22,7 +22,7 @@ STAGES: dict[str, tuple[str, Callable[[argparse.Namespace], dict]]] = {
     "split": ("split", lambda a: {}),
     "ingest-logs": ("ingest_logs", lambda a: {}),
     "track-features": ("track_features", lambda a: {"partition": a.partition, "combine_only": a.combine}),
-    "publish-features": ("publish_features", lambda a: {"online": a.online, "redis_url": a.redis_url}),
+    "publish-features": ("publish_features", lambda a: {}),
     "streams": ("streams", lambda a: {}),
     "user-models": ("user_models", lambda a: {}),
     "features": ("features", lambda a: {}),
@@ -175,7 +175,7 @@ COMMANDS: dict[str, tuple[Callable[[Params, argparse.Namespace], dict], str]] = 
     "split": (_run_stage, "65/10/25 stratified split, no artist or album across splits"),
     "ingest-logs": (_run_stage, "listening logs -> validated, immutable date-partitioned event lake"),
     "track-features": (_run_stage, "tagger context probabilities and audio embedding of every track"),
-    "publish-features": (_run_stage, "user history and device/time snapshots -> Feast (apply + materialize)"),
+    "publish-features": (_run_stage, "user snapshots, track features, listening embeddings -> Feast offline store"),
     "streams": (_run_stage, "labelled streams + point-in-time Feast user features + track audio features"),
     "user-models": (_run_stage, "user-aware, situational and joint models per split type, user-centric eval"),
     "features": (_run_stage, "96 x 646 log-mel of every labelled track, cached by audio content"),
@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         if name == "synth":
             p.add_argument("--no-audio", action="store_true", help="skip rendering the audio clips")
-        if name in ("publish-features", "publish", "release"):
+        if name in ("publish", "release"):
             p.add_argument("--online", choices=["sqlite", "redis"],
                            default=os.environ.get("CTXTAG_ONLINE_STORE", "sqlite"),
                            help="online store (default: $CTXTAG_ONLINE_STORE or sqlite)")

@@ -301,6 +301,9 @@ class ServingConfig:
     api_keys_env: str = "CTXTAG_API_KEYS"   # comma-separated keys; unset = no authentication (demo)
     rate_per_s: float = 200.0               # per API key: sustained requests per second
     burst: int = 400                        # per API key: requests allowed at once
+    shadow: bool = False                    # also score requests with @challenger, off the request path
+    shadow_queue: int = 64                  # requests waiting for the shadow at most (more are dropped, counted)
+    shadow_flush_s: float = 10.0            # how often the agreement is written to the registry
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The `feast` CLI on the pipeline's feature store for any params file (its ``paths.feast``):
+"""The `feast` CLI on the served feature store for any params file (its ``paths.online``):
 
     python feature_repo/feast_cli.py serve                        # = cd feature_repo && feast serve
     python feature_repo/feast_cli.py --online redis serve         # the Redis online store
@@ -7,7 +7,7 @@
 With the default params, feature_repo/feature_store*.yaml already name the store (only Feast is
 needed); this script writes the same configuration for another data folder into a temporary file.
 Commands that write the registry or the online store (apply, teardown, materialize*) are refused:
-they are the DVC stage publish_features' output (`ctxtag publish-features`).
+`ctxtag publish` writes them, from the registry's champions.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ WRITES = {"apply", "teardown", "materialize", "materialize-incremental"}
 
 def config(params_file: Path, online: str = "sqlite") -> dict:
     """The feature_store*.yaml of this repository with the registry and online store of
-    ``params_file``'s paths.feast (absolute; relative paths are relative to the project root)."""
-    feast = yaml.safe_load(Path(params_file).read_text()).get("paths", {}).get("feast", "data/feast")
-    folder = (ROOT / feast).resolve()
+    ``params_file``'s paths.online (absolute; relative paths are relative to the project root)."""
+    served = yaml.safe_load(Path(params_file).read_text()).get("paths", {}).get("online", "data/online")
+    folder = (ROOT / served).resolve()
     cfg = yaml.safe_load((REPO / CONFIGS[online]).read_text())
     cfg["registry"] = str(folder / Path(cfg["registry"]).name)
     if online == "sqlite":
@@ -43,8 +43,8 @@ def config(params_file: Path, online: str = "sqlite") -> dict:
 def command(args: list[str], config_file: Path) -> list[str]:
     """The `feast` command line running ``args`` on this repository with ``config_file``."""
     if WRITES & set(args):
-        raise SystemExit(f"feast {' '.join(args)}: the registry and online store are the output of the DVC stage "
-                         "publish_features; run `dvc repro publish_features` (or `ctxtag publish-features`)")
+        raise SystemExit(f"feast {' '.join(args)}: the registry and online store are written by `ctxtag publish` "
+                         "(from the registry's champions); run that")
     here = Path(sys.executable).parent / "feast"
     feast = str(here) if here.exists() else shutil.which("feast") or "feast"
     return [feast, "-c", str(REPO), "-f", str(config_file), *args]

@@ -145,6 +145,27 @@ def context_champion(dvc_project) -> str:
     return name
 
 
+def tagger_champion(project: Path, context_model: str, prefix: str):
+    """``project``'s params naming a tagger of the caller's own (``prefix``-xxxxxx, its train.loss
+    run registered and promoted through the gate) beside the context model ``context_model``:
+    what one test promotes or rolls back is no other test's."""
+    import dataclasses
+    import uuid
+
+    from ctxtag.config import load_params
+    from ctxtag.platform.orchestration import in_project
+    from ctxtag.platform.promotion import promote
+    from ctxtag.platform.registry import register
+
+    params = load_params(project / "params.yaml")
+    params = dataclasses.replace(params, registry=dataclasses.replace(
+        params.registry, model_name=f"{prefix}-{uuid.uuid4().hex[:6]}", context_model_name=context_model))
+    with in_project(project):
+        register(params)
+        promote(params, why=f"{prefix} test")
+    return params
+
+
 # --- MLflow: a clean environment, a closed port, a real tracking server ---------------------------
 @pytest.fixture
 def mlflow_env(monkeypatch):

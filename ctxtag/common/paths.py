@@ -38,7 +38,7 @@ class Paths:
     lake: Path = Path("data/lake/listening_logs")            # date=YYYY-MM-DD/part-*.parquet
     track_features: Path = Path("data/track_features")       # ctxtag track-features
     track_features_parquet: Path = Path("data/track_features/track_features.parquet")
-    feast: Path = Path("data/feast")                         # Feast offline parquet, registry, online db
+    feast: Path = Path("data/feast")                         # Feast offline store: parquet, registry
     serving_cache: Path = Path("data/serving_cache")         # `ctxtag serve`: catalogue indexes per publication
     online: Path = Path("data/online")                       # ctxtag publish: the served Feast store (not DVC)
     data_docs: Path = Path("data/gx")                        # GX file context: suites, results, data docs

@@ -9,10 +9,12 @@ T = TypeVar("T")
 
 
 def progress(items: Iterable[T], total: int | None = None, description: str = "working") -> Iterator[T]:
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, transient=False) as bar:
+    # on stderr: a command's stdout is its JSON result
+    with Progress(*columns, transient=False, console=Console(stderr=True)) as bar:
         task = bar.add_task(description, total=total)
         for item in items:
             yield item

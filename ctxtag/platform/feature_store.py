@@ -117,8 +117,9 @@ class OnlineReader:
 
 def publish(store, params: Params, feast_dir: Path, history: pd.DataFrame | Path, device_time: pd.DataFrame | Path,
             tracks: pd.DataFrame, embeddings: tuple[pd.DataFrame, pd.DataFrame] | None = None,
-            chunk_days: int = 7) -> dict:
-    """Write the offline parquet, apply the definitions, materialise in time chunks (bounded memory).
+            chunk_days: int = 7, materialize: bool = True) -> dict:
+    """Write the offline parquet, apply the definitions, materialise in time chunks (bounded memory;
+    ``materialize=False``: the offline store alone, as the DVC stage publish_features writes it).
 
     ``history`` and ``device_time`` are frames, or their offline parquet already written in place
     by the data-plane engine (ctxtag.listening.snapshots.snapshot_files) at volume.
@@ -139,9 +140,10 @@ def publish(store, params: Params, feast_dir: Path, history: pd.DataFrame | Path
     data_dir = Path(os.path.relpath(feast_dir.resolve(), Path(store.repo_path).resolve()))
     store.apply(definitions(data_dir, params.contexts, params.logs.devices, params.logs.networks,
                             embeddings=embeddings is not None))
-    windows = materialize_files(store, targets, chunk_days=chunk_days)
+    windows = materialize_files(store, targets, chunk_days=chunk_days) if materialize else 0
     users = pq.read_table(offline_file(feast_dir, "user_history"), columns=["user_id"]).column(0)
-    mark_published(feast_dir, len(tracks))
+    if materialize:
+        mark_published(feast_dir, len(tracks))
     return {"users": len(pc.unique(users)), "snapshots": len(users), "tracks": len(tracks),
             "listening_embeddings": {"tracks": len(embeddings[0]), "users": len(embeddings[1])} if embeddings else None,
             "materialize_chunks": windows}

@@ -11,25 +11,27 @@ from ctxtag.config import Params
 from ctxtag.context.features import user_feature_columns
 
 
-def tagger_test_auc(params: Params, uri: str) -> np.ndarray:
-    """Per-context ROC-AUC of the model at ``uri`` on the test split."""
-    import mlflow
-
+def tagger_test_auc(params: Params, version: str) -> np.ndarray:
+    """Per-context ROC-AUC of registered tagger ``version`` on the test split: its checkpoint, as
+    served (checked against its sha256, loaded with weights_only=True)."""
     from ctxtag.common.training import pick_device
+    from ctxtag.platform.registry import champion_files
     from ctxtag.tagger.dataset import load_splits
+    from ctxtag.tagger.inference import load_cnn
     from ctxtag.tagger.metrics import per_context
     from ctxtag.tagger.train import predict
 
     p = params.paths
     device = pick_device(params.train.device)
-    model = mlflow.pytorch.load_model(uri, map_location=device)
+    files, _ = champion_files(params, "tagger", version=version)
+    model, _ = load_cnn(files["tagger"], device)
     data = load_splits(p, params.contexts, params.train.loss)
     probs, _ = predict(model, data.datasets["test"], params.train, device)
     return per_context(data.labels["test"], probs)["roc_auc"]
 
 
-def context_model_auc(params: Params, uri: str) -> np.ndarray:
-    """Per-context ROC-AUC of the pyfunc context model at ``uri`` on test streams of the serving
+def context_model_auc(params: Params, version: str) -> np.ndarray:
+    """Per-context ROC-AUC of registered context model ``version`` (its pyfunc) on test streams of the serving
     split type (a seeded sample of ``registry.context_gate_streams``): audio files, the user's
     features as of the stream, device, network and local time, as the model is served."""
     from datetime import timedelta, timezone
@@ -57,6 +59,6 @@ def context_model_auc(params: Params, uri: str) -> np.ndarray:
     offsets = test["utc_offset_min"].astype("float64").fillna(0).to_numpy()
     frame["timestamp"] = [t.tz_convert(timezone(timedelta(minutes=o))).isoformat()
                           for t, o in zip(test["event_timestamp"], offsets, strict=True)]
-    probs = mlflow.pyfunc.load_model(uri).predict(frame).to_numpy()
+    probs = mlflow.pyfunc.load_model(f"models:/{params.registry.context_model_name}/{version}").predict(frame).to_numpy()
     y = np.eye(len(params.contexts), dtype=np.uint8)[targets(test, params.contexts)]
     return per_context(y, probs)["roc_auc"]

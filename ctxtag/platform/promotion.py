@@ -31,10 +31,9 @@ class GateResult:
 def gate(params: Params, challenger: str, champion: str | None, family: str = "tagger") -> GateResult:
     """Both versions scored now on the same test data: the tagger on the test tracks, the context
     model on test streams."""
-    name = model_name(params, family)
     score = tagger_test_auc if family == "tagger" else context_model_auc
-    chal = score(params, f"models:/{name}/{challenger}")
-    champ = None if champion is None else score(params, f"models:/{name}/{champion}")
+    chal = score(params, challenger)
+    champ = None if champion is None else score(params, champion)
     return decide(chal, champ, params.contexts, params.registry.max_context_drop)
 
 
@@ -65,8 +64,12 @@ def promote(params: Params, version: str | None = None, why: str = "", force: bo
     champion = alias_version(client, name, "champion")
     if champion == version:
         return {"model": name, "version": version, "promoted": False, "reasons": ["already champion"]}
+    from ctxtag.serving.shadow import agreement
+
     result = gate(params, version, champion, family)
-    event = {"version": version, "previous": champion, "why": why, "gate": asdict(result)}
+    # beside the test split, what live traffic said (serving.shadow), for the record
+    shadow = agreement(client.get_model_version(name, version).tags)
+    event = {"version": version, "previous": champion, "why": why, "gate": asdict(result), "shadow": shadow}
     if not result.passed and not force:
         record(client, name, {"action": "promotion_refused", **event})
         raise PromotionRefused(f"{name} v{version} not promoted: " + "; ".join(result.reasons))

@@ -24,6 +24,7 @@ A rerun with the same champion and the same offline files changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
@@ -126,7 +127,8 @@ def publish(params: Params, root: Path = Path("."), online: str = "sqlite", redi
         if before.get("views", {}).get(view, {}).get("key") != track_key:
             views.append(view)
         offline = _offline_key(feast_dir, USER_SOURCES + (EMBEDDING_SOURCES if with_embeddings else ()))
-        if before.get("offline") != offline or before.get("online_store") != online:
+        users = before.get("offline") != offline or before.get("online_store") != online
+        if users:                                        # new snapshots (or another online store)
             views += [o.name for o in objects if type(o).__name__ == "FeatureView" and o.name != view]
         if not views and before.get("model") == model:          # a rerun: nothing to change
             return {"version": before["version"], "model": model, "view": view, "tracks": features["tracks"],
@@ -134,11 +136,12 @@ def publish(params: Params, root: Path = Path("."), online: str = "sqlite", redi
                     "changed": False, "seconds": round(time.perf_counter() - start, 2)}
         chunks = 0
         if views:
-            sources = [offline_file(feast_dir, s) for s in offline] if len(views) > 1 else []
-            chunks = materialize_files(store, [folder / track_file, *sources], views)
+            sources = [offline_file(feast_dir, s) for s in offline] if users else []
+            with contextlib.redirect_stdout(sys.stderr):     # Feast prints; stdout is the command's JSON
+                chunks = materialize_files(store, [folder / track_file, *sources], views)
         store.apply(services)                            # the switch, for clients of the services
         retained = dict(list(kept.items())[-(KEEP_VERSIONS - 1):]) if KEEP_VERSIONS > 1 else {}
-        record = {"model": model, "file": str(track_file), "key": track_key}
+        record = {"model": model, "view": view, "file": str(track_file), "key": track_key}
         version = mark_published(folder, features["tracks"], model=model, track_features=record, online_store=online,
                                  probe_user=probe_user(feast_dir),
                                  views={**retained, view: record}, offline=offline,

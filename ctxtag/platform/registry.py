@@ -78,8 +78,9 @@ def make_challenger(client, name: str, version: str, run_id: str, why: str) -> N
 
 
 def register(params: Params, why: str = "new training run") -> dict:
-    """Register the train.loss tagger's logged model as a new version with alias @challenger;
-    a run already registered is not registered twice (reruns are idempotent)."""
+    """Register the train.loss tagger as a new version with alias @challenger: its training run's
+    checkpoint packaged as the tagger pyfunc (``_tagger_model``); a run already registered is not
+    registered twice (reruns are idempotent)."""
     import mlflow
 
     client = open_client(params)
@@ -94,10 +95,7 @@ def register(params: Params, why: str = "new training run") -> dict:
         version = str(max(existing, key=lambda v: int(v.version)).version)
         created = False
     else:
-        models = mlflow.search_logged_models(filter_string=f"source_run_id='{run_id}'", output_format="list")
-        if not models:
-            raise FileNotFoundError(f"MLflow run {run_id} logged no model")
-        version = str(mlflow.register_model(f"models:/{models[-1].model_id}", name).version)
+        version = str(mlflow.register_model(f"models:/{_tagger_model(params, run_id)}", name).version)
         client.set_model_version_tag(name, version, "loss", params.train.loss)
         client.set_model_version_tag(name, version, lineage.TAG, lineage.as_tag(
             lineage.lineage(Path("."), [f"train@{params.train.loss}"], run_id)))
@@ -106,19 +104,46 @@ def register(params: Params, why: str = "new training run") -> dict:
     return {"model": name, "version": version, "run_id": run_id, "new_version": created}
 
 
+def _tagger_model(params: Params, run_id: str) -> str:
+    """The id of the run's tagger pyfunc (ctxtag.serving.pyfunc), logged into the run from the
+    checkpoint the run saved (``checkpoint/best.pt``) the first time it is registered."""
+    import mlflow
+    import pandas as pd
+
+    from ctxtag.audio import mel_set
+    from ctxtag.serving.pyfunc import ARTIFACT_TAG, example_frame, log_tagger_model
+    from ctxtag.stages.train import CHECKPOINT_ARTIFACT
+
+    logged = mlflow.search_logged_models(filter_string=f"source_run_id='{run_id}'", output_format="list")
+    ours = [m for m in logged if ARTIFACT_TAG + "tagger" in (m.tags or {})]
+    if ours:
+        return ours[-1].model_id
+    client = mlflow.MlflowClient()
+    if not client.list_artifacts(run_id, CHECKPOINT_ARTIFACT):
+        raise FileNotFoundError(f"MLflow run {run_id} saved no checkpoint; train it again (`ctxtag train`)")
+    checkpoint = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"{CHECKPOINT_ARTIFACT}/best.pt"))
+    p = params.paths
+    mel = mel_set.read(p.features).mels[0]
+    audio = pd.read_csv(p.tracks, dtype=str)["audio_path"].iloc[0]     # relative to the media root
+    with mlflow.start_run(run_id=run_id):
+        return log_tagger_model(params, checkpoint, example_frame(mel, audio)).model_id
+
+
 def champion_checkpoint(params: Params, root: Path = Path(".")) -> tuple[Path, str]:
     """The registry's @champion tagger as a local checkpoint (state dict + metadata, which
     ctxtag.tagger.inference.load_cnn reads with weights_only=True: nothing in it runs code), and
     its "name/version" (``champion_files``)."""
     files, version = champion_files(params, "tagger", root)
-    return files["checkpoint"], version
+    return files["tagger"], version
 
 
-def champion_files(params: Params, family: str, root: Path = Path(".")) -> tuple[dict[str, Path], str]:
-    """The files of ``family``'s registry @champion, each checked against the sha256 recorded with
-    its logged model, so what is served is what the gate promoted, and its "name/version".
+def champion_files(params: Params, family: str, root: Path = Path("."),
+                   version: str | None = None) -> tuple[dict[str, Path], str]:
+    """The files of ``family``'s registry @champion (or of ``version``), each checked against the
+    sha256 recorded with its logged model, so what is served is what the gate promoted, and its
+    "name/version". Both families are pyfuncs (ctxtag.serving.pyfunc) whose artifacts these are.
 
-    tagger: {"checkpoint": the checkpoint logged with the model (``extra_files``)};
+    tagger: {"tagger": its checkpoint};
     context: {part: file} for the user models it carries (ctxtag.serving.pyfunc.SERVED_PARTS, its
     pyfunc artifacts): what the API's /contexts and /recommend answer with; and "tagger", its own
     tagger checkpoint, which computes the track features those user models were trained on
@@ -130,12 +155,11 @@ def champion_files(params: Params, family: str, root: Path = Path(".")) -> tuple
     from ctxtag.common.io import file_sha256
     from ctxtag.common.tracking import setup_mlflow
     from ctxtag.serving.pyfunc import ARTIFACT_TAG, SERVED_PARTS
-    from ctxtag.tagger.inference import CHECKPOINT_FILE, CHECKPOINT_TAG
 
     setup_mlflow(params.train.experiment, root)
     client = mlflow.MlflowClient()
     name = model_name(params, family)
-    version = alias_version(client, name, "champion")
+    version = version or alias_version(client, name, "champion")
     if version is None:
         raise LookupError(f"no @champion of {name} at {mlflow.get_tracking_uri()}: run `make demo`, "
                           "or `ctxtag release`")
@@ -151,12 +175,10 @@ def champion_files(params: Params, family: str, root: Path = Path(".")) -> tuple
             return root / (url.path if url.scheme else location) / relative
         return Path(mlflow.artifacts.download_artifacts(f"{location}/{relative}"))   # s3://, mlflow-artifacts:/
 
-    if family == "tagger":
-        wanted = {"checkpoint": (f"extra_files/{CHECKPOINT_FILE}", tags.get(CHECKPOINT_TAG))}
-    else:
-        flavor = yaml.safe_load(fetch("MLmodel").read_text())["flavors"]["python_function"]
-        stored = {k: a["path"] for k, a in (flavor.get("artifacts") or {}).items()}
-        wanted = {part: (stored.get(part), tags.get(ARTIFACT_TAG + part)) for part in (*SERVED_PARTS, "tagger")}
+    flavor = yaml.safe_load(fetch("MLmodel").read_text())["flavors"].get("python_function") or {}
+    stored = {k: a["path"] for k, a in (flavor.get("artifacts") or {}).items()}
+    parts = ("tagger",) if family == "tagger" else (*SERVED_PARTS, "tagger")
+    wanted = {part: (stored.get(part), tags.get(ARTIFACT_TAG + part)) for part in parts}
     files = {}
     for part, (relative, expected) in wanted.items():
         if relative is None or expected is None:
@@ -236,14 +258,17 @@ def model_name(params: Params, family: str) -> str:
 
 
 def audit(params: Params, family: str = "tagger") -> dict:
-    """The audit trail, and each version's aliases, MLflow run and lineage (git commit, DVC lock
-    hashes of what produced it)."""
+    """The audit trail, and each version's aliases, MLflow run, lineage (git commit, DVC lock
+    hashes of what produced it) and shadow agreement with the champion on live requests."""
+    from ctxtag.serving.shadow import agreement
+
     name = model_name(params, family)
     client = open_client(params)
     aliases = client.get_registered_model(name).aliases or {}          # alias -> version
     versions = {str(v.version): {"aliases": sorted(a for a, n in aliases.items() if str(n) == str(v.version)),
                                  "run_id": v.run_id,
-                                 "lineage": json.loads(v.tags[lineage.TAG]) if lineage.TAG in v.tags else None}
+                                 "lineage": json.loads(v.tags[lineage.TAG]) if lineage.TAG in v.tags else None,
+                                 "shadow": agreement(v.tags)}
                 for v in client.search_model_versions(f"name='{name}'")}
     return {"model": name, "events": audit_log(client, name),
             "versions": dict(sorted(versions.items(), key=lambda kv: int(kv[0])))}

@@ -92,6 +92,7 @@ def create_app(params: Params, root: Path = Path("."), service=None, online: str
             return s
         try:
             state["service"], state["error"] = Service(params, root, online, redis_url), None
+            s.close(wait=False)                   # its watcher has ended; its shadows write and stop
         except Exception as exc:                  # noqa: BLE001 - the old models keep answering
             state["error"], state["follow_failed"] = f"{type(exc).__name__}: {exc}", time.monotonic()
         finally:
@@ -186,7 +187,9 @@ def create_app(params: Params, root: Path = Path("."), service=None, online: str
         """Every model that answers, and the feature publication the online store serves."""
         s = svc()
         return {"models": s.model_versions, "alias": "champion", "features": s.catalogue.version,
-                "feature_models": {"track_audio_features": s.catalogue.model}, "online_store": online}
+                "feature_models": {"track_audio_features": s.catalogue.model,
+                                   "track_listening_embedding": s.catalogue.listening_model},
+                "online_store": online}
 
     @app.post("/predict/audio")
     def predict_audio(file: Annotated[UploadFile, File(description="wav, flac, ogg or mp3")], top: int = 5) -> dict:

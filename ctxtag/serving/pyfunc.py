@@ -1,5 +1,11 @@
-"""The MLflow pyfunc of the whole context model: audio (or a mel) plus, optionally, the user's
-features and the stream's device and time -> context probabilities.
+"""The MLflow pyfunc of both registered families: the context model — audio (or a mel) plus,
+optionally, the user's features and the stream's device and time -> context probabilities — and
+the tagger, the same class with the CNN alone (audio or a mel -> context probabilities).
+
+Logged as a model from code (ctxtag/serving/pyfunc_code.py, with the ctxtag package as its code
+path): loading one runs that declared code and unpickles nothing; its weights are state dicts and
+plain arrays, read with torch.load(weights_only=True) / allow_pickle=False, each file's sha256 a tag
+of the logged model (ARTIFACT_TAG + its name), checked before serving (ctxtag.platform.registry).
 
     input rows:  mel (96 x frames, nested lists) or audio_path;
                  optional user features as Feast serves them (n_streams, ctx_share_*, history_embedding,
@@ -49,8 +55,9 @@ class ContextModel(PythonModel):
 
         self.params = params_from_dict(json.loads(Path(context.artifacts["params"]).read_text()))
         self.cnn, _ = load_cnn(Path(context.artifacts["tagger"]))
-        self.user_aware = load_tagger(Path(context.artifacts["audio_user"]))
-        self.joint = load_tagger(Path(context.artifacts["audio_user_situation"]))
+        # the tagger family carries no user models: every row goes through the CNN alone
+        self.user_aware, self.joint = (load_tagger(Path(context.artifacts[part])) if part in context.artifacts
+                                       else None for part in ("audio_user", "audio_user_situation"))
         self.frontend = LogMel(self.params.audio).eval()
         self.media_root = Path(os.path.abspath(os.environ.get(MEDIA_ROOT_ENV) or self.params.paths.audio_root))
 
@@ -95,7 +102,8 @@ class ContextModel(PythonModel):
             emb = self.cnn.embed(mel)
             audio_probs = torch.sigmoid(self.cnn.head(emb)).numpy()
         out = audio_probs.copy()
-        has_user = frame["n_streams"].notna().to_numpy() if "n_streams" in frame else np.zeros(len(frame), bool)
+        has_user = frame["n_streams"].notna().to_numpy() if "n_streams" in frame and self.user_aware is not None \
+            else np.zeros(len(frame), bool)
         has_situation = has_user & (frame["device"].notna().to_numpy() if "device" in frame else False)
         if has_user.any():
             frame["audio_embedding"] = list(emb.numpy())
@@ -119,21 +127,26 @@ class ContextModel(PythonModel):
 
 
 def log_context_model(params, root: Path, split: str, example: pd.DataFrame):
-    """Log the pyfunc (with its signature and an input example) in the active MLflow run."""
-    import dataclasses
-    import tempfile
-
+    """Log the context model (with its signature and an input example) in the active MLflow run."""
     from ctxtag.context.artifacts import model_path
 
     models = root / params.paths.user_models / split
-    with tempfile.TemporaryDirectory() as tmp:          # logged as an artifact, never into a DVC output
-        params_file = Path(tmp) / "pyfunc_params.json"
-        params_file.write_text(json.dumps(dataclasses.asdict(params), default=str))
-        # the situational GBT is not used by predict: it is the API's /contexts model, carried so
-        # that one registered version holds every part the API serves (ctxtag.serving.service)
-        artifacts = {"params": str(params_file), "tagger": str(root / params.paths.checkpoint(params.train.loss)),
-                     **{part: str(model_path(models, part)) for part in SERVED_PARTS}}
-        return _log(artifacts, example)
+    # the situational GBT is not used by predict: it is the API's /contexts model, carried so that
+    # one registered version holds every part the API serves (ctxtag.serving.service)
+    parts = {"tagger": root / params.paths.checkpoint(params.train.loss),
+             **{part: model_path(models, part) for part in SERVED_PARTS}}
+    return log_pyfunc(params, "context_model", parts, example)
+
+
+def log_tagger_model(params, checkpoint: Path, example: pd.DataFrame):
+    """Log the tagger (the CNN of ``checkpoint`` behind the front-end) in the active MLflow run."""
+    return log_pyfunc(params, "model", {"tagger": checkpoint}, example)
+
+
+def example_frame(mel: np.ndarray, audio_path: str) -> pd.DataFrame:
+    """Two input rows: a mel, and an audio file relative to the media root (so the signature marks
+    both optional)."""
+    return pd.DataFrame({"mel": [np.asarray(mel, dtype=np.float32).tolist(), None], "audio_path": [None, audio_path]})
 
 
 # what the packaged ctxtag code imports to load and run the model (the tagger's front-end and
@@ -142,24 +155,28 @@ CONTEXT_MODEL_REQUIREMENTS = ("mlflow", "cloudpickle", "numpy", "pandas", "pyarr
                               "scikit-learn", "numba", "soundfile", "soxr", "pyyaml")
 
 
-def _log(artifacts: dict[str, str], example: pd.DataFrame):
+def log_pyfunc(params, name: str, parts: dict[str, Path], example: pd.DataFrame):
+    """``parts`` (model files) and the params as artifacts, ContextModel as code (pyfunc_code.py,
+    models from code: nothing is pickled), the signature inferred from one predict on ``example``."""
+    import dataclasses
+    import tempfile
+    from types import SimpleNamespace
+
     import mlflow
     from mlflow.models import infer_signature
 
+    from ctxtag.common.io import file_sha256
     from ctxtag.common.tracking import pinned_requirements
 
-    model = ContextModel()
-
-    class _Ctx:                                        # predict once to infer the output schema
-        pass
-    ctx = _Ctx()
-    ctx.artifacts = artifacts
-    model.load_context(ctx)
-    signature = infer_signature(example, model.predict(ctx, example))
-    from ctxtag.common.io import file_sha256
-
-    return mlflow.pyfunc.log_model(name="context_model", python_model=model, artifacts=artifacts,
-                                   signature=signature, input_example=example,
-                                   tags={ARTIFACT_TAG + k: file_sha256(Path(v)) for k, v in artifacts.items()},
-                                   code_paths=[str(Path(__file__).parents[1])],   # the ctxtag package
-                                   pip_requirements=pinned_requirements(*CONTEXT_MODEL_REQUIREMENTS))
+    with tempfile.TemporaryDirectory() as tmp:          # logged as an artifact, never into a DVC output
+        params_file = Path(tmp) / "pyfunc_params.json"
+        params_file.write_text(json.dumps(dataclasses.asdict(params), default=str))
+        artifacts = {"params": str(params_file), **{k: str(v) for k, v in parts.items()}}
+        model, ctx = ContextModel(), SimpleNamespace(artifacts=artifacts)
+        model.load_context(ctx)                          # predict once: the output schema
+        signature = infer_signature(example, model.predict(ctx, example))
+        return mlflow.pyfunc.log_model(name=name, python_model=str(Path(__file__).with_name("pyfunc_code.py")),
+                                       artifacts=artifacts, signature=signature, input_example=example,
+                                       tags={ARTIFACT_TAG + k: file_sha256(Path(v)) for k, v in artifacts.items()},
+                                       code_paths=[str(Path(__file__).parents[1])],   # the ctxtag package
+                                       pip_requirements=pinned_requirements(*CONTEXT_MODEL_REQUIREMENTS))

@@ -69,6 +69,7 @@ class Catalogue:
     tracks: object                    # ctxtag.serving.recommend.Recommender
     listening: dict | None            # "new" -> (track ids, cosine index), None when not published
     probe_user: str | None            # a user the store must know while this version is served
+    listening_model: str | None = None    # the embedding model whose AE/UE tables are published
 
 
 def _matrix(column, dim: int) -> np.ndarray:
@@ -158,11 +159,19 @@ class Service:
         self.champions = {"tagger": self.tagger_version, "context": context_version}
         self.moved, self._stop = threading.Event(), threading.Event()
         _watch_registry(weakref.ref(self), params, self.root, dict(self.champions), self.moved, self._stop)
+        # serving.shadow: the @challengers score requests too, off the request path (ctxtag.serving.shadow)
+        self.shadows = {}
+        if params.serving.shadow:
+            from ctxtag.serving import shadow
 
-    def close(self) -> None:
-        """Stop watching the registry (the API's shutdown; a service replaced after a promotion
-        stops by itself)."""
+            self.shadows = shadow.start(params, self.root, self.champions)
+
+    def close(self, wait: bool = True) -> None:
+        """Stop watching the registry and shadow scoring, its figures written (the API's shutdown,
+        with ``wait``; a service replaced after a promotion without)."""
         self._stop.set()
+        for s in self.shadows.values():
+            s.close(wait)
 
     # --- the online store -------------------------------------------------------------------------
     def _bound_retries(self) -> None:
@@ -222,8 +231,8 @@ class Service:
         version = stamp["version"]
         return Catalogue(version=version, model=stamp["model"],
                          tracks=self._recommender(version, self.feast_dir / stamp["track_features"]["file"]),
-                         listening=self._listening_indexes(),
-                         probe_user=stamp.get("probe_user"))
+                         listening=self._listening_indexes(), probe_user=stamp.get("probe_user"),
+                         listening_model=self._listening_model())
 
     def _recommender(self, version: str, track_file: Path):
         """The user-aware tagger over the catalogue. A large one is built once per (publication,
@@ -308,6 +317,19 @@ class Service:
         finally:
             self._lock.release()
 
+    def _listening_model(self) -> str | None:
+        """The ``embedding_model`` of the published listening embeddings (one row read), or None."""
+        import pyarrow.parquet as pq
+
+        path = offline_file(self.offline_dir, "track_embeddings")
+        if not path.exists():
+            return None
+        file = pq.ParquetFile(path)
+        if not file.num_row_groups or "embedding_model" not in file.schema_arrow.names:
+            return None
+        models = file.read_row_group(0, columns=["embedding_model"]).column(0)
+        return str(models[0]) if len(models) else None
+
     def _listening_indexes(self) -> dict[str, tuple[list[str], object]] | None:
         """The new releases' (cold_start) listening embeddings, indexed for cosine search. None
         when not published."""
@@ -337,7 +359,10 @@ class Service:
 
     # --- audio -> contexts (the champion CNN) ---------------------------------------------------
     def audio_contexts(self, clip: np.ndarray) -> Ranked:
-        return Ranked(list(self.params.contexts), clip_probabilities(self.tagger, clip))
+        probs = clip_probabilities(self.tagger, clip)
+        if "tagger" in self.shadows:
+            self.shadows["tagger"].submit(clip, probs)
+        return Ranked(list(self.params.contexts), probs)
 
     # --- (user, device, network, time) -> contexts (situational GBT) ----------------------------
     def _blocks(self, columns: dict) -> dict[str, np.ndarray]:
@@ -354,7 +379,10 @@ class Service:
         """The situational model's contexts for one row of feature blocks."""
         from ctxtag.context import situational
 
-        return Ranked(list(self.params.contexts), situational.predict(self.situational, x, len(self.params.contexts))[0])
+        probs = situational.predict(self.situational, x, len(self.params.contexts))[0]
+        if "context" in self.shadows:
+            self.shadows["context"].submit(x, probs)
+        return Ranked(list(self.params.contexts), probs)
 
     # --- user + context -> tracks (user-aware tagger over the catalogue) ------------------------
     def user_terms(self, columns) -> np.ndarray:

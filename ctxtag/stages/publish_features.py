@@ -1,7 +1,12 @@
 """`ctxtag publish-features`: user snapshots from the lake, the tagger's track features and (once
-`ctxtag embeddings` has run) the listening embeddings of tracks and users -> Feast offline parquet
-+ online store. The snapshots are computed on the data-plane engine (params.data_plane) straight
-from the lake's parquet into the offline files: nothing grows with the events in pandas."""
+`ctxtag embeddings` has run) the listening embeddings of tracks and users -> Feast's offline
+parquet and registry in ``paths.feast`` (training's point-in-time joins read them). The snapshots
+are computed on the data-plane engine (params.data_plane) straight from the lake's parquet into the
+offline files: nothing grows with the events in pandas.
+
+Nothing is materialised here: the online store that services read is the served one
+(``paths.online``), which `ctxtag publish` fills from these files and the registry's champions —
+a DVC stage's output must never put unpromoted model features in front of clients."""
 
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from ctxtag.platform.feast_definitions import offline_file
 from ctxtag.platform.feature_store import open_store, publish
 
 
-def run(params: Params, online: str = "sqlite", redis_url: str = "localhost:6379") -> dict:
+def run(params: Params) -> dict:
     p = params.paths
     feast_dir = p.feast
     ids, y = read_matrix(p.labels_csv, params.contexts)
@@ -43,8 +48,8 @@ def run(params: Params, online: str = "sqlite", redis_url: str = "localhost:6379
     tracks = pd.read_parquet(p.track_features_parquet)
     emb = [p.track_embeddings_parquet, p.user_embeddings_parquet]
     embeddings = tuple(pd.read_parquet(f) for f in emb) if all(f.exists() for f in emb) else None
-    store = open_store(feast_dir, online, redis_url=redis_url)
-    stats = {"online_store": online, **publish(store, params, feast_dir, history, device_time, tracks, embeddings),
+    store = open_store(feast_dir)
+    stats = {**publish(store, params, feast_dir, history, device_time, tracks, embeddings, materialize=False),
              # the history embedding's fit left out what the cold splits hold out
              "history_fit_held_out": {"users": len(held[0]), "tracks": len(held[1])}}
     write_json(stats, p.report("publish_features"))

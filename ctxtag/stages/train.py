@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ctxtag.audio import mel_set
@@ -21,18 +20,14 @@ from ctxtag.common.tracking import (
     log_metrics,
     log_missing_epochs,
     log_params,
-    pinned_requirements,
     start_resumable_run,
 )
 from ctxtag.common.training import pick_device
 from ctxtag.config import Params
 from ctxtag.tagger.dataset import load_splits
-from ctxtag.tagger.inference import CHECKPOINT_TAG, load_cnn, model_meta
+from ctxtag.tagger.inference import model_meta
 from ctxtag.tagger.model import ChoiCNN
 from ctxtag.tagger.train import Checkpoints, fingerprint, train
-
-# the pickled CNN needs its class (ctxtag) and torch to load
-TAGGER_REQUIREMENTS = ("mlflow", "cloudpickle", "ctxtag", "numpy", "pandas", "torch")
 
 
 def _file_hash(path: Path) -> str:
@@ -86,8 +81,8 @@ def run(params: Params, loss: str | None = None) -> dict:
                [h["epoch"] for h in hist], plot, f"Loss per epoch ({cfg.loss})", "epoch", "loss")
     write_json(summary, p.report(f"train/{cfg.loss}"))
     # a finished run resumed has nothing new to log, unless MLflow missed its end the first time
-    if epochs_now > 0 or tracker.call(_has_model) is False:
-        tracker.call(_log_end, p.checkpoint(cfg.loss), data.datasets["validation"], plot, result)
+    if epochs_now > 0 or tracker.call(_has_checkpoint) is False:
+        tracker.call(_log_end, p.checkpoint(cfg.loss), plot, result)
     tracker.call(end_run)
     return summary
 
@@ -102,33 +97,20 @@ def _log_start(model: ChoiCNN, cfg, seed: int, data, fp: str) -> None:
     mlflow.log_text(model.summary(), "model_summary.txt")
 
 
-def _log_end(best_pt: Path, validation, plot: Path, result) -> None:
+def _log_end(best_pt: Path, plot: Path, result) -> None:
+    """The best checkpoint (what `ctxtag register` packages as the registered pyfunc:
+    ctxtag.platform.registry), the loss plot and the best epoch's figures."""
     import mlflow
 
-    best, _ = load_cnn(best_pt)
-    _log_model(best, best_pt, validation)
+    mlflow.log_artifact(str(best_pt), CHECKPOINT_ARTIFACT)
     mlflow.log_artifact(str(plot), "plots")
     log_metrics({"best_val_loss": result.best_val_loss, "best_epoch": result.best_epoch})
 
 
-def _has_model() -> bool:
+CHECKPOINT_ARTIFACT = "checkpoint"      # the run's best.pt, under this artifact folder
+
+
+def _has_checkpoint() -> bool:
     import mlflow
 
-    run_id = mlflow.active_run().info.run_id
-    return bool(mlflow.search_logged_models(filter_string=f"source_run_id='{run_id}'", output_format="list"))
-
-
-def _log_model(model: ChoiCNN, best_pt: Path, ds) -> None:
-    """The CNN with a signature (mel batch -> 15 probabilities-as-logits) and one input example,
-    plus its checkpoint and the checkpoint's sha256: what serving loads (weights only, checked;
-    ctxtag.platform.registry.champion_checkpoint), where the pickle is for MLflow's own tools."""
-    import mlflow
-    from mlflow.models import infer_signature
-
-    example = ds[0][0].float().numpy()[None] if len(ds) else np.zeros((1, 96, 646), np.float32)
-    with torch.no_grad():
-        out = model(torch.from_numpy(example)).numpy()
-    mlflow.pytorch.log_model(model, name="model", signature=infer_signature(example, out),
-                             input_example=example, serialization_format="pickle",
-                             pip_requirements=pinned_requirements(*TAGGER_REQUIREMENTS),
-                             extra_files=[str(best_pt)], tags={CHECKPOINT_TAG: file_sha256(best_pt)})
+    return bool(mlflow.MlflowClient().list_artifacts(mlflow.active_run().info.run_id, CHECKPOINT_ARTIFACT))

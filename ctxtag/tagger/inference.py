@@ -18,11 +18,6 @@ from ctxtag.audio.decode import AudioError, load_clip, load_windows
 from ctxtag.config import AudioConfig, TaggingConfig
 from ctxtag.tagger.model import AudioTagger, ChoiCNN
 
-# a registered tagger carries its checkpoint (Paths.checkpoint's best.pt, as MLflow extra_files) and
-# the checkpoint's sha256 (a tag of the logged model): what serving loads, with load_cnn
-CHECKPOINT_FILE = "best.pt"
-CHECKPOINT_TAG = "checkpoint_sha256"
-
 
 def model_meta(contexts: tuple[str, ...], audio: AudioConfig, dropout: float, loss: str) -> dict:
     return {"contexts": list(contexts), "audio": dataclasses.asdict(audio), "dropout": dropout, "loss": loss}

@@ -1,6 +1,6 @@
-"""Another team, with only Feast installed, reads the pipeline's feature store from feature_repo/:
-the SDK and `feast serve` answer from the one registry the pipeline published, the definitions load
-without ctxtag, and `feast apply` is refused instead of rewriting the DVC stage's output."""
+"""Another team, with only Feast installed, reads the served feature store from feature_repo/:
+the SDK and `feast serve` answer from the one registry `ctxtag publish` wrote, the definitions load
+without ctxtag, and `feast apply` is refused instead of switching what is served."""
 
 from __future__ import annotations
 
@@ -61,10 +61,10 @@ def _port() -> int:
 
 
 @pytest.mark.slow
-def test_a_feast_only_environment_reads_the_published_store(dvc_project, feast_only):
+def test_a_feast_only_environment_reads_the_published_store(dvc_project, context_champion, feast_only):
     repo = dvc_project / "feature_repo"
     shutil.copytree(ROOT / "feature_repo", repo, dirs_exist_ok=True)
-    registry = dvc_project / "data/feast/registry-sqlite.db"
+    registry = dvc_project / "data/online/registry-sqlite.db"      # `ctxtag publish` (the champion's fixture)
     before = registry.read_bytes()
     history = pd.read_parquet(dvc_project / "data/feast/user_history.parquet")
     user = str(history.sort_values("event_timestamp")["user_id"].iloc[-1])
@@ -80,7 +80,7 @@ def test_a_feast_only_environment_reads_the_published_store(dvc_project, feast_o
 
     refused = subprocess.run([str(feast_only / "bin/feast"), "apply"], cwd=repo, env=env, capture_output=True,
                              text=True, timeout=300)
-    assert refused.returncode != 0 and "publish_features" in refused.stdout + refused.stderr
+    assert refused.returncode != 0 and "ctxtag publish" in refused.stdout + refused.stderr
     assert registry.read_bytes() == before
 
     port = _port()

@@ -9,20 +9,19 @@ import hashlib
 import shutil
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from ctxtag.config import load_params
 from ctxtag.platform.feature_store import open_store
 from ctxtag.platform.orchestration import in_project
-from ctxtag.platform.promotion import promote, rollback
+from ctxtag.platform.promotion import PromotionRefused, promote, rollback
 from ctxtag.platform.publication import publish, served, view_name
-from ctxtag.platform.registry import register, register_context_model
+from ctxtag.platform.registry import register_context_model
 from ctxtag.serving.api import create_app
+from tests.conftest import tagger_champion
 
 pytestmark = pytest.mark.slow
 
@@ -33,13 +32,7 @@ def project(dvc_project, context_champion, tmp_path_factory):
     champion of its own: what is promoted here is no other test's."""
     proj = tmp_path_factory.mktemp("publication") / "project"
     shutil.copytree(dvc_project, proj, symlinks=True)
-    params = load_params(proj / "params.yaml")
-    params = dataclasses.replace(params, registry=dataclasses.replace(
-        params.registry, model_name=f"pub-tagger-{uuid.uuid4().hex[:6]}", context_model_name=context_champion))
-    with in_project(proj):
-        register(params)
-        promote(params, why="publication test")
-    return proj, params
+    return proj, tagger_champion(proj, context_champion, "pub-tagger")
 
 
 def _model_b(proj: Path, params):
@@ -134,14 +127,31 @@ def test_a_promotion_republishes_every_track_at_once_and_a_rollback_restores_it(
     with in_project(proj):
         again = publish(params)
     assert not again["changed"] and again["version"] == served(params, proj)["version"]
+
+    # a third version (other user models, the same tagger: its partitions are reused): B's view,
+    # neither served nor the one before, is dropped with its file; A's stays for a rollback
+    cold = dataclasses.replace(params, serving=dataclasses.replace(params.serving, split="cold_user"))
+    with in_project(proj):
+        c = f"{params.registry.context_model_name}/{register_context_model(cold, why='publication test: C')['version']}"
+        promote(cold, version=c.rsplit("/", 1)[1], family="context", force=True, why="publication test: serve C")
+        stats = publish(params)
+    assert stats["model"] == c and stats["materialised"] == [view_name(c)] and stats["dropped"] == [view_name(b)]
+    views = {v.name for v in open_store(proj / params.paths.online).list_feature_views()}
+    assert {view_name(a), view_name(c)} <= views and view_name(b) not in views
+    assert not (proj / params.paths.online / "track_features" / f"{view_name(b)}.parquet").exists()
+    with in_project(proj):
+        rollback(params, family="context", why="publication test: back to A")
+        assert publish(params)["materialised"] == []
     # nothing of it went into the pipeline's (DVC's) outputs
     assert {d: _digests(proj / d) for d in pipeline} == pipeline
 
 
 def test_the_api_follows_a_promotion_once_its_features_are_published(project):
-    """A answers; B force-promoted: A's user models and features keep answering /recommend (B's
-    features are not published yet, and a user model never meets another tagger's embeddings);
-    published: B answers and says so; rolled back and republished: A's answers to the last digit."""
+    """A answers; B refused by the gate (a real run of it, with a margin no model meets): nothing
+    changes, republishing included; B force-promoted: A's user models and features keep answering
+    /recommend (B's features are not published yet, and a user model never meets another tagger's
+    embeddings); published: B answers and says so; rolled back and republished: A's answers to the
+    last digit."""
     proj, params = project
     params = dataclasses.replace(params, serving=dataclasses.replace(params.serving, reload_s=0.1))
     hist = pd.read_parquet(proj / params.paths.feast / "user_history.parquet")
@@ -166,6 +176,13 @@ def test_the_api_follows_a_promotion_once_its_features_are_published(project):
 
         first = answer()
         assert first["model"] == first["features_model"] == a
+        strict = dataclasses.replace(other, registry=dataclasses.replace(other.registry, max_context_drop=-1.0))
+        with in_project(proj):
+            with pytest.raises(PromotionRefused):
+                promote(strict, version=b.rsplit("/", 1)[1], family="context", why="api test: refused")
+            assert not publish(params)["changed"]
+        time.sleep(0.5)
+        assert answer() == first
         with in_project(proj):
             promote(other, version=b.rsplit("/", 1)[1], family="context", force=True, why="api follows B")
         time.sleep(1.0)                                 # the watcher has seen it; B is not published

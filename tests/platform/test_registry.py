@@ -81,16 +81,21 @@ def test_rollback_without_history_and_promote_without_challenger_are_refused(dvc
 
 
 @pytest.mark.slow
-def test_release_registers_and_promotes_every_family_in_one_command(dvc_project):
-    """What make demo runs: both families registered and through their gates; rerun, nothing moves."""
+def test_release_registers_and_promotes_every_family_in_one_command(dvc_project, tmp_path):
+    """What make demo runs: both families registered and through their gates, the context champion's
+    features published (into a served store of this test's: the project's serves other tests);
+    rerun, nothing moves."""
     tag = uuid.uuid4().hex[:6]
     params = yaml.safe_load((dvc_project / "params.yaml").read_text())
     params["registry"].update(model_name=f"release-tagger-{tag}", context_model_name=f"release-context-{tag}")
+    params["paths"]["online"] = str(tmp_path / "online")
     params_file = dvc_project / f"params-release-{tag}.yaml"
     params_file.write_text(yaml.safe_dump(params))
     try:
         first = _ctxtag(dvc_project, params_file.name, "release", "--why", "demo")
+        published = first.pop("published")
         assert set(first) == {"tagger", "context"}
+        assert published["model"] == f"release-context-{tag}/1" and published["changed"]
         for family, r in first.items():
             assert r["version"] == "1" and r["promoted"], family
             assert r["gate"]["reasons"] == ["no champion yet"], family
@@ -106,6 +111,7 @@ def test_release_registers_and_promotes_every_family_in_one_command(dvc_project)
                 assert record["dvc"][stage]["deps"] == {d["path"]: d["md5"] for d in lock[stage]["deps"]}
             assert record["git"] == {"commit": None, "dirty": None}          # the fixture is not a git repo
         again = _ctxtag(dvc_project, params_file.name, "release")
+        assert not again.pop("published")["changed"]
         assert all(r["version"] == "1" and not r["new_version"] and not r["promoted"] for r in again.values())
         assert all(r["reasons"] == ["already champion"] for r in again.values())
     finally:

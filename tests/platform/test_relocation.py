@@ -68,7 +68,9 @@ def test_a_copied_project_uses_its_own_artifacts_features_and_reports(dvc_projec
         local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}@champion")).resolve()
         assert local.is_relative_to(copy.resolve()) and (local / "MLmodel").exists()
         assert "artifact_path: mlartifacts/" in (local / "MLmodel").read_text()
-        assert mlflow.pytorch.load_model(f"models:/{name}@champion", map_location="cpu") is not None
+        model = mlflow.pyfunc.load_model(f"models:/{name}@champion")          # code, not a pickle
+        example = mlflow.models.Model.load(str(local)).load_input_example(str(local))
+        assert list(model.predict(example).columns) == list(params.contexts)
         run = client.get_run(version.run_id)
         assert not Path(run.info.artifact_uri).is_absolute()
         assert "complete true labels" in mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/table2.md")
@@ -84,7 +86,7 @@ def test_a_copied_project_uses_its_own_artifacts_features_and_reports(dvc_projec
                              "event_timestamp": last["event_timestamp"] + pd.Timedelta(seconds=1)})
         offline = historical(store, keys, ["user_listening_history:n_streams"])
         assert offline["n_streams"].tolist() == last["n_streams"].tolist()
-        online = store.get_online_features(features=["user_listening_history:n_streams"],
+        online = open_store(Path(params.paths.online)).get_online_features(features=["user_listening_history:n_streams"],
                                            entity_rows=[{"user_id": u} for u in last["user_id"]]).to_dict()
         assert online["n_streams"] == last["n_streams"].tolist()
 
@@ -157,27 +159,27 @@ def test_feature_repo_names_the_pipelines_registry_relatively(monkeypatch):
     from ctxtag.config import load_params
     from ctxtag.platform.feature_store import registry_file
 
-    feast_dir = (ROOT / load_params(ROOT / "params.yaml").paths.feast).resolve()
+    feast_dir = (ROOT / load_params(ROOT / "params.yaml").paths.online).resolve()
     for online, name in (("sqlite", "feature_store.yaml"), ("redis", "feature_store.redis.yaml")):
         cfg = yaml.safe_load((ROOT / "feature_repo" / name).read_text())
         assert not Path(cfg["registry"]).is_absolute()
         assert (ROOT / "feature_repo" / cfg["registry"]).resolve() == registry_file(feast_dir, online)
     monkeypatch.setenv("CTXTAG_PARAMS", str(ROOT / "params.yaml"))
     names = runpy.run_path(str(ROOT / "feature_repo/definitions.py"))
-    assert names["user_listening_history"].batch_source.path == "user_history.parquet"
+    assert names["user_listening_history"].batch_source.path == "../feast/user_history.parquet"
 
 
 def test_feast_cli_names_another_data_folder_and_refuses_writes(tmp_path):
-    """feast_cli.py: another params file's paths.feast, absolute; apply/materialize refused."""
+    """feast_cli.py: another params file's paths.online, absolute; apply/materialize refused."""
     import yaml
 
     names = runpy.run_path(str(ROOT / "feature_repo/feast_cli.py"))
-    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"paths": {"feast": str(tmp_path / "elsewhere")}}))
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"paths": {"online": str(tmp_path / "elsewhere")}}))
     cfg = names["config"](tmp_path / "p.yaml", "sqlite")
     assert cfg["registry"] == str(tmp_path / "elsewhere/registry-sqlite.db")
     assert cfg["online_store"]["path"] == str(tmp_path / "elsewhere/online.db")
     assert names["config"](tmp_path / "p.yaml", "redis")["registry"] == str(tmp_path / "elsewhere/registry-redis.db")
     for args in (["apply"], ["materialize-incremental", "2026-01-01T00:00:00"], ["teardown"]):
-        with pytest.raises(SystemExit, match="publish_features"):
+        with pytest.raises(SystemExit, match="ctxtag publish"):
             names["command"](args, tmp_path / "f.yaml")
     assert names["command"](["serve"], tmp_path / "f.yaml")[-1] == "serve"

@@ -5,28 +5,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import uuid
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from ctxtag.config import Params, load_params
+from ctxtag.config import Params
 from ctxtag.platform.orchestration import in_project
 from ctxtag.platform.promotion import promote
 from ctxtag.platform.registry import register
 from ctxtag.serving.api import create_app
+from tests.conftest import tagger_champion
 
 
 @pytest.fixture(scope="module")
 def client(dvc_project, context_champion):
-    params = load_params(dvc_project / "params.yaml")
-    params = dataclasses.replace(params, registry=dataclasses.replace(
-        params.registry, model_name=f"api-test-{uuid.uuid4().hex[:6]}", context_model_name=context_champion))
-    with in_project(dvc_project):
-        register(params)
-        promote(params, why="api test")
+    params = tagger_champion(dvc_project, context_champion, "api-test")
     return TestClient(create_app(params, dvc_project)), params, dvc_project
 
 
@@ -46,6 +41,10 @@ def test_health_ready_and_openapi(client):
     # the user models are the context model's @champion parts: one registered version answers both
     context = f"{params.registry.context_model_name}/1"
     assert version["models"]["situational"] == version["models"]["user_aware"] == context
+    # the served track features are that version's own (its tagger computed them); the listening
+    # embeddings name the model that produced them
+    assert version["feature_models"]["track_audio_features"] == context
+    assert version["feature_models"]["track_listening_embedding"].startswith(("metric", "basic", "multi"))
     assert version["features"] == ready["features"] and version["online_store"] == "sqlite"
     paths = c.get("/openapi.json").json()["paths"]
     assert {"/predict/audio", "/contexts", "/recommend", "/health", "/ready"} <= set(paths)
