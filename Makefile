@@ -47,6 +47,7 @@ bench: setup  ## speed figures (see benchmarks/README.md)
 	python benchmarks/bench_recommend.py
 	python benchmarks/bench_embeddings.py
 	python benchmarks/bench_ann.py
+	python benchmarks/bench_publish.py
 
 serve: setup  ## the HTTP API on http://127.0.0.1:8000 (OpenAPI at /docs), after `make demo`
 	ctxtag serve

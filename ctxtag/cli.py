@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ctxtag.common.quarantine import InputError
 from ctxtag.config import ConfigError, Params, load_params
+from ctxtag.vocabulary import MODEL_FAMILIES
 
 # subcommand -> (stage module in ctxtag.stages, its keyword arguments from the command line)
 STAGES: dict[str, tuple[str, Callable[[argparse.Namespace], dict]]] = {
@@ -44,10 +45,12 @@ def _run_stage(params: Params, args: argparse.Namespace) -> dict:
 
 
 def _register(params: Params, args: argparse.Namespace) -> dict:
-    from ctxtag.platform.registry import register, register_context_model
+    from ctxtag.platform.registry import register, register_context_model, register_embeddings
 
     if args.family == "context":
         return register_context_model(params, why=args.why or "new training run")
+    if args.family == "embeddings":
+        return register_embeddings(params, why=args.why or "new training run")
     return register(params, why=args.why or "new training run")
 
 
@@ -73,7 +76,11 @@ def _release(params: Params, args: argparse.Namespace) -> dict:
     registered = register_each(params, why=why)
     decisions = promote_each(params, {f: r["version"] for f, r in registered.items()}, why=why)
     result = {f: {**registered[f], **decisions[f]} for f in registered}
-    result["published"] = _publish(params, args)
+    try:
+        result["published"] = _publish(params, args)
+    except Exception:
+        print(json.dumps(result, indent=2, ensure_ascii=False, default=str))     # what was registered and promoted
+        raise
     refused = [f"{f}: {d['refused']}" for f, d in decisions.items() if "refused" in d]
     if refused:
         print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
@@ -232,8 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name in ("register", "promote", "rollback", "release"):
             p.add_argument("--why", default="", help="reason recorded in the audit trail")
         if name in ("register", "promote", "rollback", "audit"):
-            p.add_argument("--family", choices=["tagger", "context"], default="tagger",
-                           help="tagger: the CNN (registry.model_name); context: the pyfunc with user/device/time")
+            p.add_argument("--family", choices=list(MODEL_FAMILIES), default="tagger",
+                           help="tagger: the CNN (registry.model_name); context: the pyfunc with user/device/time; "
+                                "embeddings: Chen et al.'s listening embeddings (registry.embeddings_model_name)")
         if name == "promote":
             p.add_argument("--version", default=None, help="version to promote (default: @challenger)")
             p.add_argument("--force", action="store_true", help="promote even if the gate refuses (audited)")
@@ -282,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         func, _ = COMMANDS[args.command]
         start = time.perf_counter()
         result = func(params, args)
-    except KeyError:                       # a bug, not the user's input
+    except (KeyError, IndexError):         # a bug, not the user's input
         raise
     except (ConfigError, InputError, FileNotFoundError, LookupError) as exc:   # LookupError: no @champion,
         print(f"ctxtag {args.command}: error: {exc}", file=sys.stderr)         # nothing published

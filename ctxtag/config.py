@@ -267,6 +267,7 @@ class RegistryConfig:
 
     model_name: str = "ctxtag-audio-tagger"
     context_model_name: str = "ctxtag-context-model"   # the pyfunc: audio + optional user/device/time
+    embeddings_model_name: str = "ctxtag-listening-embeddings"   # Chen et al.: the served AE / UE
     max_context_drop: float = 0.02         # no context's ROC-AUC may fall by more than this
     context_gate_streams: int = 400         # test streams the context model's gate scores (seeded sample)
 

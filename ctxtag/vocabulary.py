@@ -19,6 +19,6 @@ SPLIT_KINDS: tuple[str, ...] = ("cold_user", "cold_track", "warm")   # ISMIR 202
 LOSS_CONFIGS: tuple[str, ...] = ("none", "neg_exact", "neg_ignore_zeros", "both_exact", "both_ignore_zeros")
 EMBEDDING_MODELS: tuple[str, ...] = ("basic_binary", "dcue_1vs1", "multi_1vs1", "multi_1vs4",
                                      "metric_1vs1", "metric_1vs4")   # the rows of Chen et al.'s Table 1
-MODEL_FAMILIES: tuple[str, ...] = ("tagger", "context")             # what the registry registers
+MODEL_FAMILIES: tuple[str, ...] = ("tagger", "context", "embeddings")             # what the registry registers
 WEIGHT_FITS: tuple[str, ...] = ("train", "all")                      # the rows the loss weights are estimated on
 POSITIVE_SCALINGS: tuple[str, ...] = ("mean", "mean_std")            # of the TF-IDF positive weights

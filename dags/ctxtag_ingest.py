@@ -90,11 +90,12 @@ def ctxtag_ingest():
 
         from ctxtag.platform.orchestration import in_project, online_store
         from ctxtag.platform.publication import publish
+        from ctxtag.platform.registry import NoChampion
 
         with in_project(project_dir()) as params:
             try:
                 return publish(params, **online_store())
-            except LookupError as exc:               # no @champion yet (ctxtag.platform.registry)
+            except NoChampion as exc:                # nothing served yet
                 raise AirflowSkipException(str(exc)) from exc
 
     if DATA_PLANE == "spark":

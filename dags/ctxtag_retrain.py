@@ -117,8 +117,15 @@ def ctxtag_retrain():
 
     @task.short_circuit
     def promoted(decisions: dict) -> bool:
-        """Go on to republish only if a gate let a challenger through (refused: the rest is skipped)."""
-        return any(d.get("promoted") for d in decisions.values())
+        """Go on to republish only if a gate let a challenger through, or what is published is not
+        the champions' (a republish that failed before this rerun); refused: the rest is skipped."""
+        if any(d.get("promoted") for d in decisions.values()):
+            return True
+        from ctxtag.platform.orchestration import in_project
+        from ctxtag.platform.publication import stale
+
+        with in_project(project_dir()) as params:
+            return stale(params)
 
     @task
     def republish(_promoted: bool) -> dict:

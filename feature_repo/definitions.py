@@ -34,9 +34,11 @@ _params = yaml.safe_load(Path(os.environ.get("CTXTAG_PARAMS") or _root / "params
 _logs = _params.get("logs", {})
 _paths = _params.get("paths", {})
 _online, _offline = _root / _paths.get("online", "data/online"), _root / _paths.get("feast", "data/feast")
-try:                                   # the served model version's track view
-    _served = json.loads((_online / "published.json").read_text())["track_features"]
-    _track = {"track_view": _served["view"], "track_file": Path(_served["file"])}
+try:                                   # the served model versions' views
+    _stamp = json.loads((_online / "published.json").read_text())
+    _track = {"track_view": _stamp["track_features"]["view"], "track_file": Path(_stamp["track_features"]["file"])}
+    if _stamp.get("listening"):
+        _track["listening"] = {k: (v, Path(f)) for k, (v, f) in _stamp["listening"]["views"].items()}
 except (FileNotFoundError, KeyError, ValueError):
     _track = {}
 # the sources are named as the served registry names them: relative to the served folder

@@ -133,7 +133,7 @@ def context_champion(dvc_project) -> str:
     from ctxtag.platform.orchestration import in_project
     from ctxtag.platform.promotion import promote
     from ctxtag.platform.publication import publish
-    from ctxtag.platform.registry import register_context_model
+    from ctxtag.platform.registry import register_context_model, register_embeddings
 
     params = load_params(dvc_project / "params.yaml")
     name = f"served-context-{uuid.uuid4().hex[:6]}"
@@ -141,7 +141,10 @@ def context_champion(dvc_project) -> str:
     with in_project(dvc_project):
         register_context_model(params, why="served by the API tests")
         assert promote(params, family="context", why="served by the API tests")["promoted"]
-        publish(params)                       # its track features into the served store
+        # the listening embeddings under the project's own name (registry.embeddings_model_name)
+        register_embeddings(params, why="served by the API tests")
+        promote(params, family="embeddings", why="served by the API tests")
+        publish(params)                       # their features into the served store
     return name
 
 

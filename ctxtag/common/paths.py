@@ -77,6 +77,11 @@ class Paths:
         return self.embeddings / "user_branch.pt"
 
     @property
+    def gate_pairs_parquet(self) -> Path:
+        """The liked / disliked (user, new track) pairs the embeddings' promotion gate scores."""
+        return self.embeddings / "gate_pairs.parquet"
+
+    @property
     def transfer_json(self) -> Path:
         return self.embeddings / "transfer.json"
 

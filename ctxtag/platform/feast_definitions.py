@@ -25,15 +25,20 @@ def offline_file(data_dir: Path, source: str) -> Path:
 TRACK_VIEW = "track_audio_features"
 
 
+LISTENING_VIEWS = {"track": "track_listening_embedding", "user": "user_listening_embedding"}
+
+
 def definitions(data_dir: Path, contexts: Sequence[str], devices: Sequence[str], networks: Sequence[str],
-                embeddings: bool = True, track_view: str = TRACK_VIEW, track_file: Path | None = None) -> list:
+                embeddings: bool = True, track_view: str = TRACK_VIEW, track_file: Path | None = None,
+                listening: dict[str, tuple[str, Path]] | None = None) -> list:
     """``data_dir``: the folder of the offline parquet as the sources name it, relative to the
     Feast repo path (``Path(".")`` when the repo is the data folder itself). ``embeddings``:
     include the listening-embedding views (Chen et al.), whose sources exist once
     `ctxtag embeddings` has run. ``track_view``/``track_file``: the tagger's track features under
     another view name and file (the serving publication's one view per registered model version,
     ctxtag.platform.publication); the feature services name whichever is given, and a client that
-    reads through a service gets the same columns whatever the view is called."""
+    reads through a service gets the same columns whatever the view is called. ``listening``:
+    the same for the listening-embedding views, {"track"|"user": (view name, file)}."""
     from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
     from feast.types import Array, Bool, Float32, Int64, String
 
@@ -88,25 +93,28 @@ def definitions(data_dir: Path, contexts: Sequence[str], devices: Sequence[str],
     objects = [user, track, history, device_time, track_audio, user_aware, situational, joint, tagged]
     if not embeddings:
         return objects
+    names = {k: (listening or {}).get(k, (v, None)) for k, v in LISTENING_VIEWS.items()}
     track_embedding = FeatureView(
-        name="track_listening_embedding",
+        name=names["track"][0],
         entities=[track],
         ttl=timedelta(days=3650),
         schema=[Field(name="listening_embedding", dtype=Array(Float32)),
                 Field(name="cold_start", dtype=Bool),
                 Field(name="embedding_model", dtype=String)],
-        source=FileSource(name="track_embedding_snapshots", path=str(offline_file(data_dir, "track_embeddings")),
+        source=FileSource(name="track_embedding_snapshots" if listening is None else f"{names['track'][0]}_snapshots",
+                          path=str(names["track"][1] or offline_file(data_dir, "track_embeddings")),
                           timestamp_field="event_timestamp"),
         online=True,
         description="40-d audio embedding (AE) of each track, learnt from listening data; cold_start: "
                     "the track had no listening data when the model was trained",
     )
     user_embedding = FeatureView(
-        name="user_listening_embedding",
+        name=names["user"][0],
         entities=[user],
         ttl=timedelta(days=365),
         schema=[Field(name="listening_embedding", dtype=Array(Float32))],
-        source=FileSource(name="user_embedding_snapshots", path=str(offline_file(data_dir, "user_embeddings")),
+        source=FileSource(name="user_embedding_snapshots" if listening is None else f"{names['user'][0]}_snapshots",
+                          path=str(names["user"][1] or offline_file(data_dir, "user_embeddings")),
                           timestamp_field="event_timestamp"),
         online=True,
         description="40-d user embedding (UE) from listening history and demographics (user branch)",

@@ -30,6 +30,29 @@ def tagger_test_auc(params: Params, version: str) -> np.ndarray:
     return per_context(data.labels["test"], probs)["roc_auc"]
 
 
+def embeddings_auc(params: Params, version: str) -> np.ndarray:
+    """[mean per-user ROC-AUC] of registered embeddings ``version`` on the cold-start gate pairs
+    (`ctxtag embeddings`' liked / disliked new tracks, paths.gate_pairs_parquet): the cosine of the
+    version's UE and AE, as cold-start recommendations rank."""
+    import pandas as pd
+
+    from ctxtag.embeddings.evaluation import per_user_auc
+    from ctxtag.platform.registry import champion_files
+
+    files, _ = champion_files(params, "embeddings", version=version)
+    pairs = pd.read_parquet(params.paths.gate_pairs_parquet)
+    vectors = {}
+    for kind in ("user", "track"):
+        t = pd.read_parquet(files[f"{kind}_embeddings"], columns=[f"{kind}_id", "listening_embedding"])
+        m = np.stack(t["listening_embedding"].to_numpy()).astype(np.float64)
+        m /= np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
+        rows = pd.Index(t[f"{kind}_id"].astype(str)).get_indexer(pairs[f"{kind}_id"].astype(str))
+        vectors[kind] = np.where((rows >= 0)[:, None], m[np.maximum(rows, 0)], np.nan)
+    score = np.sum(vectors["user"] * vectors["track"], axis=1)
+    known = np.isfinite(score)
+    return np.array([per_user_auc(pairs["liked"].to_numpy()[known], score[known], pairs["user_id"].to_numpy()[known])])
+
+
 def context_model_auc(params: Params, version: str) -> np.ndarray:
     """Per-context ROC-AUC of registered context model ``version`` (its pyfunc) on test streams of the serving
     split type (a seeded sample of ``registry.context_gate_streams``): audio files, the user's

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ctxtag.config import Params
-from ctxtag.platform.gate_scores import context_model_auc, tagger_test_auc
+from ctxtag.platform.gate_scores import context_model_auc, embeddings_auc, tagger_test_auc
 from ctxtag.platform.registry import alias_version, audit_log, model_name, open_client, record
 
 
@@ -30,11 +30,21 @@ class GateResult:
 
 def gate(params: Params, challenger: str, champion: str | None, family: str = "tagger") -> GateResult:
     """Both versions scored now on the same test data: the tagger on the test tracks, the context
-    model on test streams."""
-    score = tagger_test_auc if family == "tagger" else context_model_auc
+    model on test streams, the listening embeddings on the cold-start gate pairs."""
+    score = {"tagger": tagger_test_auc, "context": context_model_auc, "embeddings": embeddings_auc}[family]
     chal = score(params, challenger)
-    champ = None if champion is None else score(params, champion)
-    return decide(chal, champ, params.contexts, params.registry.max_context_drop)
+    champ, note = None, None
+    if champion is not None:
+        try:
+            champ = score(params, champion)
+        except LookupError as exc:   # registered in an older format (a pickle): serving cannot load it either
+            note = f"champion v{champion} cannot be scored ({exc}); compared with no champion"
+    # the embeddings have one figure, cold-start ROC-AUC; the others one per context
+    names = ("cold_start",) if family == "embeddings" else params.contexts
+    result = decide(chal, champ, names, params.registry.max_context_drop)
+    if note:
+        result.reasons.insert(0, note)
+    return result
 
 
 def decide(chal: np.ndarray, champ: np.ndarray | None, contexts: tuple[str, ...], margin: float) -> GateResult:

@@ -17,6 +17,9 @@ after each daily publish_features, for the users' new snapshots):
   service, or the API, sees every track of one version: all old until the switch, all new after.
   The previous version's view stays (clients whose registry cache is older still read whole rows,
   and a rollback is one switch); older ones are removed.
+- the listening embeddings (Chen et al.'s AE / UE) are the embeddings family's @champion's tables,
+  relabelled with its registered version and published the same way (one view pair per version,
+  switched by the same registry write);
 - the user views are materialised from the pipeline's offline parquet when those changed.
 
 A rerun with the same champion and the same offline files changes nothing.
@@ -28,16 +31,17 @@ import contextlib
 import fcntl
 import os
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
 
 from ctxtag.config import Params
-from ctxtag.platform.feast_definitions import TRACK_VIEW, definitions, offline_file
+from ctxtag.platform.feast_definitions import LISTENING_VIEWS, TRACK_VIEW, definitions, offline_file
 from ctxtag.platform.feature_store import mark_published, materialize_files, open_store, published
 
 USER_SOURCES = ("user_history", "user_device_time")
-EMBEDDING_SOURCES = ("track_embeddings", "user_embeddings")
+USER_VIEWS = ("user_listening_history", "user_device_time_profile")
 KEEP_VERSIONS = 2                     # the served view and the one before it
 
 
@@ -45,9 +49,74 @@ class NotPublished(LookupError):
     """The served store holds no features of the model that would use them."""
 
 
-def view_name(model_version: str) -> str:
+def view_name(model_version: str, view: str = TRACK_VIEW) -> str:
     """``ctxtag-context-model/3`` -> ``track_audio_features__ctxtag_context_model_3``."""
-    return f"{TRACK_VIEW}__{re.sub(r'[^A-Za-z0-9]+', '_', model_version).strip('_').lower()}"
+    return f"{view}__{re.sub(r'[^A-Za-z0-9]+', '_', model_version).strip('_').lower()}"
+
+
+def champion_listening(params: Params, root: Path, folder: Path) -> dict | None:
+    """The embeddings family's @champion tables, copied into the served folder with their
+    ``embedding_model`` column naming the registered version: {"model", "key", "views": {kind:
+    (view, file relative to the folder)}}; None while no version is champion."""
+    import pandas as pd
+
+    from ctxtag.common.io import atomic_path, file_sha256
+    from ctxtag.platform.registry import NoChampion, champion_files
+
+    try:
+        files, model = champion_files(params, "embeddings", root)
+    except NoChampion:
+        return None
+    views = {}
+    for kind, base in LISTENING_VIEWS.items():
+        view = view_name(model, base)
+        target = folder / "listening" / f"{view}.parquet"
+        if not target.exists():
+            table = pd.read_parquet(files[f"{kind}_embeddings"])
+            if "embedding_model" in table:
+                table["embedding_model"] = model
+            with atomic_path(target) as tmp:
+                table.to_parquet(tmp, index=False)
+        views[kind] = (view, str(target.relative_to(folder)))
+    key = "".join(file_sha256(files[f"{k}_embeddings"])[:16] for k in LISTENING_VIEWS)
+    return {"model": model, "key": key, "views": views}
+
+
+def _prune(params: Params, store, folder: Path, stamp: dict) -> list[str]:
+    """Drop the versioned views the registry holds that the stamp keeps no record of (two
+    publications back, or left by a publication that died before its stamp), and their files."""
+    keep = set(stamp.get("views", {}))
+    for record in stamp.get("listening_views", {}).values():
+        keep |= {v for v, _ in record["views"].values()}
+    versioned = tuple(f"{base}__" for base in (TRACK_VIEW, *LISTENING_VIEWS.values()))
+    drop = [v for v in store.list_feature_views() if v.name.startswith(versioned) and v.name not in keep]
+    if drop:
+        store.apply([], objects_to_delete=drop, partial=False)
+
+    from ctxtag.tagger.batch import model_parts_dir, parts_dir
+
+    # the partitions of checkpoints no kept version uses
+    used = {model_parts_dir(params, r["checkpoint"]) for r in stamp.get("views", {}).values() if "checkpoint" in r}
+    models = parts_dir(params) / "models"
+    for old in models.iterdir() if models.is_dir() else []:
+        if old.is_dir() and old not in used:
+            shutil.rmtree(old, ignore_errors=True)
+    files = {f for r in stamp.get("views", {}).values() for f in [r["file"]]}
+    files |= {f for r in stamp.get("listening_views", {}).values() for _, f in r["views"].values()}
+    for sub in ("track_features", "listening"):
+        for f in (folder / sub).glob("*.parquet") if (folder / sub).is_dir() else []:
+            if str(f.relative_to(folder)) not in files:
+                f.unlink(missing_ok=True)
+                f.with_suffix(".json").unlink(missing_ok=True)
+    return [v.name for v in drop]
+
+
+def _retain(before: dict, current: str, record: dict) -> tuple[dict, list[str]]:
+    """Publication records (view -> record) to keep: the one served now and the one before it
+    (KEEP_VERSIONS); and the views to drop."""
+    kept = {v: r for v, r in before.items() if v != current}
+    retained = dict(list(kept.items())[-(KEEP_VERSIONS - 1):]) if KEEP_VERSIONS > 1 else {}
+    return {**retained, current: record}, [v for v in kept if v not in retained]
 
 
 def served(params: Params, root: Path = Path(".")) -> dict:
@@ -60,6 +129,18 @@ def served(params: Params, root: Path = Path(".")) -> dict:
     return stamp
 
 
+def stale(params: Params, root: Path = Path(".")) -> bool:
+    """Whether the served store lags the registry: its track features or listening embeddings are
+    not the current champions' (a promotion not yet published, or a publication that failed)."""
+    from ctxtag.platform.registry import alias_version, model_name, open_client
+
+    stamp = published(root / params.paths.online) or {}
+    client = open_client(params)
+    want = {f: alias_version(client, model_name(params, f), "champion") for f in ("context", "embeddings")}
+    have = {"context": stamp.get("model"), "embeddings": (stamp.get("listening") or {}).get("model")}
+    return any(v is not None and have[f] != f"{model_name(params, f)}/{v}" for f, v in want.items())
+
+
 def champion_track_features(params: Params, checkpoint: Path, model_version: str, out: Path) -> dict:
     """The catalogue's track features by ``checkpoint`` -> ``out``, labelled ``model_version``;
     partitions whose checkpoint, audio and code are unchanged are reused."""
@@ -67,6 +148,8 @@ def champion_track_features(params: Params, checkpoint: Path, model_version: str
     from ctxtag.tagger import batch
 
     j = batch.job(params, checkpoint=checkpoint, label=model_version)
+    if params.paths.checkpoint(params.train.loss).exists():       # the pipeline's parts, where the same
+        batch.seed(j, batch.job(params))
     results = [batch.run_partition(params, k, in_job=j)
                for k in progress(range(j.n), total=j.n, description=f"track features of {model_version}")]
     return batch.combine(params, results, in_job=j, out=out)
@@ -96,10 +179,12 @@ def probe_user(feast_dir: Path) -> str | None:
 
 
 def publish(params: Params, root: Path = Path("."), online: str = "sqlite", redis_url: str = "localhost:6379") -> dict:
-    """Publish the context @champion's track features and the pipeline's user features into the
-    served store (see the module's docstring for the order that keeps versions apart)."""
+    """Publish the context @champion's track features, the embeddings @champion's listening
+    embeddings and the pipeline's user features into the served store (see the module's docstring
+    for the order that keeps versions apart)."""
     from feast import FeatureService
 
+    from ctxtag.common.io import file_sha256
     from ctxtag.platform.registry import champion_files
 
     start = time.perf_counter()
@@ -114,46 +199,67 @@ def publish(params: Params, root: Path = Path("."), online: str = "sqlite", redi
         view = view_name(model)
         track_file = Path("track_features") / f"{view}.parquet"
         features = champion_track_features(params, files["tagger"], model, folder / track_file)
+        listening = champion_listening(params, root, folder)
+        target = f"{online}:{redis_url}" if online == "redis" else online
         before = published(folder) or {}
-        kept = {v: m for v, m in before.get("views", {}).items() if v != view}
+        if before.get("store", before.get("online_store")) != target:
+            before = {}                                  # another online store: everything goes in
         store = open_store(folder, online, redis_url=redis_url)
-        with_embeddings = all(offline_file(feast_dir, s).exists() for s in EMBEDDING_SOURCES)
         objects = definitions(Path(os.path.relpath(feast_dir, folder)), params.contexts, params.logs.devices,
-                              params.logs.networks, embeddings=with_embeddings, track_view=view, track_file=track_file)
+                              params.logs.networks, embeddings=listening is not None, track_view=view,
+                              track_file=track_file,
+                              listening={k: (v, Path(f)) for k, (v, f) in listening["views"].items()} if listening else None)
         services = [o for o in objects if isinstance(o, FeatureService)]
-        store.apply([o for o in objects if not isinstance(o, FeatureService)])   # beside the served view
+        store.apply([o for o in objects if not isinstance(o, FeatureService)])   # beside the served views
         track_key = features.get("combined") or os.stat(folder / track_file).st_mtime_ns
-        views = []
+        views, files_of = [], {view: [folder / track_file]}
         if before.get("views", {}).get(view, {}).get("key") != track_key:
             views.append(view)
-        offline = _offline_key(feast_dir, USER_SOURCES + (EMBEDDING_SOURCES if with_embeddings else ()))
-        users = before.get("offline") != offline or before.get("online_store") != online
+        if listening:
+            pair = listening["views"]["track"][0]
+            files_of[pair] = [folder / f for _, f in listening["views"].values()]
+            if before.get("listening_views", {}).get(pair, {}).get("key") != listening["key"]:
+                views += [v for v, _ in listening["views"].values()]
+        offline = _offline_key(feast_dir, USER_SOURCES)
+        users = before.get("offline") != offline
         if users:                                        # new snapshots (or another online store)
-            views += [o.name for o in objects if type(o).__name__ == "FeatureView" and o.name != view]
-        if not views and before.get("model") == model:          # a rerun: nothing to change
+            views += list(USER_VIEWS)
+        if not views and before.get("model") == model and \
+                (before.get("listening") or {}).get("model") == (listening or {}).get("model"):
+            store.apply(services)                        # idempotent: converges after a crash mid-switch
+            _prune(params, store, folder, before)
             return {"version": before["version"], "model": model, "view": view, "tracks": features["tracks"],
-                    "materialised": [], "materialize_chunks": 0, "dropped": [], "reused_features": True,
-                    "changed": False, "seconds": round(time.perf_counter() - start, 2)}
+                    "listening": (listening or {}).get("model"), "materialised": [], "materialize_chunks": 0,
+                    "dropped": [], "reused_features": True, "changed": False,
+                    "seconds": round(time.perf_counter() - start, 2)}
         chunks = 0
         if views:
-            sources = [offline_file(feast_dir, s) for s in offline] if users else []
+            sources = [f for v, fs in files_of.items() if v in views for f in fs]
+            sources += [offline_file(feast_dir, s) for s in USER_SOURCES] if users else []
             with contextlib.redirect_stdout(sys.stderr):     # Feast prints; stdout is the command's JSON
-                chunks = materialize_files(store, [folder / track_file, *sources], views)
+                chunks = materialize_files(store, sources, views)
+        probe = probe_user(feast_dir)                    # before the switch: nothing may fail after it
         store.apply(services)                            # the switch, for clients of the services
-        retained = dict(list(kept.items())[-(KEEP_VERSIONS - 1):]) if KEEP_VERSIONS > 1 else {}
-        record = {"model": model, "view": view, "file": str(track_file), "key": track_key}
+        record = {"model": model, "view": view, "file": str(track_file), "key": track_key,
+                  "checkpoint": features.get("model_sha256") or file_sha256(files["tagger"])}
+        track_views, dropped = _retain(before.get("views", {}), view, record)
+        listening_views, dropped_listening = ({}, list(before.get("listening_views", {})))
+        if listening:
+            pair = listening["views"]["track"][0]
+            listening_views, dropped_listening = _retain(before.get("listening_views", {}), pair,
+                                                         {"model": listening["model"], "key": listening["key"],
+                                                          "views": listening["views"]})
+        served_listening = {"model": listening["model"], "views": listening["views"]} if listening else None
         version = mark_published(folder, features["tracks"], model=model, track_features=record, online_store=online,
-                                 probe_user=probe_user(feast_dir),
-                                 views={**retained, view: record}, offline=offline,
+                                 store=target, probe_user=probe, listening=served_listening,
+                                 views=track_views, listening_views=listening_views, offline=offline,
                                  feature_services=[s.name for s in services])   # the switch, for the API
-        dropped = [v for v in kept if v not in retained]
-        for v in dropped:                                # no service names them since the switch
-            store.apply([], objects_to_delete=[store.get_feature_view(v)], partial=False)
-            (folder / kept[v]["file"]).unlink(missing_ok=True)
-            (folder / kept[v]["file"]).with_suffix(".json").unlink(missing_ok=True)
+        _prune(params, store, folder, published(folder))
     stats = {"version": version, "model": model, "view": view, "tracks": features["tracks"],
-             "materialised": views, "materialize_chunks": chunks, "dropped": dropped,
-             "reused_features": bool(features.get("reused")), "changed": True, "seconds": round(time.perf_counter() - start, 2)}
-    print(f"published {model}'s track features ({features['tracks']} tracks) as {view}; "
-          f"materialised {len(views)} view(s) in {stats['seconds']} s", file=sys.stderr)
+             "listening": (listening or {}).get("model"), "materialised": views, "materialize_chunks": chunks,
+             "dropped": dropped + dropped_listening, "reused_features": bool(features.get("reused")), "changed": True,
+             "seconds": round(time.perf_counter() - start, 2)}
+    print(f"published {model}'s track features ({features['tracks']} tracks) as {view}"
+          + (f", {listening['model']}'s listening embeddings" if listening else "")
+          + f"; materialised {len(views)} view(s) in {stats['seconds']} s", file=sys.stderr)
     return stats

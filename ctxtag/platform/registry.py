@@ -22,6 +22,10 @@ from ctxtag.platform import lineage
 from ctxtag.vocabulary import MODEL_FAMILIES
 
 
+class NoChampion(LookupError):
+    """A family has no @champion (nothing registered and promoted yet)."""
+
+
 def actor() -> str:
     """Who acts: CTXTAG_ACTOR (the Airflow task sets it to its DAG run) or the OS user."""
     return os.environ.get("CTXTAG_ACTOR") or getpass.getuser()
@@ -147,7 +151,8 @@ def champion_files(params: Params, family: str, root: Path = Path("."),
     context: {part: file} for the user models it carries (ctxtag.serving.pyfunc.SERVED_PARTS, its
     pyfunc artifacts): what the API's /contexts and /recommend answer with; and "tagger", its own
     tagger checkpoint, which computes the track features those user models were trained on
-    (ctxtag.platform.publication).
+    (ctxtag.platform.publication); embeddings: {"track_embeddings", "user_embeddings"}, the AE / UE
+    tables cold-start recommendations rank by.
     A server's store is downloaded from; the local store's files are read where they lie."""
     import mlflow
     import yaml
@@ -161,8 +166,8 @@ def champion_files(params: Params, family: str, root: Path = Path("."),
     name = model_name(params, family)
     version = version or alias_version(client, name, "champion")
     if version is None:
-        raise LookupError(f"no @champion of {name} at {mlflow.get_tracking_uri()}: run `make demo`, "
-                          "or `ctxtag release`")
+        raise NoChampion(f"no @champion of {name} at {mlflow.get_tracking_uri()}: run `make demo`, "
+                         "or `ctxtag release`")
     mv = client.get_model_version(name, version)
     # the logged model behind the version (a local store leaves model_id empty; source names it)
     model_id = mv.model_id or mv.source.removeprefix("models:/")
@@ -177,7 +182,8 @@ def champion_files(params: Params, family: str, root: Path = Path("."),
 
     flavor = yaml.safe_load(fetch("MLmodel").read_text())["flavors"].get("python_function") or {}
     stored = {k: a["path"] for k, a in (flavor.get("artifacts") or {}).items()}
-    parts = ("tagger",) if family == "tagger" else (*SERVED_PARTS, "tagger")
+    parts = {"tagger": ("tagger",), "context": (*SERVED_PARTS, "tagger"),
+             "embeddings": ("track_embeddings", "user_embeddings")}[family]
     wanted = {part: (stored.get(part), tags.get(ARTIFACT_TAG + part)) for part in parts}
     files = {}
     for part, (relative, expected) in wanted.items():
@@ -245,16 +251,59 @@ def register_context_model(params: Params, why: str = "new training run") -> dic
     return {"model": name, "version": version, "run_id": run_id, "new_version": True}
 
 
+def register_embeddings(params: Params, why: str = "new training run") -> dict:
+    """Log Chen et al.'s served embeddings (the AE / UE tables of `ctxtag embeddings`: what
+    cold-start recommendations rank by) as a pyfunc and register them as a new version of
+    ``registry.embeddings_model_name`` with alias @challenger; the same tables registered before
+    are not registered twice."""
+    import mlflow
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+
+    from ctxtag.common.io import file_sha256
+    from ctxtag.common.tracking import setup_mlflow
+    from ctxtag.serving.pyfunc import log_embeddings_model
+
+    p, name = params.paths, params.registry.embeddings_model_name
+    tables = (p.track_embeddings_parquet, p.user_embeddings_parquet)
+    setup_mlflow(params.embeddings.experiment)
+    client = mlflow.MlflowClient()
+    digest = file_sha256(tables[0])[:16] + file_sha256(tables[1])[:16]
+    try:
+        same = [v for v in client.search_model_versions(f"name='{name}'") if v.tags.get("fingerprint") == digest]
+    except MlflowException:
+        same = []
+    if same:
+        return {"model": name, "version": str(same[0].version), "run_id": same[0].run_id, "new_version": False}
+    first = {kind: pd.read_parquet(t, columns=[f"{kind}_id"]).iloc[0, 0] for kind, t in zip(("track", "user"), tables,
+                                                                                        strict=True)}
+    example = pd.DataFrame({"user_id": [str(first["user"]), None], "track_id": [None, str(first["track"])]})
+    with mlflow.start_run(run_name="listening-embeddings"):
+        info = log_embeddings_model(params, *tables, example)
+        run_id = mlflow.active_run().info.run_id
+    ensure_registered(client, name, "Chen et al. listening embeddings: user (UE) and track (AE) tables")
+    version = str(mlflow.register_model(f"models:/{info.model_id}", name).version)
+    client.set_model_version_tag(name, version, "fingerprint", digest)
+    client.set_model_version_tag(name, version, lineage.TAG, lineage.as_tag(
+        lineage.lineage(Path("."), ["embeddings"], run_id)))
+    make_challenger(client, name, version, run_id, why)
+    return {"model": name, "version": version, "run_id": run_id, "new_version": True}
+
+
 def register_each(params: Params, why: str = "new training run") -> dict[str, dict]:
-    """Every family's current models as a new version each (@challenger): the tagger, then the
-    context model built around it."""
-    return {"tagger": register(params, why=why), "context": register_context_model(params, why=why)}
+    """Every family's current models as a new version each (@challenger): the tagger, the context
+    model built around it, and the listening embeddings where `ctxtag embeddings` produced them."""
+    out = {"tagger": register(params, why=why), "context": register_context_model(params, why=why)}
+    if params.paths.track_embeddings_parquet.exists() and params.paths.user_embeddings_parquet.exists():
+        out["embeddings"] = register_embeddings(params, why=why)
+    return out
 
 
 def model_name(params: Params, family: str) -> str:
     if family not in MODEL_FAMILIES:
         raise ValueError(f"model family must be one of {MODEL_FAMILIES}, not {family!r}")
-    return params.registry.model_name if family == "tagger" else params.registry.context_model_name
+    return {"tagger": params.registry.model_name, "context": params.registry.context_model_name,
+            "embeddings": params.registry.embeddings_model_name}[family]
 
 
 def audit(params: Params, family: str = "tagger") -> dict:

@@ -252,8 +252,8 @@ def create_app(params: Params, root: Path = Path("."), service=None, online: str
         if body.context is not None or body.situation is not None:
             raise HTTPException(422, "cold_start ranks new releases by listening embeddings: give no context or situation")
         if s.catalogue.listening is None:
-            raise HTTPException(503, "listening embeddings are not published: run `ctxtag embeddings` and "
-                                     "`ctxtag publish-features`")
+            raise HTTPException(503, "listening embeddings are not published: register and promote them "
+                                     "(`ctxtag release`), then `ctxtag publish`")
         try:
             ranked = s.recommend_new_releases(body.user_id, body.k)
         except UnknownUser as exc:

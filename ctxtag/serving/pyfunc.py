@@ -126,6 +126,31 @@ class ContextModel(PythonModel):
         return pd.DataFrame(out, columns=list(p.contexts))
 
 
+class ListeningEmbeddings(PythonModel):
+    """Chen et al.'s served embeddings (the tables `ctxtag embeddings` computed with its best model):
+    rows with a ``user_id`` (UE) or a ``track_id`` (AE) -> the 40-d listening embedding as columns
+    e0..e39, NaN where the id is unknown. Cosine similarity of a UE and an AE ranks new releases."""
+
+    def load_context(self, context) -> None:
+        self.tables = {}
+        for kind in ("track", "user"):
+            t = pd.read_parquet(context.artifacts[f"{kind}_embeddings"], columns=[f"{kind}_id", "listening_embedding"])
+            self.tables[kind] = (pd.Index(t[f"{kind}_id"].astype(str)),
+                                 np.stack(t["listening_embedding"].to_numpy()).astype(np.float32))
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        frame = model_input.reset_index(drop=True)
+        dim = self.tables["track"][1].shape[1]
+        out = np.full((len(frame), dim), np.nan, np.float32)
+        for kind, (index, matrix) in self.tables.items():
+            if f"{kind}_id" not in frame:
+                continue
+            ids = frame[f"{kind}_id"]
+            pos = np.where(ids.notna().to_numpy(), index.get_indexer(ids.astype(str)), -1)
+            out[pos >= 0] = matrix[pos[pos >= 0]]
+        return pd.DataFrame(out, columns=[f"e{i}" for i in range(dim)])
+
+
 def log_context_model(params, root: Path, split: str, example: pd.DataFrame):
     """Log the context model (with its signature and an input example) in the active MLflow run."""
     from ctxtag.context.artifacts import model_path
@@ -143,6 +168,13 @@ def log_tagger_model(params, checkpoint: Path, example: pd.DataFrame):
     return log_pyfunc(params, "model", {"tagger": checkpoint}, example)
 
 
+def log_embeddings_model(params, track_table: Path, user_table: Path, example: pd.DataFrame):
+    """Log the listening embeddings (ListeningEmbeddings) in the active MLflow run."""
+    return log_pyfunc(params, "listening_embeddings", {"track_embeddings": track_table, "user_embeddings": user_table},
+                      example, model=ListeningEmbeddings, code="pyfunc_embeddings_code.py",
+                      requirements=("mlflow", "numpy", "pandas", "pyarrow"))
+
+
 def example_frame(mel: np.ndarray, audio_path: str) -> pd.DataFrame:
     """Two input rows: a mel, and an audio file relative to the media root (so the signature marks
     both optional)."""
@@ -155,9 +187,11 @@ CONTEXT_MODEL_REQUIREMENTS = ("mlflow", "cloudpickle", "numpy", "pandas", "pyarr
                               "scikit-learn", "numba", "soundfile", "soxr", "pyyaml")
 
 
-def log_pyfunc(params, name: str, parts: dict[str, Path], example: pd.DataFrame):
-    """``parts`` (model files) and the params as artifacts, ContextModel as code (pyfunc_code.py,
-    models from code: nothing is pickled), the signature inferred from one predict on ``example``."""
+def log_pyfunc(params, name: str, parts: dict[str, Path], example: pd.DataFrame, model=None,
+               code: str = "pyfunc_code.py", requirements: tuple[str, ...] = CONTEXT_MODEL_REQUIREMENTS):
+    """``parts`` (model files) and the params as artifacts, ``model`` (ContextModel) as code
+    (``code``, models from code: nothing is pickled), the signature inferred from one predict on
+    ``example``."""
     import dataclasses
     import tempfile
     from types import SimpleNamespace
@@ -172,11 +206,11 @@ def log_pyfunc(params, name: str, parts: dict[str, Path], example: pd.DataFrame)
         params_file = Path(tmp) / "pyfunc_params.json"
         params_file.write_text(json.dumps(dataclasses.asdict(params), default=str))
         artifacts = {"params": str(params_file), **{k: str(v) for k, v in parts.items()}}
-        model, ctx = ContextModel(), SimpleNamespace(artifacts=artifacts)
+        model, ctx = (model or ContextModel)(), SimpleNamespace(artifacts=artifacts)
         model.load_context(ctx)                          # predict once: the output schema
         signature = infer_signature(example, model.predict(ctx, example))
-        return mlflow.pyfunc.log_model(name=name, python_model=str(Path(__file__).with_name("pyfunc_code.py")),
+        return mlflow.pyfunc.log_model(name=name, python_model=str(Path(__file__).with_name(code)),
                                        artifacts=artifacts, signature=signature, input_example=example,
                                        tags={ARTIFACT_TAG + k: file_sha256(Path(v)) for k, v in artifacts.items()},
                                        code_paths=[str(Path(__file__).parents[1])],   # the ctxtag package
-                                       pip_requirements=pinned_requirements(*CONTEXT_MODEL_REQUIREMENTS))
+                                       pip_requirements=pinned_requirements(*requirements))

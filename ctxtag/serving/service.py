@@ -69,7 +69,8 @@ class Catalogue:
     tracks: object                    # ctxtag.serving.recommend.Recommender
     listening: dict | None            # "new" -> (track ids, cosine index), None when not published
     probe_user: str | None            # a user the store must know while this version is served
-    listening_model: str | None = None    # the embedding model whose AE/UE tables are published
+    listening_model: str | None = None    # the registered embeddings whose AE / UE are published
+    listening_view: str | None = None     # the user-embedding view of that version (online store)
 
 
 def _matrix(column, dim: int) -> np.ndarray:
@@ -228,11 +229,12 @@ class Service:
     def _load_catalogue(self, stamp: dict) -> Catalogue:
         """The published track features, read from the parquet the store was materialised from
         (columnar, vectorised: a 10M-track catalogue is not 10M online lookups)."""
-        version = stamp["version"]
+        version, listening = stamp["version"], stamp.get("listening")
         return Catalogue(version=version, model=stamp["model"],
                          tracks=self._recommender(version, self.feast_dir / stamp["track_features"]["file"]),
-                         listening=self._listening_indexes(), probe_user=stamp.get("probe_user"),
-                         listening_model=self._listening_model())
+                         listening=self._listening_indexes(listening), probe_user=stamp.get("probe_user"),
+                         listening_model=listening["model"] if listening else None,
+                         listening_view=listening["views"]["user"][0] if listening else None)
 
     def _recommender(self, version: str, track_file: Path):
         """The user-aware tagger over the catalogue. A large one is built once per (publication,
@@ -317,29 +319,16 @@ class Service:
         finally:
             self._lock.release()
 
-    def _listening_model(self) -> str | None:
-        """The ``embedding_model`` of the published listening embeddings (one row read), or None."""
-        import pyarrow.parquet as pq
-
-        path = offline_file(self.offline_dir, "track_embeddings")
-        if not path.exists():
-            return None
-        file = pq.ParquetFile(path)
-        if not file.num_row_groups or "embedding_model" not in file.schema_arrow.names:
-            return None
-        models = file.read_row_group(0, columns=["embedding_model"]).column(0)
-        return str(models[0]) if len(models) else None
-
-    def _listening_indexes(self) -> dict[str, tuple[list[str], object]] | None:
-        """The new releases' (cold_start) listening embeddings, indexed for cosine search. None
-        when not published."""
+    def _listening_indexes(self, listening: dict | None) -> dict[str, tuple[list[str], object]] | None:
+        """The new releases' (cold_start) listening embeddings of the published embeddings version,
+        indexed for cosine search. None when none is published."""
         import pyarrow.parquet as pq
 
         from ctxtag.serving import ann
 
-        path = offline_file(self.offline_dir, "track_embeddings")
-        if not path.exists():
+        if listening is None:
             return None
+        path = self.feast_dir / listening["views"]["track"][1]
         table = pq.read_table(path, columns=["track_id", "listening_embedding", "cold_start"])
         table = table.filter(table.column("listening_embedding").is_valid())
         new = table.filter(table.column("cold_start").fill_null(False))
@@ -397,11 +386,12 @@ class Service:
     # --- user -> new releases (listening embeddings, cosine) ---------------------------------------
     def recommend_new_releases(self, user_id: str, k: int) -> Ranked:
         """The k new releases whose AE is closest (cosine) to the user's UE."""
+        catalogue = self.catalogue                              # one version for the whole request
         ue = self._online(lambda: self.store.get_online_features(
-            features=["user_listening_embedding:listening_embedding"], entity_rows=[{"user_id": user_id}]
+            features=[f"{catalogue.listening_view}:listening_embedding"], entity_rows=[{"user_id": user_id}]
         ).to_dict())["listening_embedding"][0]
         if ue is None:
             raise UnknownUser(user_id)
-        ids, index = self.catalogue.listening["new"]
+        ids, index = catalogue.listening["new"]
         scores, idx = index.search(np.asarray(ue, dtype=np.float32)[None], k)
         return Ranked([ids[i] for i in idx[0]], scores[0])

@@ -13,12 +13,15 @@ the top 3 they share; the mean absolute difference of the probabilities.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
 import socket
+import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
@@ -35,12 +38,13 @@ class Shadow:
     def __init__(self, params: Params, root: Path, family: str, version: str, predict: Callable[[object], np.ndarray]):
         self.params, self.family, self.version, self.predict = params, family, version, predict
         self.root = Path(root)
-        self.tag = f"{TAG}{socket.gethostname()}-{os.getpid()}"
+        # one tag per shadow: a worker's next service (after a promotion) does not overwrite it
+        self.tag = f"{TAG}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.stats = {"requests": 0, "top1_agree": 0, "top3_shared": 0.0, "abs_diff": 0.0, "dropped": 0, "errors": 0,
                       "since": datetime.now(UTC).isoformat(timespec="seconds")}
         self._lock = threading.Lock()                   # request threads count drops, the worker the rest
         self._queue: queue.Queue = queue.Queue(maxsize=params.serving.shadow_queue)
-        self._written, self._client = -1, None
+        self._written, self._client, self._stop = -1, None, threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"ctxtag-shadow-{family}", daemon=True)
         self._thread.start()
 
@@ -53,11 +57,11 @@ class Shadow:
                 self.stats["dropped"] += 1
 
     def close(self, wait: bool = True) -> None:
-        """Score what is queued, write the figures, stop (``wait``: until it has)."""
-        try:
-            self._queue.put(None, timeout=5)
-        except queue.Full:
-            return
+        """Score what is queued, write the figures, stop (``wait``: until it has; never blocks
+        otherwise)."""
+        self._stop.set()
+        with contextlib.suppress(queue.Full):             # wakes the thread now; a full queue: at its next get
+            self._queue.put_nowait(None)
         if wait:
             self._thread.join(timeout=60)
 
@@ -68,7 +72,9 @@ class Shadow:
                 item = self._queue.get(timeout=self.params.serving.shadow_flush_s)
             except queue.Empty:
                 item = ...
-            if item is None:
+            if item is None or (self._stop.is_set() and self._queue.empty()):
+                if item is not None and item is not ...:
+                    self._score(*item)
                 self._flush()
                 return
             if item is not ...:
@@ -155,14 +161,18 @@ def start(params: Params, root: Path, champions: dict[str, str]) -> dict[str, Sh
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     shadows = {}
     for family, champion in champions.items():
-        name = model_name(params, family)
-        version = alias_version(client, name, "challenger")
-        if version is None or f"{name}/{version}" == champion:
+        name, version = model_name(params, family), None
+        try:
+            version = alias_version(client, name, "challenger")
+            if version is None or f"{name}/{version}" == champion:
+                continue
+            files, _ = champion_files(params, family, root, version=version)
+            if family == "tagger":
+                predict = partial(clip_probabilities, load_tagger(files["tagger"])[0])
+            else:
+                predict = partial(_situational, artifacts.load_situational(files["situational"]), len(params.contexts))
+        except Exception as exc:          # noqa: BLE001 - a challenger that cannot load is not an outage
+            print(f"warning: no shadow for {name}/{version}: {type(exc).__name__}: {exc}", file=sys.stderr)
             continue
-        files, _ = champion_files(params, family, root, version=version)
-        if family == "tagger":
-            predict = partial(clip_probabilities, load_tagger(files["tagger"])[0])
-        else:
-            predict = partial(_situational, artifacts.load_situational(files["situational"]), len(params.contexts))
         shadows[family] = Shadow(params, root, family, version, predict)
     return shadows

@@ -117,6 +117,13 @@ def run(params: Params) -> dict:
             frame.to_parquet(tmp, index=False)
     serving = exp.protocols["per_user"]
     save_user_branch(serving.user_branch, serving.vocab, serving.user_history, cfg, p.user_branch_pt)
+    # what the registry's gate scores every version on (ctxtag.platform.gate_scores): the cold-start
+    # use case, the liked / disliked pairs of tracks no model saw listening data of
+    cold = serving.pairs["cold"]
+    gate = pd.DataFrame({"user_id": serving.users[cold.user].astype(str), "track_id": np.asarray(mels.track_ids)[cold.row],
+                         "liked": cold.liked.astype(np.int8)})
+    with atomic_path(p.gate_pairs_parquet) as tmp:
+        gate.to_parquet(tmp, index=False)
 
     ids, y = read_matrix(p.labels_csv, params.contexts)
     track_features = pd.read_parquet(p.track_features_parquet, columns=["track_id", "audio_embedding"])

@@ -221,7 +221,8 @@ def job(params: Params, n: int | None = None, config: BatchConfig | None = None,
         checkpoint: Path | None = None, label: str | None = None) -> Job:
     """The pipeline's job (the train.loss checkpoint, labelled cnn-<loss>), or another
     checkpoint's (``checkpoint``, e.g. a registry @champion's, labelled ``label``) with its parts
-    in a folder of its own unless its bytes are the pipeline's (then the pipeline's parts serve)."""
+    in a folder of its own (model_parts_dir: a retrain that rewrites the pipeline's parts never
+    touches them; ``seed`` links the pipeline's where they are the same)."""
     config = config or batch_config(params)
     if n is not None and n != config.partitions:
         config = BatchConfig(**{**asdict(config), "partitions": n})
@@ -231,12 +232,34 @@ def job(params: Params, n: int | None = None, config: BatchConfig | None = None,
     if not checkpoint.exists():
         raise FileNotFoundError(f"{checkpoint}: no trained model; run `dvc repro` or `ctxtag train` first")
     sha = checkpoint_sha(checkpoint)
-    same = checkpoint == pipeline or (pipeline.exists() and checkpoint_sha(pipeline) == sha)
     audio_of = audio_paths(p.tracks)
     ids = [str(t) for t in audio_of.index]
     return Job(params, config, ids, [p.audio_root / a for a in audio_of], partition_of(ids, config.partitions),
-               checkpoint, sha, parts_dir(params) if same else model_parts_dir(params, sha),
+               checkpoint, sha, parts_dir(params) if checkpoint == pipeline else model_parts_dir(params, sha),
                label or f"cnn-{params.train.loss}")
+
+
+def seed(j: Job, source: Job) -> int:
+    """Hard-link ``source``'s current parts into ``j``'s folder where ``j``'s are missing or stale
+    and the keys agree (the same checkpoint bytes, audio and code): the pipeline's work serves a
+    champion without copying or recomputing, and a later retrain replaces the pipeline's files
+    (by rename) without touching these. Returns the parts linked."""
+    import os
+
+    if source.model_sha != j.model_sha or source.parts == j.parts or source.n != j.n:
+        return 0
+    linked = 0
+    for k in range(j.n):
+        mine, theirs = j.state(k), source.state(k)
+        if mine.current or not theirs.current or mine.key != theirs.key:
+            continue
+        mine.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = mine.path.with_name(f".{mine.path.name}.{os.getpid()}.link")
+        tmp.unlink(missing_ok=True)
+        os.link(theirs.path, tmp)
+        os.replace(tmp, mine.path)
+        linked += 1
+    return linked
 
 
 def plan_partitions(params: Params, stale_only: bool = False, config: BatchConfig | None = None) -> list[int]:
@@ -353,7 +376,8 @@ def combine(params: Params, results: list[dict] | None = None, n: int | None = N
     # DAG rerun) changes nothing, so DVC and the online store see no new file
     combined = hashlib.sha256("|".join([j.label, *(s.key for s in states)]).encode()).hexdigest()
     if out.exists() and report.exists() and _combined_key(out) == combined:
-        return {**json.loads(report.read_text()), "reused": True}
+        # the file's own key, not the report's (a kill between the two writes leaves an older report)
+        return {**json.loads(report.read_text()), "reused": True, "combined": combined}
     first = states[0].meta
     tagger, m, d = j.label, first["n_contexts"], first["embedding_dim"]
     timestamp = pd.Timestamp.now(tz="UTC").floor("s")
@@ -385,7 +409,7 @@ def combine(params: Params, results: list[dict] | None = None, n: int | None = N
     computed = [r for r in results or [] if not r.get("reused")]
     stats = {"tracks": rows, "skipped": sum(len(s.meta["skipped"]) for s in states),
              "mel_cache_hits": sum(r["mel_cache_hits"] for r in computed) if results is not None else None,
-             "tagger": tagger, "embedding_dim": d, "combined": combined,
+             "tagger": tagger, "embedding_dim": d, "combined": combined, "model_sha256": j.model_sha,
              "mean_context_probability": prob_sum / (rows * m) if rows else None,
              "partitions": j.n,
              "partitions_computed": len(computed) if results is not None else None,

@@ -68,3 +68,13 @@ def test_bench_online_lookup_smoke(dvc_project, redis_url):
                  "--redis", redis_url)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "ratio feast / raw" in out.stdout
+
+
+def test_bench_publish_smoke():
+    """Two versions of a 500-track catalogue published one after the other: a row each, the
+    switch measured apart from the materialisation."""
+    out = _bench(str(ROOT / "benchmarks/bench_publish.py"), "--sizes", "500")
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [line.split() for line in out.stdout.splitlines()[1:]]
+    assert [(r[0], r[1]) for r in rows] == [("500", "1"), ("500", "2")]
+    assert all(float(r[3]) > 0 and float(r[5]) > 0 for r in rows)

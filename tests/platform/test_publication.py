@@ -108,6 +108,9 @@ def test_a_promotion_republishes_every_track_at_once_and_a_rollback_restores_it(
     ids = pd.read_csv(proj / params.paths.tracks, dtype=str)["track_id"].drop_duplicates().tolist()
     a = served(params, proj)["model"]
     assert a == f"{params.registry.context_model_name}/1"
+    listening = served(params, proj)["listening"]          # the embeddings family's champion, versioned too
+    assert listening["model"] == f"{params.registry.embeddings_model_name}/1"
+    assert listening["views"]["user"][0] == view_name(listening["model"], "user_listening_embedding")
     pipeline = {d: _digests(proj / d) for d in (params.paths.feast, params.paths.track_features)}
     other, b = _model_b(proj, params)
     with in_project(proj):

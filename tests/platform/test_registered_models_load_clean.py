@@ -57,7 +57,7 @@ def champions(dvc_project, context_champion):
     return dvc_project, tagger_champion(dvc_project, context_champion, "clean")
 
 
-@pytest.mark.parametrize("family", ["tagger", "context"])
+@pytest.mark.parametrize("family", ["tagger", "context", "embeddings"])
 def test_a_registered_model_loads_and_answers_from_its_own_requirements(champions, family, tmp_path):
     import mlflow
     import pandas as pd
@@ -81,8 +81,13 @@ def test_a_registered_model_loads_and_answers_from_its_own_requirements(champion
     assert run.returncode == 0, run.stderr[-3000:]
     got = json.loads(run.stdout.strip().splitlines()[-1])
     assert Path(got["ctxtag"]).resolve().is_relative_to(local.resolve())      # the model's own code
-    assert got["columns"] == list(params.contexts) == list(expected.columns)   # named probabilities
-    assert "mel" in got["inputs"] and "audio_path" in got["inputs"]            # a documented input schema
-    values = np.asarray(got["values"])
-    assert ((values >= 0) & (values <= 1)).all()
+    assert got["columns"] == list(expected.columns)
+    values = np.asarray(got["values"], dtype=float)
+    if family == "embeddings":                  # a user's UE, a track's AE (unit length)
+        assert got["inputs"] == ["user_id", "track_id"] and len(got["columns"]) == params.embeddings.dim
+        assert np.isfinite(values).all() and abs(np.linalg.norm(values[1]) - 1) < 1e-5
+    else:                                       # named probabilities, a documented input schema
+        assert got["columns"] == list(params.contexts)
+        assert "mel" in got["inputs"] and "audio_path" in got["inputs"]
+        assert ((values >= 0) & (values <= 1)).all()
     np.testing.assert_allclose(values, pd.DataFrame(expected).to_numpy(), atol=1e-5)

@@ -87,22 +87,25 @@ def test_release_registers_and_promotes_every_family_in_one_command(dvc_project,
     rerun, nothing moves."""
     tag = uuid.uuid4().hex[:6]
     params = yaml.safe_load((dvc_project / "params.yaml").read_text())
-    params["registry"].update(model_name=f"release-tagger-{tag}", context_model_name=f"release-context-{tag}")
+    params["registry"].update(model_name=f"release-tagger-{tag}", context_model_name=f"release-context-{tag}",
+                              embeddings_model_name=f"release-embeddings-{tag}")
     params["paths"]["online"] = str(tmp_path / "online")
     params_file = dvc_project / f"params-release-{tag}.yaml"
     params_file.write_text(yaml.safe_dump(params))
     try:
         first = _ctxtag(dvc_project, params_file.name, "release", "--why", "demo")
         published = first.pop("published")
-        assert set(first) == {"tagger", "context"}
+        assert set(first) == {"tagger", "context", "embeddings"}
         assert published["model"] == f"release-context-{tag}/1" and published["changed"]
+        assert published["listening"] == f"release-embeddings-{tag}/1"
         for family, r in first.items():
             assert r["version"] == "1" and r["promoted"], family
             assert r["gate"]["reasons"] == ["no champion yet"], family
         # lineage: the DVC lock hashes of what made each version, shown by ctxtag audit
         lock = yaml.safe_load((dvc_project / "dvc.lock").read_text())["stages"]
         loss = params["train"]["loss"]
-        for family, stages in (("tagger", [f"train@{loss}"]), ("context", [f"train@{loss}", "user_models"])):
+        for family, stages in (("tagger", [f"train@{loss}"]), ("context", [f"train@{loss}", "user_models"]),
+                               ("embeddings", ["embeddings"])):
             shown = _ctxtag(dvc_project, params_file.name, "audit", "--family", family)
             assert shown["versions"]["1"]["aliases"] == ["challenger", "champion"]
             record = shown["versions"]["1"]["lineage"]

@@ -42,9 +42,9 @@ def test_health_ready_and_openapi(client):
     context = f"{params.registry.context_model_name}/1"
     assert version["models"]["situational"] == version["models"]["user_aware"] == context
     # the served track features are that version's own (its tagger computed them); the listening
-    # embeddings name the model that produced them
+    # embeddings are the embeddings family's champion
     assert version["feature_models"]["track_audio_features"] == context
-    assert version["feature_models"]["track_listening_embedding"].startswith(("metric", "basic", "multi"))
+    assert version["feature_models"]["track_listening_embedding"] == f"{params.registry.embeddings_model_name}/1"
     assert version["features"] == ready["features"] and version["online_store"] == "sqlite"
     paths = c.get("/openapi.json").json()["paths"]
     assert {"/predict/audio", "/contexts", "/recommend", "/health", "/ready"} <= set(paths)

@@ -293,14 +293,18 @@ def test_repro_learns_listening_embeddings_and_publishes_them_to_feast(dvc_proje
                                (project / "data/lake/listening_logs").rglob("*.parquet"))["user_id"])
     assert set(users["user_id"]) == lake_users
 
-    store = open_store(project / "data/online")       # served by `ctxtag publish` (the champion's fixture)
+    # served by `ctxtag publish` (the champions' fixture): the registered version's own views
+    store = open_store(project / "data/online")
+    views = json.loads((project / "data/online/published.json").read_text())["listening"]["views"]
+    user_view, track_view = views["user"][0], views["track"][0]
     some_user, some_track = users.iloc[3], tracks.iloc[5]
     got = store.get_online_features(
-        features=["user_listening_embedding:listening_embedding"], entity_rows=[{"user_id": some_user["user_id"]}]).to_dict()
+        features=[f"{user_view}:listening_embedding"], entity_rows=[{"user_id": some_user["user_id"]}]).to_dict()
     np.testing.assert_allclose(got["listening_embedding"][0], some_user["listening_embedding"], rtol=1e-6)
     got = store.get_online_features(
-        features=["track_listening_embedding:listening_embedding", "track_listening_embedding:cold_start"],
+        features=[f"{track_view}:listening_embedding", f"{track_view}:cold_start", f"{track_view}:embedding_model"],
         entity_rows=[{"track_id": some_track["track_id"]}]).to_dict()
+    assert got["embedding_model"][0] == "ctxtag-listening-embeddings/1"      # the registered version
     np.testing.assert_allclose(got["listening_embedding"][0], some_track["listening_embedding"], rtol=1e-6)
     assert got["cold_start"][0] == bool(some_track["cold_start"])
 
@@ -309,6 +313,8 @@ def test_repro_learns_listening_embeddings_and_publishes_them_to_feast(dvc_proje
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlruns.db'}")
     runs = mlflow.search_runs(experiment_names=["ctxtag-embeddings"])
     expected = {f"per_user-{m}-{d}s" for m in params["models"] for d in (1, 2)} | {"by_user-metric_1vs1-2s"}
+    # beside the stage's runs, the registration's (ctxtag register --family embeddings) where it ran
+    runs = runs[runs["tags.mlflow.runName"] != "listening-embeddings"]
     assert set(runs["tags.mlflow.runName"]) == expected
     assert runs["metrics.test.auc"].between(0, 1).all()
 

@@ -361,3 +361,34 @@ def test_padded_inference_is_the_same_however_the_mels_are_split():
         pieces = [infer(model, mels[a:b], 16, pad=True) for a, b in zip(cuts, cuts[1:], strict=False)]
         np.testing.assert_array_equal(np.concatenate([p for p, _ in pieces]), probs)
         np.testing.assert_array_equal(np.concatenate([e for _, e in pieces]), embs)
+
+
+def test_a_champions_job_links_the_pipelines_parts_and_keeps_them_through_a_retrain(project, tmp_path):
+    """The same checkpoint bytes under another path (a registry's copy): its job has a folder of its
+    own, seeded by hard links to the pipeline's current parts (nothing recomputed), labelled as
+    asked; a retrain that rewrites the pipeline's parts leaves the champion's as they were."""
+    import shutil
+
+    params = _params(project)
+    run_all(params, config=CFG)
+    copy = tmp_path / "champion.pt"
+    shutil.copy(params.paths.checkpoint("none"), copy)
+    pipeline = batch.job(params, config=CFG)
+    champion = batch.job(params, config=CFG, checkpoint=copy, label="reg-model/7")
+    assert champion.parts != pipeline.parts
+    assert batch.seed(champion, pipeline) == CFG.partitions
+    results = [run_partition(params, k, in_job=champion) for k in range(CFG.partitions)]
+    assert all(r["reused"] for r in results)
+    for k in range(CFG.partitions):                       # the same files, linked
+        assert champion.state(k).path.stat().st_ino == pipeline.state(k).path.stat().st_ino
+    out = tmp_path / "served.parquet"
+    stats = combine(params, results, in_job=champion, out=out)
+    served = pd.read_parquet(out)
+    assert set(served["tagger"]) == {"reg-model/7"} and stats["model_sha256"] == champion.model_sha
+    _assert_same_rows(served.assign(tagger=f"cnn-{params.train.loss}"),
+                      _combined(params).assign(tagger=f"cnn-{params.train.loss}"))
+    inodes = {k: champion.state(k).path.stat().st_ino for k in range(CFG.partitions)}
+    save_checkpoint(project, seed=1)                      # a retrain: other weights, the pipeline redoes its parts
+    run_all(params, config=CFG)
+    assert {k: champion.state(k).path.stat().st_ino for k in range(CFG.partitions)} == inodes
+    assert all(champion.state(k).current for k in range(CFG.partitions))
