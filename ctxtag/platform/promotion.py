@@ -12,7 +12,14 @@ import numpy as np
 
 from ctxtag.config import Params
 from ctxtag.platform.gate_scores import context_model_auc, embeddings_auc, tagger_test_auc
-from ctxtag.platform.registry import alias_version, audit_log, model_name, open_client, record
+from ctxtag.platform.registry import (
+    Unloadable,
+    alias_version,
+    audit_log,
+    model_name,
+    open_client,
+    record,
+)
 
 
 class PromotionRefused(RuntimeError):
@@ -37,7 +44,7 @@ def gate(params: Params, challenger: str, champion: str | None, family: str = "t
     if champion is not None:
         try:
             champ = score(params, champion)
-        except LookupError as exc:   # registered in an older format (a pickle): serving cannot load it either
+        except Unloadable as exc:    # registered in an older format (a pickle): serving cannot load it either
             note = f"champion v{champion} cannot be scored ({exc}); compared with no champion"
     # the embeddings have one figure, cold-start ROC-AUC; the others one per context
     names = ("cold_start",) if family == "embeddings" else params.contexts

@@ -26,6 +26,11 @@ class NoChampion(LookupError):
     """A family has no @champion (nothing registered and promoted yet)."""
 
 
+class Unloadable(LookupError):
+    """A registered version lacks the files (or their sha256) serving needs: registered in an older
+    format, or its artifacts lost."""
+
+
 def actor() -> str:
     """Who acts: CTXTAG_ACTOR (the Airflow task sets it to its DAG run) or the OS user."""
     return os.environ.get("CTXTAG_ACTOR") or getpass.getuser()
@@ -188,11 +193,11 @@ def champion_files(params: Params, family: str, root: Path = Path("."),
     files = {}
     for part, (relative, expected) in wanted.items():
         if relative is None or expected is None:
-            raise LookupError(f"{name}/{version} was registered without {part} or its sha256; "
+            raise Unloadable(f"{name}/{version} was registered without {part} or its sha256; "
                               "register the current models again (`ctxtag release`)")
         local = fetch(relative)
         if not local.exists():
-            raise LookupError(f"{name}/{version}: {part} ({relative}) is missing from its artifacts")
+            raise Unloadable(f"{name}/{version}: {part} ({relative}) is missing from its artifacts")
         if file_sha256(local) != expected:
             raise ValueError(f"{name}/{version}: {local} does not match the sha256 registered with it")
         files[part] = local
@@ -278,8 +283,13 @@ def register_embeddings(params: Params, why: str = "new training run") -> dict:
     first = {kind: pd.read_parquet(t, columns=[f"{kind}_id"]).iloc[0, 0] for kind, t in zip(("track", "user"), tables,
                                                                                         strict=True)}
     example = pd.DataFrame({"user_id": [str(first["user"]), None], "track_id": [None, str(first["track"])]})
+    from ctxtag.embeddings.artifacts import audio_branch_path
+
+    cfg = params.embeddings
+    branches = {"user_branch": p.user_branch_pt,
+                "audio_branch": audio_branch_path(p.embeddings, cfg.best_model, cfg.best_duration)}
     with mlflow.start_run(run_name="listening-embeddings"):
-        info = log_embeddings_model(params, *tables, example)
+        info = log_embeddings_model(params, *tables, example, {k: v for k, v in branches.items() if v.exists()})
         run_id = mlflow.active_run().info.run_id
     ensure_registered(client, name, "Chen et al. listening embeddings: user (UE) and track (AE) tables")
     version = str(mlflow.register_model(f"models:/{info.model_id}", name).version)

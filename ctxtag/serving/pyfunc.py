@@ -1,9 +1,10 @@
-"""The MLflow pyfunc of both registered families: the context model — audio (or a mel) plus,
-optionally, the user's features and the stream's device and time -> context probabilities — and
-the tagger, the same class with the CNN alone (audio or a mel -> context probabilities).
+"""The MLflow pyfuncs of the registered families: the context model — audio (or a mel) plus,
+optionally, the user's features and the stream's device and time -> context probabilities —, the
+tagger, the same class with the CNN alone (audio or a mel -> context probabilities), and the
+listening embeddings (ListeningEmbeddings: a user or track id -> its 40-d embedding).
 
-Logged as a model from code (ctxtag/serving/pyfunc_code.py, with the ctxtag package as its code
-path): loading one runs that declared code and unpickles nothing; its weights are state dicts and
+Logged as models from code (ctxtag/serving/pyfunc_code.py, pyfunc_embeddings_code.py, with the
+ctxtag package as their code path): loading one runs that declared code and unpickles nothing; its weights are state dicts and
 plain arrays, read with torch.load(weights_only=True) / allow_pickle=False, each file's sha256 a tag
 of the logged model (ARTIFACT_TAG + its name), checked before serving (ctxtag.platform.registry).
 
@@ -168,9 +169,13 @@ def log_tagger_model(params, checkpoint: Path, example: pd.DataFrame):
     return log_pyfunc(params, "model", {"tagger": checkpoint}, example)
 
 
-def log_embeddings_model(params, track_table: Path, user_table: Path, example: pd.DataFrame):
-    """Log the listening embeddings (ListeningEmbeddings) in the active MLflow run."""
-    return log_pyfunc(params, "listening_embeddings", {"track_embeddings": track_table, "user_embeddings": user_table},
+def log_embeddings_model(params, track_table: Path, user_table: Path, example: pd.DataFrame,
+                         branches: dict[str, Path] | None = None):
+    """Log the listening embeddings (ListeningEmbeddings) in the active MLflow run, with the
+    branches that computed the tables (``branches``: their state dicts, sha256-tagged like every
+    artifact, so a version holds the models as well as what they served)."""
+    return log_pyfunc(params, "listening_embeddings",
+                      {"track_embeddings": track_table, "user_embeddings": user_table, **(branches or {})},
                       example, model=ListeningEmbeddings, code="pyfunc_embeddings_code.py",
                       requirements=("mlflow", "numpy", "pandas", "pyarrow"))
 

@@ -83,3 +83,33 @@ def test_promote_and_rollback_with_the_server_gone_fail_clearly_and_change_nothi
     model = store.get_registered_model(name)                 # the registry as the server left it
     assert {k: str(v) for k, v in model.aliases.items()} == {"champion": "2", "challenger": "1"}
     assert sorted(k for k in model.tags if k.startswith("audit.")) == ["audit.0001", "audit.0002"]
+
+
+def test_a_champion_that_cannot_be_loaded_is_scored_as_absent_and_said_so(monkeypatch):
+    """A champion registered in an older format (no checked files: serving cannot load it either)
+    must not block every promotion: the gate compares with no champion and says why. Any other
+    failure of the scoring is raised, never read as "no champion"."""
+    from ctxtag.config import Params
+    from ctxtag.platform import promotion
+    from ctxtag.platform.registry import Unloadable
+
+    params = Params()
+
+    def score(_params, version):
+        if version == "1":
+            raise Unloadable("ctxtag-audio-tagger/1 was registered without tagger or its sha256")
+        return np.full(len(params.contexts), 0.7)
+
+    monkeypatch.setattr(promotion, "tagger_test_auc", score)
+    result = promotion.gate(params, "2", "1", "tagger")
+    assert result.passed and result.champion_macro_auc is None
+    assert result.reasons[0].startswith("champion v1 cannot be scored") and "no champion yet" in result.reasons
+
+    def broken(_params, version):
+        if version == "1":
+            raise KeyError("a bug")
+        return np.full(len(params.contexts), 0.7)
+
+    monkeypatch.setattr(promotion, "tagger_test_auc", broken)
+    with pytest.raises(KeyError):
+        promotion.gate(params, "2", "1", "tagger")
