@@ -1,9 +1,10 @@
 """ctxtag_retrain — weekly (Monday 03:00 UTC) and whenever new features land (`ctxtag_features`):
 retrain and evaluate the audio tagger (all Table-2 loss configurations), the listening embeddings
 (Chen et al.: user branch + Siamese audio branch; republished to Feast) and the user models, then
-register the tagger and the context model as @challenger, promote each to @champion only if its
-gate passes, and then — only if a champion moved — republish the served features from the
-champions (`ctxtag publish`: the context champion's track features, one switch). Refused by
+register the tagger, the context model and the listening embeddings as @challenger, promote each
+to @champion only if its gate passes, and then — only if a champion moved (or the served store lags
+the champions) — republish the served features from the champions (`ctxtag publish`: the context
+champion's track features and the embeddings champion's tables, one switch). Refused by
 every gate: the run ends there, and nothing any client can observe changes.
 
 Training tasks go to the `gpu` queue and pool: with CeleryExecutor they run on GPU workers; the
@@ -95,7 +96,7 @@ def ctxtag_retrain():
 
     @task
     def register(_users: str, dag_run=None) -> dict:
-        """The tagger as @challenger, and the pyfunc context model (audio + user/device/time)."""
+        """Every family as @challenger: the tagger, the pyfunc context model, the listening embeddings."""
         from ctxtag.platform.orchestration import in_project
         from ctxtag.platform.registry import register_each
 
