@@ -56,11 +56,12 @@ def view_name(model_version: str, view: str = TRACK_VIEW) -> str:
 
 def champion_listening(params: Params, root: Path, folder: Path) -> dict | None:
     """The embeddings family's @champion tables, copied into the served folder with their
-    ``embedding_model`` column naming the registered version: {"model", "key", "views": {kind:
-    (view, file relative to the folder)}}; None while no version is champion."""
+    ``embedding_model`` column naming the registered version: {"model", "views": {kind: (view,
+    file relative to the folder)}}; None while no version is champion. A registered version's
+    tables never change (champion_files checked their sha256), so its views are named by it."""
     import pandas as pd
 
-    from ctxtag.common.io import atomic_path, file_sha256
+    from ctxtag.common.io import atomic_path
     from ctxtag.platform.registry import NoChampion, champion_files
 
     try:
@@ -78,8 +79,7 @@ def champion_listening(params: Params, root: Path, folder: Path) -> dict | None:
             with atomic_path(target) as tmp:
                 table.to_parquet(tmp, index=False)
         views[kind] = (view, str(target.relative_to(folder)))
-    key = "".join(file_sha256(files[f"{k}_embeddings"])[:16] for k in LISTENING_VIEWS)
-    return {"model": model, "key": key, "views": views}
+    return {"model": model, "views": views}
 
 
 def _prune(params: Params, store, folder: Path, stamp: dict) -> list[str]:
@@ -111,12 +111,12 @@ def _prune(params: Params, store, folder: Path, stamp: dict) -> list[str]:
     return [v.name for v in drop]
 
 
-def _retain(before: dict, current: str, record: dict) -> tuple[dict, list[str]]:
-    """Publication records (view -> record) to keep: the one served now and the one before it
-    (KEEP_VERSIONS); and the views to drop."""
+def _retain(before: dict, current: str, record: dict) -> dict:
+    """Publication records (view -> record) to keep: the one served now and the ones before it,
+    KEEP_VERSIONS in all (what _prune drops is everything else)."""
     kept = {v: r for v, r in before.items() if v != current}
     retained = dict(list(kept.items())[-(KEEP_VERSIONS - 1):]) if KEEP_VERSIONS > 1 else {}
-    return {**retained, current: record}, [v for v in kept if v not in retained]
+    return {**retained, current: record}
 
 
 def served(params: Params, root: Path = Path(".")) -> dict:
@@ -184,7 +184,6 @@ def publish(params: Params, root: Path = Path("."), online: str = "sqlite", redi
     for the order that keeps versions apart)."""
     from feast import FeatureService
 
-    from ctxtag.common.io import file_sha256
     from ctxtag.platform.registry import champion_files
 
     start = time.perf_counter()
@@ -211,14 +210,14 @@ def publish(params: Params, root: Path = Path("."), online: str = "sqlite", redi
                               listening={k: (v, Path(f)) for k, (v, f) in listening["views"].items()} if listening else None)
         services = [o for o in objects if isinstance(o, FeatureService)]
         store.apply([o for o in objects if not isinstance(o, FeatureService)])   # beside the served views
-        track_key = features.get("combined") or os.stat(folder / track_file).st_mtime_ns
+        track_key = features["combined"]
         views, files_of = [], {view: [folder / track_file]}
         if before.get("views", {}).get(view, {}).get("key") != track_key:
             views.append(view)
         if listening:
             pair = listening["views"]["track"][0]
             files_of[pair] = [folder / f for _, f in listening["views"].values()]
-            if before.get("listening_views", {}).get(pair, {}).get("key") != listening["key"]:
+            if pair not in before.get("listening_views", {}):
                 views += [v for v, _ in listening["views"].values()]
         offline = _offline_key(feast_dir, USER_SOURCES)
         users = before.get("offline") != offline
@@ -227,10 +226,9 @@ def publish(params: Params, root: Path = Path("."), online: str = "sqlite", redi
         if not views and before.get("model") == model and \
                 (before.get("listening") or {}).get("model") == (listening or {}).get("model"):
             store.apply(services)                        # idempotent: converges after a crash mid-switch
-            _prune(params, store, folder, before)
             return {"version": before["version"], "model": model, "view": view, "tracks": features["tracks"],
                     "listening": (listening or {}).get("model"), "materialised": [], "materialize_chunks": 0,
-                    "dropped": [], "reused_features": True, "changed": False,
+                    "dropped": _prune(params, store, folder, before), "reused_features": True, "changed": False,
                     "seconds": round(time.perf_counter() - start, 2)}
         chunks = 0
         if views:
@@ -241,23 +239,18 @@ def publish(params: Params, root: Path = Path("."), online: str = "sqlite", redi
         probe = probe_user(feast_dir)                    # before the switch: nothing may fail after it
         store.apply(services)                            # the switch, for clients of the services
         record = {"model": model, "view": view, "file": str(track_file), "key": track_key,
-                  "checkpoint": features.get("model_sha256") or file_sha256(files["tagger"])}
-        track_views, dropped = _retain(before.get("views", {}), view, record)
-        listening_views, dropped_listening = ({}, list(before.get("listening_views", {})))
-        if listening:
-            pair = listening["views"]["track"][0]
-            listening_views, dropped_listening = _retain(before.get("listening_views", {}), pair,
-                                                         {"model": listening["model"], "key": listening["key"],
-                                                          "views": listening["views"]})
-        served_listening = {"model": listening["model"], "views": listening["views"]} if listening else None
+                  "checkpoint": features["model_sha256"]}
+        track_views = _retain(before.get("views", {}), view, record)
+        listening_views = _retain(before.get("listening_views", {}), listening["views"]["track"][0], listening) \
+            if listening else {}
         version = mark_published(folder, features["tracks"], model=model, track_features=record, online_store=online,
-                                 store=target, probe_user=probe, listening=served_listening,
+                                 store=target, probe_user=probe, listening=listening,
                                  views=track_views, listening_views=listening_views, offline=offline,
                                  feature_services=[s.name for s in services])   # the switch, for the API
-        _prune(params, store, folder, published(folder))
+        dropped = _prune(params, store, folder, published(folder))
     stats = {"version": version, "model": model, "view": view, "tracks": features["tracks"],
              "listening": (listening or {}).get("model"), "materialised": views, "materialize_chunks": chunks,
-             "dropped": dropped + dropped_listening, "reused_features": bool(features.get("reused")), "changed": True,
+             "dropped": dropped, "reused_features": bool(features.get("reused")), "changed": True,
              "seconds": round(time.perf_counter() - start, 2)}
     print(f"published {model}'s track features ({features['tracks']} tracks) as {view}"
           + (f", {listening['model']}'s listening embeddings" if listening else "")

@@ -208,11 +208,7 @@ def register_context_model(params: Params, why: str = "new training run") -> dic
     """Log the pyfunc context model (audio + optional user/device/time) built from the current
     tagger and the serving split's user models, register it as a new version of
     ``registry.context_model_name`` with alias @challenger (same audit trail)."""
-    import hashlib
-
-    import mlflow
     import pandas as pd
-    from mlflow.exceptions import MlflowException
 
     from ctxtag.audio import mel_set
     from ctxtag.common.tracking import setup_mlflow
@@ -220,38 +216,57 @@ def register_context_model(params: Params, why: str = "new training run") -> dic
     from ctxtag.context.features import user_feature_columns
     from ctxtag.serving.pyfunc import SERVED_PARTS, log_context_model
 
-    p, name = params.paths, params.registry.context_model_name
+    p = params.paths
     setup_mlflow(params.user_models.experiment)
-    client = mlflow.MlflowClient()
     parts = [p.checkpoint(params.train.loss), *(model_path(p.user_models / params.serving.split, m) for m in SERVED_PARTS)]
-    digest = hashlib.sha256(b"".join(hashlib.sha256(f.read_bytes()).digest() for f in parts)).hexdigest()[:16]
-    try:                                   # the same models registered before: reruns are no-ops
+
+    def log():
+        mels = mel_set.read(p.features).mels
+        streams = pd.read_parquet(p.streams_parquet)
+        user_cols = user_feature_columns(streams)
+        row = streams[streams["has_history"]].iloc[0]
+        # two rows, so the signature marks what is optional: a mel with user features, device and
+        # time; an audio file alone
+        audio = pd.read_csv(p.tracks, dtype=str)["audio_path"].iloc[0]
+        full = {"mel": np.asarray(mels[0], dtype=np.float32).tolist(), "audio_path": None,
+                **{c: row[c] for c in user_cols}, "device": row["device"], "network": row["network"],
+                "timestamp": row["event_timestamp"].isoformat(), "age": 30.0, "gender": "f"}
+        bare = dict.fromkeys(full) | {"audio_path": audio}   # relative to the media root, as tracks.csv names it
+        example = pd.DataFrame([full, bare])
+        example["history_embedding"] = [list(map(float, row["history_embedding"])), None]
+        return log_context_model(params, Path("."), params.serving.split, example)
+
+    return _register_once(params.registry.context_model_name, "audio + optional user/device/time -> context probabilities",
+                          parts, "context-model", log, [f"train@{params.train.loss}", "user_models"], why)
+
+
+def _register_once(name: str, description: str, files: list[Path], run_name: str, log, stages: list[str],
+                   why: str) -> dict:
+    """What ``log()`` logs (in a run named ``run_name``) as a new version of ``name`` with alias
+    @challenger, its lineage the DVC ``stages`` that made ``files``; unless the same ``files`` were
+    registered before (their fingerprint, a version tag): reruns are no-ops."""
+    import hashlib
+
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from ctxtag.common.io import file_sha256
+
+    client = mlflow.MlflowClient()
+    digest = hashlib.sha256(b"".join(bytes.fromhex(file_sha256(f)) for f in files)).hexdigest()[:16]
+    try:
         same = [v for v in client.search_model_versions(f"name='{name}'") if v.tags.get("fingerprint") == digest]
     except MlflowException:
         same = []
     if same:
         return {"model": name, "version": str(same[0].version), "run_id": same[0].run_id, "new_version": False}
-    mels = mel_set.read(p.features).mels
-    streams = pd.read_parquet(p.streams_parquet)
-    user_cols = user_feature_columns(streams)
-    row = streams[streams["has_history"]].iloc[0]
-    # two rows, so the signature marks what is optional: a mel with user features, device and time;
-    # an audio file alone
-    audio = pd.read_csv(p.tracks, dtype=str)["audio_path"].iloc[0]
-    full = {"mel": np.asarray(mels[0], dtype=np.float32).tolist(), "audio_path": None,
-            **{c: row[c] for c in user_cols}, "device": row["device"], "network": row["network"],
-            "timestamp": row["event_timestamp"].isoformat(), "age": 30.0, "gender": "f"}
-    bare = dict.fromkeys(full) | {"audio_path": audio}     # relative to the media root, as tracks.csv names it
-    example = pd.DataFrame([full, bare])
-    example["history_embedding"] = [list(map(float, row["history_embedding"])), None]
-    with mlflow.start_run(run_name="context-model"):
-        info = log_context_model(params, Path("."), params.serving.split, example)
+    with mlflow.start_run(run_name=run_name):
+        info = log()
         run_id = mlflow.active_run().info.run_id
-    ensure_registered(client, name, "audio + optional user/device/time -> context probabilities")
+    ensure_registered(client, name, description)
     version = str(mlflow.register_model(f"models:/{info.model_id}", name).version)
     client.set_model_version_tag(name, version, "fingerprint", digest)
-    client.set_model_version_tag(name, version, lineage.TAG, lineage.as_tag(
-        lineage.lineage(Path("."), [f"train@{params.train.loss}", "user_models"], run_id)))
+    client.set_model_version_tag(name, version, lineage.TAG, lineage.as_tag(lineage.lineage(Path("."), stages, run_id)))
     make_challenger(client, name, version, run_id, why)
     return {"model": name, "version": version, "run_id": run_id, "new_version": True}
 
@@ -261,43 +276,27 @@ def register_embeddings(params: Params, why: str = "new training run") -> dict:
     cold-start recommendations rank by) as a pyfunc and register them as a new version of
     ``registry.embeddings_model_name`` with alias @challenger; the same tables registered before
     are not registered twice."""
-    import mlflow
     import pandas as pd
-    from mlflow.exceptions import MlflowException
 
-    from ctxtag.common.io import file_sha256
     from ctxtag.common.tracking import setup_mlflow
+    from ctxtag.embeddings.artifacts import audio_branch_path
     from ctxtag.serving.pyfunc import log_embeddings_model
 
-    p, name = params.paths, params.registry.embeddings_model_name
-    tables = (p.track_embeddings_parquet, p.user_embeddings_parquet)
-    setup_mlflow(params.embeddings.experiment)
-    client = mlflow.MlflowClient()
-    digest = file_sha256(tables[0])[:16] + file_sha256(tables[1])[:16]
-    try:
-        same = [v for v in client.search_model_versions(f"name='{name}'") if v.tags.get("fingerprint") == digest]
-    except MlflowException:
-        same = []
-    if same:
-        return {"model": name, "version": str(same[0].version), "run_id": same[0].run_id, "new_version": False}
-    first = {kind: pd.read_parquet(t, columns=[f"{kind}_id"]).iloc[0, 0] for kind, t in zip(("track", "user"), tables,
-                                                                                        strict=True)}
-    example = pd.DataFrame({"user_id": [str(first["user"]), None], "track_id": [None, str(first["track"])]})
-    from ctxtag.embeddings.artifacts import audio_branch_path
+    p, cfg = params.paths, params.embeddings
+    tables = [p.track_embeddings_parquet, p.user_embeddings_parquet]
+    setup_mlflow(cfg.experiment)
 
-    cfg = params.embeddings
-    branches = {"user_branch": p.user_branch_pt,
-                "audio_branch": audio_branch_path(p.embeddings, cfg.best_model, cfg.best_duration)}
-    with mlflow.start_run(run_name="listening-embeddings"):
-        info = log_embeddings_model(params, *tables, example, {k: v for k, v in branches.items() if v.exists()})
-        run_id = mlflow.active_run().info.run_id
-    ensure_registered(client, name, "Chen et al. listening embeddings: user (UE) and track (AE) tables")
-    version = str(mlflow.register_model(f"models:/{info.model_id}", name).version)
-    client.set_model_version_tag(name, version, "fingerprint", digest)
-    client.set_model_version_tag(name, version, lineage.TAG, lineage.as_tag(
-        lineage.lineage(Path("."), ["embeddings"], run_id)))
-    make_challenger(client, name, version, run_id, why)
-    return {"model": name, "version": version, "run_id": run_id, "new_version": True}
+    def log():
+        first = {kind: pd.read_parquet(t, columns=[f"{kind}_id"]).iloc[0, 0]
+                 for kind, t in zip(("track", "user"), tables, strict=True)}
+        example = pd.DataFrame({"user_id": [str(first["user"]), None], "track_id": [None, str(first["track"])]})
+        branches = {"user_branch": p.user_branch_pt,
+                    "audio_branch": audio_branch_path(p.embeddings, cfg.best_model, cfg.best_duration)}
+        return log_embeddings_model(params, *tables, example, {k: v for k, v in branches.items() if v.exists()})
+
+    return _register_once(params.registry.embeddings_model_name,
+                          "Chen et al. listening embeddings: user (UE) and track (AE) tables", tables,
+                          "listening-embeddings", log, ["embeddings"], why)
 
 
 def register_each(params: Params, why: str = "new training run") -> dict[str, dict]:

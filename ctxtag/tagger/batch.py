@@ -377,7 +377,7 @@ def combine(params: Params, results: list[dict] | None = None, n: int | None = N
     combined = hashlib.sha256("|".join([j.label, *(s.key for s in states)]).encode()).hexdigest()
     if out.exists() and report.exists() and _combined_key(out) == combined:
         # the file's own key, not the report's (a kill between the two writes leaves an older report)
-        return {**json.loads(report.read_text()), "reused": True, "combined": combined}
+        return {**json.loads(report.read_text()), "reused": True, "combined": combined, "model_sha256": j.model_sha}
     first = states[0].meta
     tagger, m, d = j.label, first["n_contexts"], first["embedding_dim"]
     timestamp = pd.Timestamp.now(tz="UTC").floor("s")
