@@ -1,37 +1,37 @@
 """ctxtag_retrain — weekly (Monday 03:00 UTC) and whenever new features land (`ctxtag_features`):
-retrain and evaluate the audio tagger (all Table-2 loss configurations), the listening embeddings
-(Chen et al.: user branch + Siamese audio branch; republished to Feast) and the user models, then
-register the tagger, the context model and the listening embeddings as @challenger, promote each
-to @champion only if its gate passes, and then — only if a champion moved (or the served store lags
-the champions) — republish the served features from the champions (`ctxtag publish`: the context
-champion's track features and the embeddings champion's tables, one switch). Refused by
-every gate: the run ends there, and nothing any client can observe changes.
+retrain and evaluate the audio tagger (every Table-2 loss configuration, one mapped task each),
+tag the catalogue (one mapped task per partition), retrain the listening embeddings (Chen et al.)
+and the user models, register the tagger, the context model and the listening embeddings as
+@challenger, promote each to @champion only if its gate passes, and then — only if a champion
+moved (or the served store lags the champions) — republish the served features from the champions
+(`ctxtag publish`: one switch). Refused by every gate: nothing any client can observe changes.
 
-Training tasks go to the `gpu` queue and pool: with CeleryExecutor they run on GPU workers; the
-embedded LocalExecutor runs them locally. Each task runs `dvc repro <stage>`, so a rerun of the
-same logical date with nothing changed retrains nothing and registers no new version.
+The tasks are the pipeline's DVC stages, each run alone (`dvc repro --single-item <stage>`), wired
+as dvc.yaml wires them (tests/dags/test_dags.py holds the two graphs equal): what does not depend
+on the tagger (the Chen et al. front-end) starts at once, the tagger's evaluation and robustness
+run beside the catalogue's tagging, and a rerun with nothing changed retrains nothing and registers
+no new version. The user models wait for the embeddings: they read the listening embeddings
+through the offline store.
+
+Training tasks go to queue and pool `gpu`: with CeleryExecutor they run on the GPU workers; the
+embedded LocalExecutor runs them locally. DVC runs one stage at a time per project checkout (its
+lock; tasks wait for it), so parallel tasks overlap only in the work outside DVC (the catalogue's
+partitions) unless workers have checkouts of their own.
+
+Starts unpaused: it runs on its schedule, and every promotion passes a gate.
 """
 
 from __future__ import annotations
 
-import os
-from datetime import timedelta
+import sys
 from pathlib import Path
 
 import pendulum
-from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, get_current_context, task
 
-FEATURES = Asset(name="ctxtag_features", uri="file:///ctxtag/feast/features")
-# a service that is down (broker, metadata DB, MLflow, S3) is retried with backoff: 30 s, 1, 2 min;
-# every task is idempotent (dvc repro, deduplicating ingest, resumable training), so a retry is safe
-RETRIES = {"retries": 3, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True,
-           "max_retry_delay": timedelta(minutes=10)}
-GPU = {"queue": "gpu", "pool": "gpu"}
-
-
-def project_dir() -> Path:
-    """The ctxtag checkout the tasks work in: $CTXTAG_PROJECT, else the one this file lives in."""
-    return Path(os.environ.get("CTXTAG_PROJECT") or Path(__file__).resolve().parents[1])
+if str(Path(__file__).parent) not in sys.path:        # ctxtag_common.py lies beside this file
+    sys.path.insert(0, str(Path(__file__).parent))
+from ctxtag_common import FEATURES, GPU, RETRIES, project_dir, push, stage
 
 
 @dag(
@@ -40,20 +40,30 @@ def project_dir() -> Path:
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    is_paused_upon_creation=False,
     default_args=RETRIES,
     tags=["ctxtag", "training"],
     doc_md=__doc__,
 )
 def ctxtag_retrain():
-    @task(**GPU)
-    def train_tagger() -> str:
-        """features -> train@{loss configurations} -> evaluate."""
+    @task
+    def loss_configs() -> list[str]:
+        """The loss configurations to train (params.yaml train.configs: dvc.yaml's train@ items)."""
+        from ctxtag.platform.orchestration import in_project
+
+        with in_project(project_dir()) as params:
+            return list(params.train.configs)
+
+    @task(map_index_template="{{ loss }}", **GPU)
+    def train(loss: str) -> dict:
+        """One loss configuration of the CNN: `dvc repro --single-item train@<loss>` (resumable)."""
         from ctxtag.platform.orchestration import repro
 
-        return repro(project_dir(), "evaluate")[-2000:]
+        get_current_context()["loss"] = loss
+        return repro(project_dir(), f"train@{loss}")
 
     @task
-    def plan_track_features(_tagger: str) -> list[int]:
+    def plan_track_features() -> list[int]:
         """The catalogue's partitions (track_features.partitions); a current part skips itself."""
         from ctxtag.platform.orchestration import in_project
         from ctxtag.tagger.batch import plan_partitions
@@ -61,41 +71,18 @@ def ctxtag_retrain():
         with in_project(project_dir()) as params:
             return plan_partitions(params)
 
-    @task(**GPU)
+    @task(map_index_template="{{ partition }}", **GPU)
     def tag_partition(k: int) -> dict:
         """One partition of the catalogue through the tagger: resumable, idempotent by content hash."""
-        from ctxtag.platform.orchestration import in_project
+        from ctxtag.platform.orchestration import in_project, worker_name
         from ctxtag.tagger.batch import run_partition
 
+        get_current_context()["partition"] = str(k)
         with in_project(project_dir()) as params:
-            return run_partition(params, k)
+            return {**run_partition(params, k), "worker": worker_name()}
 
     @task
-    def combine_track_features(results) -> dict:
-        """The parts -> track_features.parquet (refused while one is missing or out of date)."""
-        from ctxtag.platform.orchestration import in_project
-        from ctxtag.tagger.batch import combine
-
-        with in_project(project_dir()) as params:
-            return combine(params, list(results))
-
-    @task(**GPU)
-    def train_embeddings(_features: dict) -> str:
-        """liked / disliked tracks -> user branch (UE) + Siamese CNN (AE), Table 1, hit rate, transfer."""
-        from ctxtag.platform.orchestration import repro
-
-        return repro(project_dir(), "embeddings")[-2000:]
-
-    @task(**GPU)
-    def train_user_models(_embeddings: str) -> str:
-        """track features + listening embeddings -> Feast -> streams -> user-aware, situational and
-        joint models."""
-        from ctxtag.platform.orchestration import repro
-
-        return repro(project_dir(), "user_models")[-2000:]
-
-    @task
-    def register(_users: str, dag_run=None) -> dict:
+    def register(dag_run=None) -> dict:
         """Every family as @challenger: the tagger, the pyfunc context model, the listening embeddings."""
         from ctxtag.platform.orchestration import in_project
         from ctxtag.platform.registry import register_each
@@ -137,10 +124,35 @@ def ctxtag_retrain():
         with in_project(project_dir()) as params:
             return publish(params, **online_store())
 
-    # the catalogue is tagged as a fan-out over workers; the embeddings stage then finds every
-    # part current (its `dvc repro` only re-combines them)
-    features = combine_track_features(tag_partition.expand(k=plan_track_features(train_tagger())))
-    republish(promoted(promote(register(train_user_models(train_embeddings(features))))))
+    # the lake as dvc.lock knows it: ctxtag_ingest keeps it current (a no-op then); in a new
+    # deployment, or after a change to the ingest code, the lake is (re)built from the drops first
+    ingest_logs = stage("ingest_logs")
+    # the tagger: labels -> split -> weights, the CNN's front-end, then each loss configuration
+    label, split, weights, features = stage("label"), stage("split"), stage("weights"), stage("features")
+    trained = train.expand(loss=loss_configs())
+    label >> split >> weights >> trained
+    label >> features >> trained
+    evaluate, robustness = stage("evaluate"), stage("robustness")
+    trained >> [evaluate, robustness]
+    # the catalogue through the chosen configuration, a mapped task per partition; the stage then
+    # finds every part current and only combines them (and records them in dvc.lock)
+    planned = plan_track_features()
+    trained >> planned
+    track_features = stage("track_features")
+    tag_partition.expand(k=planned) >> track_features
+    # the data gates see the new track features before they reach the offline store
+    validate = stage("validate", retries=0)
+    [track_features, ingest_logs] >> validate
+    # Chen et al.: the front-end needs only the audio, so it starts with the tagger
+    embedding_features = stage("embedding_features")
+    embeddings = stage("embeddings", **GPU)
+    [embedding_features, track_features, split, ingest_logs] >> embeddings
+    publish_features, streams, user_models = stage("publish_features"), stage("streams"), stage("user_models", **GPU)
+    [embeddings, validate] >> publish_features >> streams >> user_models
+    registered = register()
+    [evaluate, robustness, user_models] >> registered
+    republish(promoted(promote(registered)))
+    registered >> push()
 
 
 ctxtag_retrain()

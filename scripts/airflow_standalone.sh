@@ -11,6 +11,8 @@ export AIRFLOW__CORE__DAGS_FOLDER="$PWD/dags"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__API__HOST=127.0.0.1
 export AIRFLOW__API__PORT="${AIRFLOW_PORT:-8080}"
+# the workers reach the api-server on the same port (else every task fails: Connection refused to :8080)
+export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://127.0.0.1:${AIRFLOW__API__PORT}/execution/"
 export CTXTAG_PROJECT="$PWD"
 mkdir -p "$AIRFLOW_HOME"
 airflow db migrate >/dev/null

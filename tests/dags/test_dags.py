@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import UTC
 from pathlib import Path
 
 import pandas as pd
@@ -29,6 +30,24 @@ def test_dag_files_import_only_airflow_and_the_standard_library(dag_file):
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
+def test_a_run_fetches_its_day_without_a_logical_date_and_refuses_a_bad_one(tmp_path):
+    from datetime import datetime
+
+    from ctxtag.platform.orchestration import fetch, run_date
+
+    after = datetime(2026, 1, 11, 0, 30, tzinfo=UTC)
+    assert run_date(datetime(2026, 1, 10, 1, tzinfo=UTC), after) == "2026-01-10"
+    assert run_date(None, after) == "2026-01-10"                       # manual, no logical date: yesterday
+    assert run_date(None, after, "2026-01-05") == "2026-01-05"
+    with pytest.raises(ValueError, match="not YYYY-MM-DD"):
+        run_date(None, after, "None")
+    with pytest.raises(ValueError, match="not YYYY-MM-DD"):
+        fetch(str(tmp_path), tmp_path / "incoming", None)
+    with pytest.raises(FileNotFoundError, match="no drops for 2026-01-10"):
+        fetch(str(tmp_path / "source"), tmp_path / "incoming", "2026-01-10")
+    assert not (tmp_path / "incoming").exists()                          # no date=None (or any) folder left
+
+
 def test_dagbag_loads_the_dags_with_schedules_queues_and_assets():
     from airflow.dag_processing.dagbag import DagBag
     from airflow.sdk import AssetOrTimeSchedule
@@ -39,18 +58,47 @@ def test_dagbag_loads_the_dags_with_schedules_queues_and_assets():
     retrain, ingest = bag.dags["ctxtag_retrain"], bag.dags["ctxtag_ingest"]
     assert isinstance(retrain.timetable, AssetOrTimeSchedule)            # weekly, or when features land
     assert retrain.timetable.timetable.expression == "0 3 * * 1"
+    # the day that ended: logical date D is the interval [D 01:00, D+1 01:00)
+    assert type(ingest.timetable).__name__ == "CronDataIntervalTimetable" and ingest.timetable.expression == "0 1 * * *"
+    assert not ingest.is_paused_upon_creation and not retrain.is_paused_upon_creation   # chosen: see the docstrings
     gpu = {t.task_id for t in retrain.tasks if t.queue == "gpu" and t.pool == "gpu"}
-    assert gpu == {"train_tagger", "tag_partition", "train_embeddings", "train_user_models"}
+    assert gpu == {"train", "tag_partition", "embeddings", "user_models"}
+    for mapped, over in (("train", "loss_configs"), ("tag_partition", "plan_track_features")):   # fanned out
+        assert type(retrain.get_task(mapped)).__name__.endswith("MappedOperator")
+        assert over in retrain.get_task(mapped).upstream_task_ids
     outlets = {t.task_id: [o.name for o in t.outlets] for t in ingest.tasks}
     assert outlets["publish_features"] == ["ctxtag_features"]
-    assert [u.task_id for u in ingest.get_task("serve_features").upstream_list] == ["publish_features"]
-    assert [t.task_id for t in retrain.topological_sort()] == [
-        "train_tagger", "plan_track_features", "tag_partition", "combine_track_features", "train_embeddings",
-        "train_user_models", "register", "promote", "promoted", "republish"]
+    assert "synth" not in {t.task_id for d in (ingest, retrain) for t in d.tasks}      # never in production
     # every task but the data gate retries with backoff (a service down); the gate fails at once
     retries = {t.task_id: (t.retries, bool(t.retry_exponential_backoff)) for d in (ingest, retrain) for t in d.tasks}
     assert retries.pop("validate") == (0, True)
     assert set(retries.values()) == {(3, True)}
+
+
+def _dvc_ancestors() -> dict[str, set[str]]:
+    """Every stage's upstream stages, transitively, from dvc.yaml (train@x -> train)."""
+    import networkx as nx
+    from dvc.repo import Repo
+
+    graph = Repo(str(ROOT)).index.graph          # edges: stage -> a stage it depends on
+    name = lambda st: st.addressing.split("@")[0]   # noqa: E731
+    return {name(st): {name(up) for up in nx.descendants(graph, st)} for st in graph.nodes}
+
+
+@pytest.mark.parametrize("dag_id", ["ctxtag_ingest", "ctxtag_retrain"])
+def test_the_dag_runs_each_stage_after_the_stages_dvc_yaml_puts_before_it(dag_id):
+    """One task per DVC stage (--single-item), and no task before its inputs: among the stages a
+    DAG runs, A is upstream of B in the DAG exactly when dvc.yaml makes B depend on A."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=str(DAGS)).dags[dag_id]
+    dvc_up = _dvc_ancestors()
+    stages = {t.task_id for t in dag.tasks} & set(dvc_up)
+    assert stages >= ({"ingest_logs", "validate", "publish_features"} if dag_id == "ctxtag_ingest" else
+                      set(dvc_up) - {"synth"})
+    for t in stages:
+        in_dag = {u.task_id for u in dag.get_task(t).get_flat_relatives(upstream=True)} & stages
+        assert in_dag == dvc_up[t] & stages, t
 
 
 def test_with_the_spark_data_plane_the_ingest_dag_submits_the_stages_to_spark():
@@ -70,7 +118,7 @@ def test_with_the_spark_data_plane_the_ingest_dag_submits_the_stages_to_spark():
     assert tasks["ingest_logs"][:3] == ["SparkSubmitOperator", app, ["ingest-logs", "--project", str(ROOT)]]
     assert tasks["publish_features"][:4] == ["SparkSubmitOperator", app, ["publish-features", "--project", str(ROOT)],
                                              ["ctxtag_features"]]
-    assert tasks["ingest_logs"][4] == ["fetch_drops"] and tasks["validate"][4] == ["ingest_logs"]
+    assert tasks["ingest_logs"][4] == ["fetch_drops"] and tasks["trained"][4] == ["ingest_logs"]
     assert tasks["publish_features"][4] == ["validate"] and Path(app).exists()
 
 
