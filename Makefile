@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup demo reproduce test test-fast lint bench serve airflow clean
+.PHONY: setup demo reproduce test test-fast lint bench serve airflow stack-up stack-check stack-down clean
 
 setup: $(VENV)/.synced
 
@@ -54,6 +54,16 @@ serve: setup  ## the HTTP API on http://127.0.0.1:8000 (OpenAPI at /docs), after
 
 airflow: setup  ## the Airflow UI on http://127.0.0.1:8080 with the ctxtag DAGs (airflow standalone)
 	bash scripts/airflow_standalone.sh
+
+# the production topology as native processes (scripts/stack.sh; settings: docker/stack.env)
+stack-up: setup  ## Postgres, RabbitMQ, Redis (this machine's) + S3, MLflow server, Airflow on Celery, the API
+	bash scripts/stack.sh up
+
+stack-check: setup  ## a day's drop through both DAGs on the stack, checked end to end (after stack-up)
+	bash scripts/stack.sh check
+
+stack-down:  ## stop the stack's processes (STACK_PURGE=1: also its databases and .stack/)
+	bash scripts/stack.sh down
 
 clean:
 	rm -rf data reports .dvc/cache .dvc/tmp

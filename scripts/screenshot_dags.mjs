@@ -1,20 +1,28 @@
-// Screenshots of the DAG graphs in the Airflow UI, taken in headless Chromium (puppeteer-core +
+// Screenshots of the DAGs in the Airflow UI, taken in headless Chromium (puppeteer-core +
 // @sparticuz/chromium: a Chromium build that comes from the npm registry). Used by
-// scripts/screenshot_dags.sh; args: base URL, output folder, DAG ids.
+// scripts/screenshot_dags.sh; args: base URL, output folder, then DAG ids (the graph view:
+// docs/<dag>_graph.png) or DAG=RUN_ID pairs (that run's graph with its task states:
+// docs/<dag>_run.png). $AIRFLOW_TOKEN (a JWT from /auth/token) logs in where the UI needs it.
 import chromium from "@sparticuz/chromium";
 import puppeteer from "puppeteer-core";
 
-const [base, outDir, ...dags] = process.argv.slice(2);
+const [base, outDir, ...items] = process.argv.slice(2);
 const browser = await puppeteer.launch({ args: chromium.args, executablePath: await chromium.executablePath(),
-                                         headless: true, defaultViewport: { width: 1500, height: 620 } });
+                                         headless: true, defaultViewport: { width: 1600, height: 760 } });
 const page = await browser.newPage();
-for (const dag of dags) {
-  await page.goto(`${base}/dags/${dag}`, { waitUntil: "networkidle0", timeout: 60000 });
+if (process.env.AIRFLOW_TOKEN) {
+  await page.setCookie({ name: "_token", value: process.env.AIRFLOW_TOKEN, url: base });
+}
+for (const item of items) {
+  const [dag, run] = item.split("=");
+  const url = run ? `${base}/dags/${dag}/runs/${encodeURIComponent(run)}` : `${base}/dags/${dag}`;
+  await page.goto(url, { waitUntil: "networkidle0", timeout: 60000 });
   const graph = await page.waitForSelector('button[aria-label^="Show Graph"]', { timeout: 30000 });
   if (await graph.evaluate(b => b.getAttribute("aria-pressed") !== "true")) await graph.click();
   await page.waitForSelector(".react-flow__node", { timeout: 30000 });
   await new Promise(r => setTimeout(r, 2500));           // the layout animation settles
-  await page.screenshot({ path: `${outDir}/${dag}_graph.png` });
-  console.log(`${outDir}/${dag}_graph.png`);
+  const out = `${outDir}/${dag}_${run ? "run" : "graph"}.png`;
+  await page.screenshot({ path: out });
+  console.log(out);
 }
 await browser.close();

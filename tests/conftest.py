@@ -42,19 +42,8 @@ def contexts() -> tuple[str, ...]:
 
 
 # --- a real DVC project on a small generated world, shared by the pipeline, registry and DAG tests
-SMALL = {
-    "synth": {"n_artists": 50, "n_users": 30, "n_context_playlists": 350, "n_noise_playlists": 40,
-              "n_filtered_playlists": 12, "n_events": 3000, "clip_seconds": 4.0, "days": 14},
-    "labels": {"balance_cap": None},            # the paper's rule: a small training set, a fast suite
-    # 3 s clips (65 frames) keep the CNN cheap; 4 s tracks are shorter than 30 + 3 s: cropped from 0
-    "audio": {"duration_s": 3.0},
-    "train": {"configs": ["none", "neg_ignore_zeros"], "max_epochs": 2},
-    # Chen et al. on 4 s clips: 1 s and 2 s context durations, one epoch, a narrow CNN
-    "embedding_audio": {"duration_s": 4.0},
-    "embeddings": {"min_liked": 3, "min_disliked": 3, "durations": [1.0, 2.0], "best_duration": 2.0,
-                   "models": ["basic_binary", "metric_1vs1", "metric_1vs4"],
-                   "epochs": 1, "eval_segments": 2, "user_epochs": 5, "cnn_channels": [4, 8, 8, 8, 8]},
-}
+# the small world (params.small.yaml, shared with the production stack): the whole pipeline in minutes
+SMALL = yaml.safe_load((ROOT / "params.small.yaml").read_text())
 
 
 def tool_env() -> dict[str, str]:

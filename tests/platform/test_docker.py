@@ -26,18 +26,37 @@ def compose() -> dict:
 
 def test_compose_describes_the_production_stack(compose):
     services = compose["services"]
-    assert {"postgres", "redis", "minio", "mlflow", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
+    assert {"postgres", "rabbitmq", "redis", "minio", "mlflow", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
             "airflow-triggerer", "airflow-worker", "airflow-gpu-worker", "api"} <= set(services)
     env = services["airflow-scheduler"]["environment"]                       # through the x-airflow anchor
     assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql")
-    assert env["CTXTAG_ONLINE_STORE"] == "redis" and env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert env["CTXTAG_ONLINE_STORE"] == "redis" and env["MLFLOW_TRACKING_URI"] == "http://mlflow:${STACK_MLFLOW_PORT}"
+    assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("amqp://")
     gpu = services["airflow-gpu-worker"]
     assert gpu["command"][:4] == ["celery", "worker", "--queues", "gpu"]
     assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
     assert "pools set gpu" in services["airflow-init"]["command"][0]
     for name, svc in services.items():                                       # nothing exposed beyond localhost
         assert all(str(p).startswith("127.0.0.1:") for p in svc.get("ports", [])), name
+
+
+def _settings() -> dict[str, str]:
+    lines = (DOCKER / "stack.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def test_compose_and_the_native_stack_read_one_settings_file(compose):
+    """docker/stack.env feeds both: compose interpolates every setting (no port, database, bucket or
+    credential of its own), and scripts/stack.sh reads every one."""
+    settings = _settings()
+    text, native = (DOCKER / "compose.yaml").read_text(), (ROOT / "scripts/stack.sh").read_text()
+    assert settings and all(k.startswith("STACK_") for k in settings)
+    for key, value in settings.items():
+        assert "${" + key + "}" in text, f"compose.yaml does not use {key}"
+        assert "$" + key in native or "${" + key in native, f"scripts/stack.sh does not use {key}"
+        if (value.isdigit() and len(value) >= 4) or (value.startswith("ctxtag") and value != "ctxtag"):   # ports, names
+            assert not re.search(rf"(?<![\w$]){re.escape(value)}(?!\w)", text), f"compose.yaml repeats {key}={value}"
 
 
 def _dockerfiles(compose) -> dict[str, Path]:
@@ -73,7 +92,7 @@ def _commands(compose) -> list[list[str]]:
         cmd = svc.get("command", [])
         if entry[0] in ("/bin/bash", "/bin/sh"):
             for part in cmd[0].split("&&"):
-                cmds.append(shlex.split(part.replace("$${CTXTAG_GPU_SLOTS:-1}", "1")))
+                cmds.append(shlex.split(part.replace("${STACK_GPU_SLOTS}", "1")))
         else:
             cmds.append(list(entry) + list(cmd))
     for path in (DOCKER / "Dockerfile.trainer", DOCKER / "Dockerfile.api"):
