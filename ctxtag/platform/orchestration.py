@@ -88,12 +88,16 @@ def _commit_lock(project: Path, message: str) -> str:
     git = ["git", "-C", str(project)]
     lock = yaml.safe_load((project / "dvc.lock").read_text()) or {}
     outs = sorted({o["path"] for st in lock.get("stages", {}).values() for o in st.get("outs", [])})
-    changed = subprocess.run([*git, "ls-files", "-m", "--", "dvc.lock", *outs], capture_output=True, text=True,
-                             check=True).stdout.split()
+    # changed or new (not ignored: DVC ignores the outputs it caches) ...
+    changed = subprocess.run([*git, "ls-files", "-m", "-o", "--exclude-standard", "--", "dvc.lock", *outs],
+                             capture_output=True, text=True, check=True).stdout.split()
+    if changed:
+        subprocess.run([*git, "add", "--", *changed], check=True)
+    # ... and what DVC staged itself
     staged = subprocess.run([*git, "diff", "--cached", "--name-only", "--", "dvc.lock", *outs], capture_output=True,
-                            text=True, check=True).stdout.split()       # DVC stages what it changes itself
-    if changed or staged:
-        subprocess.run([*git, "commit", "-q", "-m", message, "--", *sorted({*changed, *staged})], check=True)
+                            text=True, check=True).stdout.split()
+    if staged:
+        subprocess.run([*git, "commit", "-q", "-m", message, "--", *staged], check=True)
     return subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
 
 

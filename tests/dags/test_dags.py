@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import UTC
 from pathlib import Path
 
 import pandas as pd
@@ -28,24 +27,6 @@ def test_dag_files_import_only_airflow_and_the_standard_library(dag_file):
                          env={**tool_env(), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
-
-
-def test_a_run_fetches_its_day_without_a_logical_date_and_refuses_a_bad_one(tmp_path):
-    from datetime import datetime
-
-    from ctxtag.platform.orchestration import fetch, run_date
-
-    after = datetime(2026, 1, 11, 0, 30, tzinfo=UTC)
-    assert run_date(datetime(2026, 1, 10, 1, tzinfo=UTC), after) == "2026-01-10"
-    assert run_date(None, after) == "2026-01-10"                       # manual, no logical date: yesterday
-    assert run_date(None, after, "2026-01-05") == "2026-01-05"
-    with pytest.raises(ValueError, match="not YYYY-MM-DD"):
-        run_date(None, after, "None")
-    with pytest.raises(ValueError, match="not YYYY-MM-DD"):
-        fetch(str(tmp_path), tmp_path / "incoming", None)
-    with pytest.raises(FileNotFoundError, match="no drops for 2026-01-10"):
-        fetch(str(tmp_path / "source"), tmp_path / "incoming", "2026-01-10")
-    assert not (tmp_path / "incoming").exists()                          # no date=None (or any) folder left
 
 
 def test_dagbag_loads_the_dags_with_schedules_queues_and_assets():
