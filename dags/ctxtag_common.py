@@ -13,9 +13,10 @@ from airflow.sdk import Asset, task
 # updated when the daily user snapshots land in the offline store; ctxtag_retrain runs on it
 FEATURES = Asset(name="ctxtag_features", uri="file:///ctxtag/feast/features")
 # a service that is down (broker, metadata DB, MLflow, S3) is retried with backoff: 30 s, 1, 2 min;
-# every task is idempotent (dvc repro, deduplicating ingest, resumable training), so a retry is safe
+# every task is idempotent (dvc repro, deduplicating ingest, resumable training), so a retry is safe.
+# A try that hangs (a stage waiting on a lock whose holder hangs) is failed after 6 hours
 RETRIES = {"retries": 3, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True,
-           "max_retry_delay": timedelta(minutes=10)}
+           "max_retry_delay": timedelta(minutes=10), "execution_timeout": timedelta(hours=6)}
 # training goes to the GPU workers (CeleryExecutor: `airflow celery worker --queues gpu`); the pool
 # bounds how many run at once (its slots = the GPUs)
 GPU = {"queue": "gpu", "pool": "gpu"}

@@ -36,8 +36,7 @@ def repro(project: Path, stage: str, force: bool = False) -> dict:
 
     ``force``: run even if DVC sees no change (ingest: its new drops are not a DVC dependency;
     it is idempotent, so a forced rerun writes nothing twice)."""
-    dvc = Path(sys.executable).parent / "dvc"
-    cmd = [str(dvc if dvc.exists() else "dvc"), "--wait-for-lock", "repro", "--single-item",
+    cmd = [_dvc_bin(), "--wait-for-lock", "repro", "--single-item",
            *(["--force"] if force else []), stage]
     start = time.monotonic()
     tail: deque[str] = deque(maxlen=60)
@@ -53,9 +52,14 @@ def repro(project: Path, stage: str, force: bool = False) -> dict:
     return {"stage": stage, "ran": ran, "seconds": round(time.monotonic() - start, 1), "worker": worker_name()}
 
 
-def _dvc(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def _dvc_bin() -> str:
+    """This environment's dvc (a task's interpreter may not have its venv on PATH)."""
     dvc = Path(sys.executable).parent / "dvc"
-    proc = subprocess.run([str(dvc if dvc.exists() else "dvc"), *args], cwd=project, capture_output=True, text=True)
+    return str(dvc) if dvc.exists() else "dvc"
+
+
+def _dvc(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([_dvc_bin(), *args], cwd=project, capture_output=True, text=True)
     if check and proc.returncode != 0:
         raise StageFailed(f"dvc {' '.join(args)} failed in {project}:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
     return proc
@@ -81,8 +85,9 @@ def dvc_push(project: Path) -> dict:
 
 
 def _commit_lock(project: Path, message: str) -> str:
-    """Commit dvc.lock and the outputs git tracks (metrics, plots: `cache: false`) to the project's
-    history; the rest of the tree (code, params) is the deployment's own business. The commit's id."""
+    """Commit dvc.lock and the outputs git holds (metrics, plots: `cache: false`; new ones too) to the
+    project's history; the rest of the tree (code, params) is the deployment's own business. The
+    commit's id."""
     import yaml
 
     git = ["git", "-C", str(project)]

@@ -54,6 +54,7 @@ def test_dagbag_loads_the_dags_with_schedules_queues_and_assets():
     retries = {t.task_id: (t.retries, bool(t.retry_exponential_backoff)) for d in (ingest, retrain) for t in d.tasks}
     assert retries.pop("validate") == (0, True)
     assert set(retries.values()) == {(3, True)}
+    assert {t.execution_timeout.total_seconds() for d in (ingest, retrain) for t in d.tasks} == {6 * 3600}   # bounded
 
 
 def _dvc_ancestors() -> dict[str, set[str]]:
