@@ -14,8 +14,10 @@ before the run), else, for a manual run without a logical date, the day before i
 Where from: the `source` param, else $CTXTAG_DROPS_SOURCE; neither: only the drops already in the
 project are (re)ingested.
 
-Starts unpaused: a new deployment ingests from its first day, and a run with nothing new changes
-nothing.
+Paused or not at creation is the deployment's choice, Airflow's [core] dags_are_paused_at_creation:
+the production stack starts it unpaused (a new deployment ingests from its first day, and a run
+with nothing new changes nothing); `make airflow` keeps Airflow's default, paused, so a
+developer's checkout runs nothing until they unpause it.
 
 The listening-data plane runs embedded (DuckDB, inside the task) unless CTXTAG_DATA_PLANE=spark:
 then ingest_logs and publish_features are spark-submit jobs (the Spark provider's
@@ -47,7 +49,7 @@ DATA_PLANE = os.environ.get("CTXTAG_DATA_PLANE", "embedded")     # embedded | sp
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    is_paused_upon_creation=False,
+    is_paused_upon_creation=None,      # the deployment's choice (module docstring)
     default_args=RETRIES,
     tags=["ctxtag", "data"],
     params={"source": Param(None, type=["null", "string"],

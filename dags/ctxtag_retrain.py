@@ -18,7 +18,10 @@ embedded LocalExecutor runs them locally. DVC runs one stage at a time per proje
 lock; tasks wait for it), so parallel tasks overlap only in the work outside DVC (the catalogue's
 partitions) unless workers have checkouts of their own.
 
-Starts unpaused: it runs on its schedule, and every promotion passes a gate.
+Paused or not at creation is the deployment's choice, Airflow's [core] dags_are_paused_at_creation:
+the production stack starts it unpaused (it runs on its schedule, and every promotion passes a
+gate); `make airflow` keeps Airflow's default, paused, so a developer's checkout runs nothing
+(no stage rewrites its outputs) until they unpause it.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from ctxtag_common import FEATURES, GPU, RETRIES, project_dir, push, stage
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    is_paused_upon_creation=False,
+    is_paused_upon_creation=None,      # the deployment's choice (module docstring)
     default_args=RETRIES,
     tags=["ctxtag", "training"],
     doc_md=__doc__,

@@ -28,6 +28,7 @@ stack_env() {                                         # what every component of 
   export AIRFLOW__CORE__EXECUTOR=CeleryExecutor
   export AIRFLOW__CORE__DAGS_FOLDER=$PROJECT/dags
   export AIRFLOW__CORE__LOAD_EXAMPLES=False
+  export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False   # production: the schedules run from the start
   export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=$PG/$STACK_AIRFLOW_DB
   export AIRFLOW__CELERY__BROKER_URL="amqp://$STACK_RABBITMQ_USER:$STACK_RABBITMQ_PASSWORD@$H:$STACK_RABBITMQ_PORT/$STACK_RABBITMQ_VHOST"
   export AIRFLOW__CELERY__RESULT_BACKEND="db+$PG/$STACK_AIRFLOW_DB"
@@ -93,7 +94,8 @@ databases() {
 deploy() {                                            # the deployment: this checkout's files, once
   if [ -d "$PROJECT/.git" ]; then echo "  project: $PROJECT (kept)"; return; fi
   mkdir -p "$PROJECT"
-  (cd "$ROOT" && git ls-files -z -co --exclude-standard | xargs -0 cp --parents -t "$PROJECT")
+  (cd "$ROOT" && git ls-files -z -co --exclude-standard | while IFS= read -r -d '' f; do
+     [ -e "$f" ] && printf '%s\0' "$f"; done | xargs -0 cp --parents -t "$PROJECT")   # tracked files deleted here: not
   cd "$PROJECT"
   # the small world (params.small.yaml over params.yaml): the whole pipeline in minutes
   python "$ROOT/scripts/params_overrides.py" --merge params.small.yaml params.yaml

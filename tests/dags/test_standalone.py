@@ -45,9 +45,12 @@ def test_standalone_serves_the_dags_on_localhost(tmp_path):
         token = _get(f"{base}/auth/token", data={"username": "admin", "password": password})["access_token"]
         dags: set[str] = set()
         while time.time() < deadline and dags != {"ctxtag_ingest", "ctxtag_retrain"}:
-            dags = {d["dag_id"] for d in _get(f"{base}/api/v2/dags", token)["dags"]}
+            listed = _get(f"{base}/api/v2/dags", token)["dags"]
+            dags = {d["dag_id"] for d in listed}
             time.sleep(2)
         assert dags == {"ctxtag_ingest", "ctxtag_retrain"}
+        # a developer's checkout: paused until they unpause them, so no stage rewrites its outputs
+        assert all(d["is_paused"] for d in listed)
         assert "gpu" in {p["name"] for p in _get(f"{base}/api/v2/pools", token)["pools"]}
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
