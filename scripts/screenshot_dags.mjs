@@ -8,7 +8,7 @@ import puppeteer from "puppeteer-core";
 
 const [base, outDir, ...items] = process.argv.slice(2);
 const browser = await puppeteer.launch({ args: chromium.args, executablePath: await chromium.executablePath(),
-                                         headless: true, defaultViewport: { width: 1600, height: 760 } });
+                                         headless: true, defaultViewport: { width: 2600, height: 900 } });
 const page = await browser.newPage();
 if (process.env.AIRFLOW_TOKEN) {
   await page.setCookie({ name: "_token", value: process.env.AIRFLOW_TOKEN, url: base });
@@ -22,7 +22,9 @@ for (const item of items) {
   await page.waitForSelector(".react-flow__node", { timeout: 30000 });
   await new Promise(r => setTimeout(r, 2500));           // the layout animation settles
   const out = `${outDir}/${dag}_${run ? "run" : "graph"}.png`;
-  await page.screenshot({ path: out });
+  // the graph pane alone, on a wide page: a long DAG fitted to it stays legible
+  const pane = await page.$(".react-flow");
+  await (pane ?? page).screenshot({ path: out });
   console.log(out);
 }
 await browser.close();
