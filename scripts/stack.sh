@@ -37,6 +37,7 @@ stack_env() {                                         # what every component of 
   export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://$H:$STACK_AIRFLOW_PORT/execution/"
   export AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=$STACK_WORKER_LOG_PORT
   export AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT=$STACK_HEARTBEAT_TIMEOUT_S
+  export AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT=$STACK_QUEUED_TIMEOUT_S
   export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="$STACK_AIRFLOW_USER:admin"
   export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=$STACK_HOME/airflow/passwords.json
   export AIRFLOW__API_AUTH__JWT_SECRET=$(cat "$STACK_HOME/secret" 2>/dev/null || true)
@@ -60,6 +61,14 @@ start() {                                             # start NAME DIR CMD...: d
   (cd "$dir" && exec setsid "$@" >> "$STACK_HOME/logs/$name.log" 2>&1 < /dev/null) &
   echo $! > "$STACK_HOME/run/$name.pid"
   echo "  $name: pid $! (log: $STACK_HOME/logs/$name.log)"
+}
+
+supervised() {                                        # supervised NAME DIR CMD...: started again when it dies
+  # as systemd's Restart=always or a container's restart policy would: a worker killed with its
+  # tasks, or one that found the broker down as it started, is back 5 s later
+  local name=$1 dir=$2; shift 2
+  start "$name" "$dir" bash -c 'while :; do "$@"; echo "[stack] $1 exited ($?): restarting in 5 s" >&2; sleep 5; done' \
+    supervise "$@"
 }
 
 wait_for() {                                          # wait_for WHAT SECONDS CMD...
@@ -124,10 +133,12 @@ up() {
   wait_for redis 30 redis-cli -h $H -p "$STACK_REDIS_PORT" ping
   databases
   echo "stack: S3"
-  # moto keeps its objects in memory: every request is recorded to disk and the recording replayed
-  # at the next start, so a stack-down/up keeps the remote, the artifacts and the drops
+  # moto keeps its objects in memory: every request that changes one is recorded to disk and the
+  # recording replayed at the next start (scripts/s3_server.py), so a stack-down/up keeps the
+  # remote, the artifacts and the drops
   if ! running s3; then
-    MOTO_RECORDER_FILEPATH=$STACK_HOME/s3/recording start s3 "$STACK_HOME/s3" moto_server -H $H -p "$STACK_S3_PORT"
+    MOTO_RECORDER_FILEPATH=$STACK_HOME/s3/recording start s3 "$STACK_HOME/s3" python "$ROOT/scripts/s3_server.py" \
+      -H $H -p "$STACK_S3_PORT"
     wait_for s3 60 http_ok "http://$H:$STACK_S3_PORT/moto-api/"
     if [ -s "$STACK_HOME/s3/recording" ]; then
       curl -sf -X POST "http://$H:$STACK_S3_PORT/moto-api/recorder/replay-recording" > /dev/null
@@ -144,7 +155,7 @@ for name in (os.environ["STACK_DROPS_BUCKET"], os.environ["STACK_DVC_BUCKET"], o
         s3.create_bucket(Bucket=name)
 EOF
   echo "stack: MLflow"
-  start mlflow "$STACK_HOME" mlflow server --host $H --port "$STACK_MLFLOW_PORT" --workers "$STACK_MLFLOW_WORKERS" \
+  supervised mlflow "$STACK_HOME" mlflow server --host $H --port "$STACK_MLFLOW_PORT" --workers "$STACK_MLFLOW_WORKERS" \
     --backend-store-uri "$PG/$STACK_MLFLOW_DB" --artifacts-destination "s3://$STACK_MLFLOW_BUCKET" --serve-artifacts
   wait_for mlflow 120 http_ok "$MLFLOW_TRACKING_URI/health"
   deploy
@@ -154,19 +165,19 @@ EOF
       "$STACK_AIRFLOW_USER" > "$AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"
   airflow db migrate > "$STACK_HOME/logs/airflow-migrate.log" 2>&1
   airflow pools set gpu "$STACK_GPU_SLOTS" "GPU workers (training tasks)" > /dev/null
-  start airflow-api "$PROJECT" airflow api-server --port "$STACK_AIRFLOW_PORT"
-  start airflow-scheduler "$PROJECT" airflow scheduler
-  start airflow-dag-processor "$PROJECT" airflow dag-processor
-  start airflow-triggerer "$PROJECT" airflow triggerer
-  CTXTAG_WORKER_NAME=cpu-worker start airflow-worker "$PROJECT" airflow celery worker --queues default \
+  supervised airflow-api "$PROJECT" airflow api-server --port "$STACK_AIRFLOW_PORT"
+  supervised airflow-scheduler "$PROJECT" airflow scheduler
+  supervised airflow-dag-processor "$PROJECT" airflow dag-processor
+  supervised airflow-triggerer "$PROJECT" airflow triggerer
+  CTXTAG_WORKER_NAME=cpu-worker supervised airflow-worker "$PROJECT" airflow celery worker --queues default \
     --concurrency "$STACK_CPU_CONCURRENCY" --celery-hostname "cpu@%h"
   # the GPU worker: the `gpu` queue (training); CUDA where present, the CPU here. Its logs are on the
   # same disk, served by the first worker's log server
-  CTXTAG_WORKER_NAME=gpu-worker start airflow-gpu-worker "$PROJECT" airflow celery worker --queues gpu \
+  CTXTAG_WORKER_NAME=gpu-worker supervised airflow-gpu-worker "$PROJECT" airflow celery worker --queues gpu \
     --concurrency "$STACK_GPU_CONCURRENCY" --celery-hostname "gpu@%h" --skip-serve-logs
   wait_for airflow 180 http_ok "http://$H:$STACK_AIRFLOW_PORT/api/v2/monitor/health"
   echo "stack: the API"
-  start api "$PROJECT" ctxtag serve --port "$STACK_API_PORT" --workers "$STACK_API_WORKERS"
+  supervised api "$PROJECT" ctxtag serve --port "$STACK_API_PORT" --workers "$STACK_API_WORKERS"
   wait_for api 120 http_ok "http://$H:$STACK_API_PORT/health"
   echo "stack: up. Airflow http://$H:$STACK_AIRFLOW_PORT (user $STACK_AIRFLOW_USER, password in" \
        "$AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE), MLflow $MLFLOW_TRACKING_URI," \

@@ -311,6 +311,13 @@ def _tree(pid: int) -> list[int]:
     return out
 
 
+def gpu_consumers() -> int:
+    out = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", os.environ["STACK_RABBITMQ_VHOST"], "name",
+                          "consumers"], capture_output=True, text=True).stdout
+    return sum(int(n) for name, n in (line.split() for line in out.splitlines() if line.count("\t") == 1)
+               if name == "gpu")
+
+
 def check_faults(af: Airflow, timeout_s: float) -> None:
     """A day whose events retrain the listening embeddings and the user models (on the gpu worker):
     the gpu worker is killed (kill -9, with its tasks) while the embeddings train, and the broker is
@@ -330,15 +337,18 @@ def check_faults(af: Airflow, timeout_s: float) -> None:
             raise CheckFailed(f"embeddings {ti['state']} before the worker could be killed")
         time.sleep(2)
     time.sleep(10)
-    pidfile = Path(os.environ["STACK_HOME"]) / "run/airflow-gpu-worker.pid"
-    killed = _tree(int(pidfile.read_text()))
+    supervisor = int((Path(os.environ["STACK_HOME"]) / "run/airflow-gpu-worker.pid").read_text())
+    killed = _tree(supervisor)[1:]                 # the worker and its tasks; its supervisor restarts it
     for pid in killed:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     say(f"killed the gpu worker mid-task: kill -9 of {len(killed)} processes (embeddings, try {ti['try_number']})")
-    time.sleep(5)
-    subprocess.run(["bash", str(ROOT / "scripts/stack.sh"), "up"], check=True, stdout=subprocess.DEVNULL)
-    say("the gpu worker restarted (`scripts/stack.sh up` starts what is down)")
+    deadline = time.monotonic() + 120
+    while not gpu_consumers():
+        if time.monotonic() > deadline:
+            raise CheckFailed("the gpu worker did not come back within 120 s")
+        time.sleep(2)
+    say("the gpu worker is back (restarted by its supervisor) and consuming the gpu queue")
     subprocess.run(["rabbitmqctl", "-q", "stop_app"], check=True)
     say("broker stopped (rabbitmqctl stop_app) for 60 s")
     try:
@@ -404,7 +414,8 @@ def main() -> int:
     if args.screenshots:                   # the UI with both runs, as the README shows them
         token = af.http.headers["Authorization"].split()[1]
         subprocess.run(["bash", str(ROOT / "scripts/screenshot_dags.sh"), AIRFLOW, f"ctxtag_ingest={ingest}",
-                        f"ctxtag_retrain={retrain}"], check=True, env={**os.environ, "AIRFLOW_TOKEN": token})
+                        f"ctxtag_retrain={retrain}", f"ctxtag_retrain={retrain}/embeddings"], check=True,
+                       env={**os.environ, "AIRFLOW_TOKEN": token})
     if args.faults:
         check_faults(af, args.timeout)
     say("stack-check passed")
