@@ -172,7 +172,8 @@ EOF
   CTXTAG_WORKER_NAME=cpu-worker supervised airflow-worker "$PROJECT" airflow celery worker --queues default \
     --concurrency "$STACK_CPU_CONCURRENCY" --celery-hostname "cpu@%h"
   # the GPU worker: the `gpu` queue (training); CUDA where present, the CPU here. Its logs are on the
-  # same disk, served by the first worker's log server
+  # same disk, served (for the UI's live view) by the first worker's log server, which Airflow binds
+  # to every interface (hard-coded) and which answers only requests signed with the stack's secret
   CTXTAG_WORKER_NAME=gpu-worker supervised airflow-gpu-worker "$PROJECT" airflow celery worker --queues gpu \
     --concurrency "$STACK_GPU_CONCURRENCY" --celery-hostname "gpu@%h" --skip-serve-logs
   wait_for airflow 180 http_ok "http://$H:$STACK_AIRFLOW_PORT/api/v2/monitor/health"
