@@ -45,7 +45,7 @@ def stage(name: str, force: bool = False, **task_args):
 @task
 def push() -> dict:
     """The pipeline's outputs to the project's DVC remote, where one is configured (the stack's S3);
-    none configured: skipped, nothing to share."""
+    none configured: nothing to share, nothing done (the result says so)."""
     from ctxtag.platform.orchestration import dvc_push
 
     return dvc_push(project_dir())

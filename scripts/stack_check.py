@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -154,14 +153,12 @@ class Airflow:
 
 
 def lake_keys() -> list[tuple]:
-    import pyarrow.parquet as pq
+    """(user, track, UTC instant as text) of every event in the deployment's lake (the small world's)."""
+    from ctxtag.config import load_params
+    from ctxtag.listening.lake import read_lake
 
-    keys = []
-    for part in sorted((PROJECT / "data/lake/listening_logs").glob("date=*/part-*.parquet")):
-        t = pq.read_table(part, columns=["user_id", "track_id", "event_timestamp"])
-        keys += zip(t.column("user_id").to_pylist(), t.column("track_id").to_pylist(),
-                    [str(x) for x in t.column("event_timestamp").to_pylist()], strict=True)
-    return keys
+    lake = read_lake(PROJECT / load_params(PROJECT / "params.yaml").paths.lake, ["user_id", "track_id", "event_timestamp"])
+    return list(zip(lake["user_id"], lake["track_id"], lake["event_timestamp"].astype(str), strict=True))
 
 
 def put_drop(rows: int = 25, shift_s: int = 7) -> tuple[str, list[tuple]]:
@@ -205,7 +202,6 @@ def check_registry() -> dict[str, str]:
     import boto3
     from mlflow import MlflowClient
 
-    sys.path.insert(0, str(ROOT))
     from ctxtag.config import load_params
     from ctxtag.platform.registry import audit_log, model_name
     from ctxtag.vocabulary import MODEL_FAMILIES
@@ -263,18 +259,20 @@ def check_dvc_pull() -> None:
         outs = sorted({str(o.fs_path) for st in Repo(str(clone)).index.stages for o in st.outs if o.use_cache})
         missing = [o for o in outs if not Path(o).exists()]
         expect(not missing, f"dvc pull in a fresh clone restored {len(outs)} outputs from S3 (missing: {missing})")
-        for path in ("data/models", "data/features/track_features.parquet"):
+        from ctxtag.config import load_params
+
+        paths = load_params(PROJECT / "params.yaml").paths
+        for path in (paths.models, paths.track_features_parquet):
             a, b = _digest(PROJECT / path), _digest(clone / path)
-            expect(a == b, f"{path}: the clone's equals the deployment's")
+            expect(bool(a) and a == b, f"{path}: the clone's {len(b)} files equal the deployment's")
 
 
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    for f in sorted(path.rglob("*") if path.is_dir() else [path]):
-        if f.is_file():
-            h.update(str(f.relative_to(path if path.is_dir() else path.parent)).encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()
+def _digest(path: Path) -> dict[str, str]:
+    """Each file under ``path`` (or ``path`` itself) by its name relative to it, with its sha256."""
+    from ctxtag.common.io import file_sha256
+
+    files = sorted(path.rglob("*")) if path.is_dir() else [path]
+    return {str(f.relative_to(path if path.is_dir() else path.parent)): file_sha256(f) for f in files if f.is_file()}
 
 
 def pipeline_state() -> dict:

@@ -253,11 +253,8 @@ def seed(j: Job, source: Job) -> int:
         mine, theirs = j.state(k), source.state(k)
         if mine.current or not theirs.current or mine.key != theirs.key:
             continue
-        mine.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = mine.path.with_name(f".{mine.path.name}.{os.getpid()}.link")
-        tmp.unlink(missing_ok=True)
-        os.link(theirs.path, tmp)
-        os.replace(tmp, mine.path)
+        with atomic_path(mine.path) as tmp:          # linked beside, renamed over: never a half state
+            os.link(theirs.path, tmp)
         linked += 1
     return linked
 
