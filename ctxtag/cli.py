@@ -63,7 +63,7 @@ def _promote(params: Params, args: argparse.Namespace) -> dict:
 def _publish(params: Params, args: argparse.Namespace) -> dict:
     from ctxtag.platform.publication import publish
 
-    return publish(params, online=args.online, redis_url=args.redis_url)
+    return publish(params, online=args.online, redis_url=args.redis_url, registry=args.feast_registry)
 
 
 def _release(params: Params, args: argparse.Namespace) -> dict:
@@ -229,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
                            default=os.environ.get("CTXTAG_ONLINE_STORE", "sqlite"),
                            help="online store (default: $CTXTAG_ONLINE_STORE or sqlite)")
             p.add_argument("--redis-url", default=os.environ.get("CTXTAG_REDIS_URL", "localhost:6379"))
+            p.add_argument("--feast-registry", metavar="URL", default=os.environ.get("CTXTAG_FEAST_REGISTRY") or None,
+                           help="a shared SQL registry (postgresql+psycopg2://user@host:port/db; default "
+                                "$CTXTAG_FEAST_REGISTRY, else the file registry in paths.online)")
         if name == "track-features":
             p.add_argument("--partition", metavar="K/N", default=None,
                            help="only partition K of N (N = track_features.partitions); skipped when its part is current")

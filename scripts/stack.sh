@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The production topology as native processes on this machine (`make stack-up|stack-check|stack-down`):
-#   PostgreSQL (metadata of Airflow and MLflow), RabbitMQ (Celery broker), Redis (online store)
+#   PostgreSQL (metadata of Airflow and MLflow, the Feast registry), RabbitMQ (Celery broker), Redis
+#   (Feast's online store)
 #   — the machine's own services —, and, started here: a local S3 (moto's server), the MLflow
 #   tracking server (Postgres backend, artifacts proxied to S3), Airflow 3 on CeleryExecutor
 #   (api-server, scheduler, dag-processor, triggerer, a worker on the default queue and one on the
@@ -21,6 +22,7 @@ STACK_HOME=$(mkdir -p "$STACK_HOME" && cd "$STACK_HOME" && pwd)
 PROJECT=$STACK_HOME/project
 H=127.0.0.1
 PG="postgresql+psycopg2://${STACK_PG_USER}@$H:$STACK_PG_PORT"     # trust on 127.0.0.1, as the machine is set up
+DATABASES="$STACK_AIRFLOW_DB $STACK_MLFLOW_DB $STACK_FEAST_DB"   # one per component, created when absent
 
 stack_env() {                                         # what every component of the stack sees
   export CTXTAG_PROJECT=$PROJECT
@@ -48,6 +50,7 @@ stack_env() {                                         # what every component of 
   export AWS_DEFAULT_REGION=$STACK_S3_REGION
   export CTXTAG_DROPS_SOURCE="s3://$STACK_DROPS_BUCKET/$STACK_DROPS_PREFIX"
   export CTXTAG_ONLINE_STORE=redis CTXTAG_REDIS_URL="$H:$STACK_REDIS_PORT"
+  export CTXTAG_FEAST_REGISTRY=$PG/$STACK_FEAST_DB          # one registry for every reader of the store
   export CTXTAG_COMMIT_LOCK=1                         # the deployment's dvc.lock goes to its git history
 }
 
@@ -89,7 +92,7 @@ EOF
 }
 
 databases() {
-  for db in "$STACK_AIRFLOW_DB" "$STACK_MLFLOW_DB"; do
+  for db in $DATABASES; do
     if ! psql -h $H -p "$STACK_PG_PORT" -U "$STACK_PG_USER" -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='$db'" | grep -q 1; then
       psql -h $H -p "$STACK_PG_PORT" -U "$STACK_PG_USER" -d postgres -qc "CREATE DATABASE $db" && echo "  postgres: created $db"
     fi
@@ -204,7 +207,7 @@ down() {
   done
   echo "stack: down (state kept in $STACK_HOME; remove it and the databases with STACK_PURGE=1)"
   if [ "${STACK_PURGE:-0}" = 1 ]; then
-    for db in "$STACK_AIRFLOW_DB" "$STACK_MLFLOW_DB"; do
+    for db in $DATABASES; do
       psql -h $H -p "$STACK_PG_PORT" -U "$STACK_PG_USER" -d postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"
     done
     rabbitmqctl -q delete_vhost "$STACK_RABBITMQ_VHOST" 2>/dev/null || true

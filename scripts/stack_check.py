@@ -8,6 +8,8 @@ for that day, then the retrain DAG; both must succeed on the Celery workers. The
 - every model family has a @champion on the MLflow server, its run's artifacts in S3, and a gate
   decision in its audit trail;
 - the API answers with the champions' versions;
+- another service reads the served store through the shared Feast registry in Postgres (Feast's
+  feature server, given the registry's URL and the Redis only);
 - a fresh clone of the deployment restores the pipeline's outputs with `dvc pull` from S3;
 - rerunning both days' runs changes nothing (lake, registry versions, dvc.lock);
 - screenshots of both DAGs' runs (docs/) when a browser is at hand (`--screenshots`).
@@ -244,6 +246,69 @@ def check_api(champions: dict[str, str], timeout_s: float = 120) -> None:
     raise CheckFailed(f"the API does not answer with the champions {champions} after {timeout_s:.0f} s: {seen}")
 
 
+def check_feast(timeout_s: float = 180) -> None:
+    """Another service on the served store: Feast's own feature server, given only the shared
+    registry's URL and the Redis (feature_repo/feast_cli.py; no file of the deployment), answers
+    the published version's track features and a user's snapshot through the feature services."""
+    import socket
+
+    import pyarrow.parquet as pq
+    import sqlalchemy as sa
+
+    from ctxtag.config import load_params
+    from ctxtag.platform.feature_store import published
+
+    served = PROJECT / load_params(PROJECT / "params.yaml").paths.online
+    stamp = published(served) or {}
+    engine = sa.create_engine(os.environ["CTXTAG_FEAST_REGISTRY"])
+    with engine.connect() as c:
+        views = sorted(c.execute(sa.text("SELECT feature_view_name FROM feature_views WHERE project_id = 'ctxtag'")).scalars())
+    engine.dispose()
+    expect(stamp.get("view") in views and not list(served.glob("registry*.db")),
+           f"the Feast registry is in Postgres ({len(views)} views, the served {stamp.get('view')} among them), "
+           "no registry file")
+    table = pq.read_table(served / stamp["track_features"]["file"], columns=["track_id", "context_probs"])
+    track, probs = table.column(0)[0].as_py(), table.column(1)[0].as_py()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with tempfile.TemporaryDirectory(prefix="ctxtag-reader-") as tmp:
+        params = Path(tmp) / "params.yaml"        # nothing of the deployment's but what a service is told
+        params.write_text("paths: {online: /nonexistent}\n")
+        server = subprocess.Popen([sys.executable, str(ROOT / "feature_repo/feast_cli.py"), "--params", str(params),
+                                   "serve", "-h", "127.0.0.1", "-p", str(port)], cwd=tmp,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline, got = time.monotonic() + timeout_s, None
+            while got is None:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise CheckFailed(f"feast serve on the shared registry did not answer: {server.stdout.read()[-2000:]}")
+                with contextlib.suppress(httpx.HTTPError):
+                    r = httpx.post(f"http://127.0.0.1:{port}/get-online-features", timeout=10,
+                                   json={"feature_service": "track_contexts", "entities": {"track_id": [track]}})
+                    if r.status_code == 200:
+                        got = r.json()
+                if got is None:
+                    time.sleep(2)
+            names = got["metadata"]["feature_names"]
+            values = got["results"][names.index("context_probs")]["values"][0]
+            expect(values is not None and max(abs(a - b) for a, b in zip(values, probs, strict=True)) < 1e-6,
+                   f"feast serve (another service: the registry's URL and Redis only) answers {track}'s "
+                   f"context probabilities of {stamp['model']} through track_contexts")
+            user = stamp.get("probe_user")
+            r = httpx.post(f"http://127.0.0.1:{port}/get-online-features", timeout=10,
+                           json={"feature_service": "situational_model", "entities": {"user_id": [user]}})
+            names = r.json()["metadata"]["feature_names"]
+            streams = r.json()["results"][names.index("n_streams")]["values"][0]
+            expect(r.status_code == 200 and streams is not None,
+                   f"... and user {user}'s snapshot through situational_model (n_streams {streams})")
+        finally:
+            server.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                server.wait(30)
+            server.kill()
+
+
 def check_dvc_pull() -> None:
     """A fresh clone of the deployment, the same remote: `dvc pull` restores every cached output."""
     dvc = str(Path(sys.executable).parent / "dvc")
@@ -409,6 +474,7 @@ def main() -> int:
     check_workers(af, "ctxtag_retrain", retrain)
     champions = check_registry()
     check_api(champions)
+    check_feast()
     check_dvc_pull()
 
     # the same dates again: nothing changes (the forced ingest runs, finds every event in the lake,

@@ -216,6 +216,30 @@ def redis_url():
     proc.wait()
 
 
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A database of its own, dropped at the end, on the PostgreSQL the machine runs (a Feast SQL
+    registry's home in production): ``$CTXTAG_TEST_POSTGRES`` (a SQLAlchemy URL of a server's
+    maintenance database) or this machine's 127.0.0.1:5432. Skipped, with the reason, where no
+    server answers."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    server = os.environ.get("CTXTAG_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
+    name = f"ctxtag_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as c:
+            c.execute(sa.text(f"CREATE DATABASE {name}"))
+    except sa.exc.OperationalError as exc:
+        pytest.skip(f"no PostgreSQL at {server}: {exc.orig}")
+    yield sa.engine.make_url(server).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as c:
+        c.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    admin.dispose()
+
+
 def serve_feast(feast: Path, repo: Path, port: int, env: dict | None = None, timeout_s: float = 120.0):
     """`feast serve` of ``repo`` on 127.0.0.1:``port``, returned once /health answers (its output
     in the failure otherwise). The caller terminates it."""

@@ -1,5 +1,7 @@
 """The Feast store: SQLite online store by default, Redis in production (chosen by the caller,
-from the CLI's --online or CTXTAG_ONLINE_STORE); file offline store over the snapshot parquet."""
+from the CLI's --online or CTXTAG_ONLINE_STORE); file offline store over the snapshot parquet.
+The registry is a file beside the store by default; in production a SQL database
+(CTXTAG_FEAST_REGISTRY, e.g. Postgres) that every service reading the store shares."""
 
 from __future__ import annotations
 
@@ -23,10 +25,36 @@ def registry_file(feast_dir: Path, online: str) -> Path:
     return Path(feast_dir) / f"registry-{online}.db"
 
 
+def sql_registry(url: str, timeout_ms: int | None = None) -> dict:
+    """Feast's SQL registry at the SQLAlchemy ``url``: one registry for every service and
+    machine (the file registry is one machine's). Views being materialised keep serving their last
+    values (Feast would otherwise refuse reads of a view while the daily publication refreshes it);
+    a dropped connection is tested before use (a restarted Postgres), connecting is bounded."""
+    if not url.startswith(("postgresql+", "mysql+", "sqlite:")):
+        raise ValueError(f"Feast registry {hide_password(url)!r}: a SQLAlchemy URL with its driver "
+                         "(postgresql+psycopg2://user@host:port/db) is expected")
+    seconds = max(1, round((timeout_ms or 10_000) / 1000))
+    engine = {"pool_pre_ping": True, **({"connect_args": {"connect_timeout": seconds}}
+                                         if url.startswith("postgresql+") else {})}
+    return {"registry_type": "sql", "path": url, "cache_ttl_seconds": 60,
+            "serve_features_while_materializing": True, "sqlalchemy_config_kwargs": engine}
+
+
+def hide_password(url: str) -> str:
+    """A registry URL as it may be logged or stamped: its password masked."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:                               # noqa: BLE001 - not a URL: nothing to hide
+        return url
+
+
 def open_store(feast_dir: Path, online: str = "sqlite", redis_url: str = "localhost:6379",
-               project: str = "ctxtag", timeout_ms: int | None = None):
+               project: str = "ctxtag", timeout_ms: int | None = None, registry: str | None = None):
     """``timeout_ms`` bounds each Redis operation (connect and read; serving sets it so a dead or
-    frozen Redis costs a request that long, not minutes)."""
+    frozen Redis costs a request that long, not minutes). ``registry``: a SQLAlchemy URL of a
+    shared SQL registry (``sql_registry``); default the file registry in ``feast_dir``."""
     from feast import FeatureStore
     from feast.repo_config import RepoConfig
 
@@ -44,8 +72,9 @@ def open_store(feast_dir: Path, online: str = "sqlite", redis_url: str = "localh
     # stores them, ctxtag.platform.feast_definitions) against the config's repo_path
     # written by rename (AtomicFileRegistryStore): a reader that refreshes during an apply reads
     # the registry before or after it, never a truncated file
-    registry = {"registry_type": "file", "path": str(registry_file(feast_dir, online)),
-                "registry_store_type": f"{__name__}.AtomicFileRegistryStore"}
+    registry = sql_registry(registry, timeout_ms) if registry else \
+        {"registry_type": "file", "path": str(registry_file(feast_dir, online)),
+         "registry_store_type": f"{__name__}.AtomicFileRegistryStore"}
     config = RepoConfig(project=project, registry=registry, provider="local",
                         online_store=online_store, offline_store={"type": "file"},
                         entity_key_serialization_version=3, repo_path=feast_dir)

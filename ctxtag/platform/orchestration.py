@@ -167,11 +167,12 @@ def fetch(source: str, dest: Path, date: str) -> list[Path]:
     return copied
 
 
-def online_store() -> dict[str, str]:
-    """The served online store the tasks publish into: $CTXTAG_ONLINE_STORE (sqlite or redis)
-    and $CTXTAG_REDIS_URL, as for the CLI."""
+def online_store() -> dict[str, str | None]:
+    """The served online store the tasks publish into: $CTXTAG_ONLINE_STORE (sqlite or redis),
+    $CTXTAG_REDIS_URL and $CTXTAG_FEAST_REGISTRY (a shared SQL registry), as for the CLI."""
     return {"online": os.environ.get("CTXTAG_ONLINE_STORE", "sqlite"),
-            "redis_url": os.environ.get("CTXTAG_REDIS_URL", "localhost:6379")}
+            "redis_url": os.environ.get("CTXTAG_REDIS_URL", "localhost:6379"),
+            "registry": os.environ.get("CTXTAG_FEAST_REGISTRY") or None}
 
 
 class in_project:

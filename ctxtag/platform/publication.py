@@ -38,7 +38,13 @@ from pathlib import Path
 
 from ctxtag.config import Params
 from ctxtag.platform.feast_definitions import LISTENING_VIEWS, TRACK_VIEW, definitions, offline_file
-from ctxtag.platform.feature_store import mark_published, materialize_files, open_store, published
+from ctxtag.platform.feature_store import (
+    hide_password,
+    mark_published,
+    materialize_files,
+    open_store,
+    published,
+)
 
 USER_SOURCES = ("user_history", "user_device_time")
 USER_VIEWS = ("user_listening_history", "user_device_time_profile")
@@ -178,10 +184,14 @@ def probe_user(feast_dir: Path) -> str | None:
     return str(users[len(users) - 1]) if len(users) else None
 
 
-def publish(params: Params, root: Path = Path("."), online: str = "sqlite", redis_url: str = "localhost:6379") -> dict:
+def publish(params: Params, root: Path = Path("."), online: str = "sqlite", redis_url: str = "localhost:6379",
+            registry: str | None = None) -> dict:
     """Publish the context @champion's track features, the embeddings @champion's listening
     embeddings and the pipeline's user features into the served store (see the module's docstring
-    for the order that keeps versions apart)."""
+    for the order that keeps versions apart). ``registry``: a shared SQL registry's URL
+    (ctxtag.platform.feature_store.sql_registry), else the file registry in ``paths.online``.
+    With a SQL registry the feature services switch one row each, in one apply (milliseconds
+    apart); each service still reads one version whole."""
     from feast import FeatureService
 
     from ctxtag.platform.registry import champion_files
@@ -199,11 +209,12 @@ def publish(params: Params, root: Path = Path("."), online: str = "sqlite", redi
         track_file = Path("track_features") / f"{view}.parquet"
         features = champion_track_features(params, files["tagger"], model, folder / track_file)
         listening = champion_listening(params, root, folder)
-        target = f"{online}:{redis_url}" if online == "redis" else online
+        target = (f"{online}:{redis_url}" if online == "redis" else online) + \
+            (f"|{hide_password(registry)}" if registry else "")
         before = published(folder) or {}
         if before.get("store", before.get("online_store")) != target:
             before = {}                                  # another online store: everything goes in
-        store = open_store(folder, online, redis_url=redis_url)
+        store = open_store(folder, online, redis_url=redis_url, registry=registry)
         objects = definitions(Path(os.path.relpath(feast_dir, folder)), params.contexts, params.logs.devices,
                               params.logs.networks, embeddings=listening is not None, track_view=view,
                               track_file=track_file,

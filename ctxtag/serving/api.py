@@ -45,16 +45,18 @@ def api_keys(params: Params) -> set[str]:
 
 def app_from_env():
     """The app of a `ctxtag serve` worker process: params from $CTXTAG_PARAMS, the project root
-    the working directory, the online store from $CTXTAG_ONLINE_STORE / $CTXTAG_REDIS_URL."""
+    the working directory, the online store from $CTXTAG_ONLINE_STORE / $CTXTAG_REDIS_URL and
+    its registry from $CTXTAG_FEAST_REGISTRY (a shared SQL registry; default the store's file)."""
     from ctxtag.config import load_params
 
     return create_app(load_params(os.environ.get("CTXTAG_PARAMS", "params.yaml")), Path("."),
                       online=os.environ.get("CTXTAG_ONLINE_STORE", "sqlite"),
-                      redis_url=os.environ.get("CTXTAG_REDIS_URL", "localhost:6379"), freeze_gc=True)
+                      redis_url=os.environ.get("CTXTAG_REDIS_URL", "localhost:6379"),
+                      registry=os.environ.get("CTXTAG_FEAST_REGISTRY") or None, freeze_gc=True)
 
 
 def create_app(params: Params, root: Path = Path("."), service=None, online: str = "sqlite",
-               redis_url: str = "localhost:6379", freeze_gc: bool = False):
+               redis_url: str = "localhost:6379", freeze_gc: bool = False, registry: str | None = None):
     """``freeze_gc``: the process is this app's alone (a `ctxtag serve` worker), so everything alive
     once the service is built lives as long as the process and is frozen out of the collector."""
     from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile
@@ -78,7 +80,7 @@ def create_app(params: Params, root: Path = Path("."), service=None, online: str
                 return
             state["tried"] = time.monotonic()
             try:
-                state["service"], state["error"] = Service(params, root, online, redis_url), None
+                state["service"], state["error"] = Service(params, root, online, redis_url, registry), None
             except Exception as exc:              # noqa: BLE001 - reported by /ready, not a crash
                 state["error"] = f"{type(exc).__name__}: {exc}"
 
@@ -91,7 +93,7 @@ def create_app(params: Params, root: Path = Path("."), service=None, online: str
                 or not build_lock.acquire(blocking=False):
             return s
         try:
-            state["service"], state["error"] = Service(params, root, online, redis_url), None
+            state["service"], state["error"] = Service(params, root, online, redis_url, registry), None
             s.close(wait=False)                   # its watcher has ended; its shadows write and stop
         except Exception as exc:                  # noqa: BLE001 - the old models keep answering
             state["error"], state["follow_failed"] = f"{type(exc).__name__}: {exc}", time.monotonic()

@@ -36,14 +36,14 @@ def _tagger(project: Path, params_file: str):
 
 
 @functools.lru_cache(maxsize=4)
-def _service(project: Path, params_file: str, online: str, redis_url: str):
+def _service(project: Path, params_file: str, online: str, redis_url: str, registry: str | None):
     from ctxtag.config import load_params
     from ctxtag.serving.api import request_models
     from ctxtag.serving.service import Service
 
     params = load_params(project / params_file)
     situation, _ = request_models(params)
-    return Service(params, project, online=online, redis_url=redis_url), situation
+    return Service(params, project, online=online, redis_url=redis_url, registry=registry), situation
 
 
 def _as_dict(ranked, top: int | None) -> dict[str, float]:
@@ -86,7 +86,7 @@ def tagger_version(project: str | Path = ".", params_file: str = "params.yaml") 
 def contexts_for(user: str, device: str, network: str = "wifi", when: datetime | str | None = None,
                  age: float | None = None, gender: str | None = None, top: int | None = None,
                  project: str | Path = ".", params_file: str = "params.yaml", online: str = "sqlite",
-                 redis_url: str = "localhost:6379") -> dict[str, float]:
+                 redis_url: str = "localhost:6379", registry: str | None = None) -> dict[str, float]:
     """Contexts a user is likely in, given device, network and local time (``when``: a datetime
     with its UTC offset or ISO 8601 text; default now), most likely first. KeyError for a user the
     online store does not know."""
@@ -94,7 +94,7 @@ def contexts_for(user: str, device: str, network: str = "wifi", when: datetime |
 
     from ctxtag.serving.service import UnknownUser
 
-    service, situation = _service(Path(project).resolve(), params_file, online, redis_url)
+    service, situation = _service(Path(project).resolve(), params_file, online, redis_url, registry)
     when = datetime.now().astimezone() if when is None else when
     try:
         body = situation(user_id=user, device=device, network=network, timestamp=when, age=age, gender=gender)

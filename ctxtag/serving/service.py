@@ -129,7 +129,8 @@ def _watch_registry(service: weakref.ref, params: Params, root: Path, loaded: di
 
 
 class Service:
-    def __init__(self, params: Params, root: Path, online: str = "sqlite", redis_url: str = "localhost:6379"):
+    def __init__(self, params: Params, root: Path, online: str = "sqlite", redis_url: str = "localhost:6379",
+                 registry: str | None = None):
         from ctxtag.context import artifacts
         from ctxtag.platform.feature_store import OnlineReader, open_store
         from ctxtag.platform.registry import champion_files
@@ -140,7 +141,7 @@ class Service:
         self.feast_dir = self.root / p.online              # the served store (ctxtag publish)
         self.offline_dir = self.root / p.feast             # the pipeline's offline parquet
         self.store = open_store(self.feast_dir, online, redis_url=redis_url,
-                                timeout_ms=params.serving.store_timeout_ms)
+                                timeout_ms=params.serving.store_timeout_ms, registry=registry)
         self._bound_retries()
         self.user_reader = OnlineReader(self.store, list(USER_VIEWS), "user_id")
         # every model from the registry's @champions, checked against the sha256 registered with

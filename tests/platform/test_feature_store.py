@@ -1,4 +1,5 @@
-"""Feast on the file offline store with SQLite and with a real Redis on localhost."""
+"""Feast on the file offline store with SQLite, with a real Redis on localhost, and with Redis and
+a SQL registry in a real PostgreSQL (the production stack's)."""
 
 from __future__ import annotations
 
@@ -47,12 +48,14 @@ def rng_probs() -> np.ndarray:
     return np.random.default_rng(7).random((3, len(PARAMS.contexts))).astype(np.float32)
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "redis+postgres"])
 def store(request, tmp_path, snapshots):
     _, history, device_time, tracks = snapshots
     project = f"ctxtagtest{uuid.uuid4().hex[:8]}"            # keys of this run only, removed after
-    url = request.getfixturevalue("redis_url") if request.param == "redis" else "unused"
-    fs = open_store(tmp_path, request.param, redis_url=url, project=project)
+    online, _, registry = request.param.partition("+")
+    url = request.getfixturevalue("redis_url") if online == "redis" else "unused"
+    registry = request.getfixturevalue("postgres_url") if registry else None
+    fs = open_store(tmp_path, online, redis_url=url, project=project, registry=registry)
     stats = publish(fs, PARAMS, tmp_path, history, device_time, tracks, chunk_days=5)
     assert stats["materialize_chunks"] >= 4
     yield fs
@@ -113,3 +116,54 @@ def test_track_features_are_served_with_the_user_features(store, snapshots):
     np.testing.assert_allclose(got["context_probs"][0], rng_probs()[1], rtol=1e-6)
     assert len(got["audio_embedding"][0]) == 256 and got["audio_embedding"][0][0] == 256.0
     assert got["tagger"] == ["cnn-test"] and got["n_streams"][0] > 0
+
+
+def test_a_sql_registry_is_shared_by_services_that_share_no_file(tmp_path, snapshots, redis_url, postgres_url):
+    """What one process publishes into the Postgres registry, another process with only a
+    configuration (no file of the first: another folder) reads: the same views, the same online
+    features through a feature service; no registry file is written anywhere."""
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+
+    _, history, device_time, tracks = snapshots
+    project = f"ctxtagtest{uuid.uuid4().hex[:8]}"
+    fs = open_store(tmp_path / "publisher", "redis", redis_url=redis_url, project=project, registry=postgres_url)
+    publish(fs, PARAMS, tmp_path / "publisher", history, device_time, tracks, chunk_days=5)
+    try:
+        expect = fs.get_online_features(features=fs.get_feature_service("joint_model"),
+                                        entity_rows=[{"user_id": "u1", "track_id": "t2"}]).to_dict()
+        reader = tmp_path / "reader"
+        reader.mkdir()
+        # another team's plain feature_store.yaml: the registry's URL and the Redis, nothing of ours
+        (reader / "feature_store.yaml").write_text(yaml.safe_dump(
+            {"project": project, "provider": "local", "registry": {"registry_type": "sql", "path": postgres_url},
+             "online_store": {"type": "redis", "connection_string": redis_url},
+             "offline_store": {"type": "file"}, "entity_key_serialization_version": 3}))
+        code = ("import json, sys; from feast import FeatureStore; s = FeatureStore(repo_path=sys.argv[1]); "
+                "print(json.dumps({'views': sorted(v.name for v in s.list_feature_views()), 'row': "
+                "s.get_online_features(features=s.get_feature_service('joint_model'), "
+                "entity_rows=[{'user_id': 'u1', 'track_id': 't2'}]).to_dict()}))")
+        out = subprocess.run([sys.executable, "-c", code, str(reader)], capture_output=True, text=True,
+                             timeout=300, check=True).stdout
+        got = json.loads(out.strip().splitlines()[-1])
+        assert got["views"] == sorted(v.name for v in fs.list_feature_views())
+        assert got["row"]["n_streams"] == expect["n_streams"] and got["row"]["n_streams"][0] is not None
+        np.testing.assert_allclose(got["row"]["context_probs"], expect["context_probs"], rtol=1e-6)
+        assert not list(tmp_path.rglob("registry*.db"))
+    finally:
+        fs.teardown()
+
+
+def test_a_registry_url_must_name_its_driver_and_its_password_is_never_shown():
+    from ctxtag.platform.feature_store import hide_password, sql_registry
+
+    with pytest.raises(ValueError, match="driver") as err:
+        sql_registry("postgres://u:s3cret@db/feast")
+    assert "s3cret" not in str(err.value)
+    assert "s3cret" not in hide_password("postgresql+psycopg2://u:s3cret@db:5432/feast")
+    cfg = sql_registry("postgresql+psycopg2://u@db/feast", timeout_ms=3000)
+    assert cfg["sqlalchemy_config_kwargs"]["connect_args"] == {"connect_timeout": 3}
+    assert cfg["serve_features_while_materializing"] is True

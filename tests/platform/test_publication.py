@@ -1,6 +1,7 @@
 """`ctxtag publish` for real: the context @champion's track features into the served Feast store
-(SQLite here), one feature view per registered version, switched in one registry write; read
-while it republishes; the API follows a promotion only once its features are published."""
+(SQLite here; its registry a file, or the production stack's SQL registry in a real PostgreSQL),
+one feature view per registered version, switched in one registry write; read while it
+republishes; the API follows a promotion only once its features are published."""
 
 from __future__ import annotations
 
@@ -35,6 +36,17 @@ def project(dvc_project, context_champion, tmp_path_factory):
     return proj, tagger_champion(proj, context_champion, "pub-tagger")
 
 
+@pytest.fixture(scope="module")
+def sql_project(dvc_project, context_champion, tmp_path_factory, postgres_url):
+    """Another copy, its served store's registry in PostgreSQL (published there once first)."""
+    proj = tmp_path_factory.mktemp("publication-sql") / "project"
+    shutil.copytree(dvc_project, proj, symlinks=True)
+    params = tagger_champion(proj, context_champion, "pub-sql-tagger")
+    with in_project(proj):
+        publish(params, registry=postgres_url)
+    return proj, params, postgres_url
+
+
 def _model_b(proj: Path, params):
     """Another context model: the same user models around the tagger trained without weights."""
     other = dataclasses.replace(params, train=dataclasses.replace(params.train, loss="none"))
@@ -52,15 +64,15 @@ class Reader:
     """Another service reading every track through the ``track_contexts`` feature service in a
     loop (its registry re-read before each read), recording which models' rows each read saw."""
 
-    def __init__(self, store_dir: Path, track_ids: list[str]):
-        self.store_dir, self.rows = store_dir, [{"track_id": t} for t in track_ids]
+    def __init__(self, store_dir: Path, track_ids: list[str], registry: str | None = None):
+        self.store_dir, self.rows, self.registry = store_dir, [{"track_id": t} for t in track_ids], registry
         self.reads: list[tuple[float, float, list]] = []      # (started, ended, models per track)
         self.errors: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def _loop(self) -> None:
-        store = open_store(self.store_dir)
+        store = open_store(self.store_dir, registry=self.registry)
         while not self._stop.is_set():
             try:
                 started = time.monotonic()
@@ -87,11 +99,11 @@ class Reader:
         self._thread.join(timeout=60)
 
 
-def _republish_while_reading(proj, params, ids, old: str, new: str) -> dict:
-    with Reader(proj / params.paths.online, ids) as reader:
+def _republish_while_reading(proj, params, ids, old: str, new: str, registry: str | None = None) -> dict:
+    with Reader(proj / params.paths.online, ids, registry) as reader:
         begin = time.monotonic()
         with in_project(proj):
-            stats = publish(params)
+            stats = publish(params, registry=registry)
         end = time.monotonic()
     assert not reader.errors, reader.errors[:3]
     seen = [set(values) for _, _, values in reader.reads]
@@ -105,8 +117,10 @@ def _republish_while_reading(proj, params, ids, old: str, new: str) -> dict:
     return stats
 
 
-def test_a_promotion_republishes_every_track_at_once_and_a_rollback_restores_it(project):
-    proj, params = project
+@pytest.mark.parametrize("registry", ["file", "postgres"])
+def test_a_promotion_republishes_every_track_at_once_and_a_rollback_restores_it(request, registry):
+    proj, params, url = (*request.getfixturevalue("project"), None) if registry == "file" else \
+        request.getfixturevalue("sql_project")
     ids = pd.read_csv(proj / params.paths.tracks, dtype=str)["track_id"].drop_duplicates().tolist()
     a = served(params, proj)["model"]
     assert a == f"{params.registry.context_model_name}/1"
@@ -117,7 +131,7 @@ def test_a_promotion_republishes_every_track_at_once_and_a_rollback_restores_it(
     other, b = _model_b(proj, params)
     with in_project(proj):
         promote(other, version=b.rsplit("/", 1)[1], family="context", force=True, why="publication test: serve B")
-    stats = _republish_while_reading(proj, params, ids, a, b)
+    stats = _republish_while_reading(proj, params, ids, a, b, url)
     # B's view was materialised beside A's; the user views were not touched (their parquet did not change)
     assert stats["materialised"] == [view_name(b)] and stats["model"] == b
     stamp = served(params, proj)
@@ -127,10 +141,10 @@ def test_a_promotion_republishes_every_track_at_once_and_a_rollback_restores_it(
 
     with in_project(proj):
         rollback(params, family="context", why="publication test: back to A")
-    stats = _republish_while_reading(proj, params, ids, b, a)
+    stats = _republish_while_reading(proj, params, ids, b, a, url)
     assert stats["materialised"] == [] and stats["reused_features"]    # A's view was kept: one switch
     with in_project(proj):
-        again = publish(params)
+        again = publish(params, registry=url)
     assert not again["changed"] and again["version"] == served(params, proj)["version"]
 
     # a third version (other user models, the same tagger: its partitions are reused): B's view,
@@ -139,14 +153,14 @@ def test_a_promotion_republishes_every_track_at_once_and_a_rollback_restores_it(
     with in_project(proj):
         c = f"{params.registry.context_model_name}/{register_context_model(cold, why='publication test: C')['version']}"
         promote(cold, version=c.rsplit("/", 1)[1], family="context", force=True, why="publication test: serve C")
-        stats = publish(params)
+        stats = publish(params, registry=url)
     assert stats["model"] == c and stats["materialised"] == [view_name(c)] and stats["dropped"] == [view_name(b)]
-    views = {v.name for v in open_store(proj / params.paths.online).list_feature_views()}
+    views = {v.name for v in open_store(proj / params.paths.online, registry=url).list_feature_views()}
     assert {view_name(a), view_name(c)} <= views and view_name(b) not in views
     assert not (proj / params.paths.online / "track_features" / f"{view_name(b)}.parquet").exists()
     with in_project(proj):
         rollback(params, family="context", why="publication test: back to A")
-        assert publish(params)["materialised"] == []
+        assert publish(params, registry=url)["materialised"] == []
     # nothing of it went into the pipeline's (DVC's) outputs
     assert {d: _digests(proj / d) for d in pipeline} == pipeline
 

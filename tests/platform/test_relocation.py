@@ -179,6 +179,10 @@ def test_feast_cli_names_another_data_folder_and_refuses_writes(tmp_path):
     assert cfg["registry"] == str(tmp_path / "elsewhere/registry-sqlite.db")
     assert cfg["online_store"]["path"] == str(tmp_path / "elsewhere/online.db")
     assert names["config"](tmp_path / "p.yaml", "redis")["registry"] == str(tmp_path / "elsewhere/registry-redis.db")
+    # the production stack's store: the shared SQL registry and its Redis, as `ctxtag publish` had them
+    shared = names["config"](tmp_path / "p.yaml", "redis", "10.0.0.5:6380", "postgresql+psycopg2://f@db:5432/feast")
+    assert shared["registry"]["registry_type"] == "sql" and shared["registry"]["path"].endswith("@db:5432/feast")
+    assert shared["online_store"]["connection_string"] == "10.0.0.5:6380"
     for args in (["apply"], ["materialize-incremental", "2026-01-01T00:00:00"], ["teardown"]):
         with pytest.raises(SystemExit, match="ctxtag publish"):
             names["command"](args, tmp_path / "f.yaml")
