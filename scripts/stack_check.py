@@ -489,6 +489,11 @@ def main() -> int:
         expect(ran == (["ingest_logs"] if dag_id == "ctxtag_ingest" else []),
                f"rerun of {dag_id}: the stages that ran: {ran}")
     expect(len(lake_keys()) == n_lake, "rerun: the lake is unchanged")
+    from ctxtag.config import load_params
+
+    report = json.loads((PROJECT / load_params(PROJECT / "params.yaml").paths.report("ingest_logs")).read_text())
+    expect(report["drops_read"] == 0 and report["drops_already_ingested"] > 0,
+           f"rerun: the ingest read no drop ({report['drops_already_ingested']} already ingested, skipped unread)")
     expect(registry_versions() == versions, f"rerun: no new model version ({versions})")
     expect(pipeline_state() == lock, "rerun: every stage's inputs and outputs in dvc.lock unchanged")
     if args.screenshots:                   # the UI with both runs, as the README shows them

@@ -23,7 +23,7 @@ import torch
 from ctxtag.audio import decode, melspec
 from ctxtag.audio.decode import AudioError, load_clip
 from ctxtag.audio.melspec import LogMel
-from ctxtag.common.io import atomic_path
+from ctxtag.common.io import atomic_path, source_digest
 from ctxtag.common.progress import progress
 from ctxtag.config import AudioConfig
 
@@ -35,10 +35,7 @@ FRONTEND_MODULES = (decode, melspec, sys.modules[__name__])
 def frontend_version() -> str:
     """A hash of the front-end's source: editing decode.py, melspec.py or this module changes every
     cache key."""
-    h = hashlib.sha256()
-    for module in FRONTEND_MODULES:
-        h.update(module.__name__.encode() + b"\0" + Path(module.__file__).read_bytes() + b"\0")
-    return h.hexdigest()[:16]
+    return source_digest(FRONTEND_MODULES)
 
 
 def config_key(cfg: AudioConfig) -> str:

@@ -84,6 +84,17 @@ def process_alive(pid: str) -> bool:
     return True
 
 
+def source_digest(modules) -> str:
+    """A short hash of Python modules' source, named: a key part that changes when the code that
+    made a cached result does."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for module in modules:
+        h.update(module.__name__.encode() + b"\0" + Path(module.__file__).read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
 def file_sha256(path: Path) -> str:
     """The sha256 of a file's bytes, read in 1 MB blocks."""
     import hashlib

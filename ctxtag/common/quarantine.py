@@ -51,12 +51,15 @@ def printable(text: str) -> str:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def write_quarantine(rejections: Iterable[Rejection] | pd.DataFrame, path: str | Path) -> int:
-    """Write the quarantine as JSON lines (always written, empty when all rows were valid)."""
+def write_quarantine(rejections: Iterable[Rejection] | pd.DataFrame, path: str | Path,
+                     keep: Iterable[str] = ()) -> int:
+    """Write the quarantine as JSON lines (always written, empty when all rows were valid);
+    ``keep``: earlier lines of it to write first, as they were."""
     frame = rejections if isinstance(rejections, pd.DataFrame) else to_frame(rejections)
     from ctxtag.common.io import atomic_path  # io imports this module: import late
 
     with atomic_path(Path(path)) as tmp, tmp.open("w", encoding="utf-8") as fh:
+        fh.writelines(keep)
         for rec in frame.to_dict(orient="records"):
             rec = {k: printable(v) if isinstance(v, str) else v for k, v in rec.items()}
             fh.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")

@@ -7,6 +7,12 @@ date as ``date=YYYY-MM-DD/part-<content hash>.parquet``: a partition file is nev
 late or out-of-order events for a date land in a new part, and an event already in the lake
 (same user, track and instant) is not written again — so re-ingesting the same drop is a no-op.
 
+Incremental: the lake records the drops it has taken in (``_ingested.jsonl``: name, size, mtime,
+sha256) under a key of everything else that decides a drop's outcome (the rule settings, the
+catalogue, this code). A later run skips them, so the daily ingest reads the day's drop, not every
+drop kept; a drop whose bytes changed, or any drop once the key changed, is read again. A drop with
+rows refused as in the future is not recorded: on a later day those rows may be valid.
+
 It streams, so a batch of any size runs in bounded memory: each drop is read alone (the one
 reader, ctxtag.common.text_rows), checked by the rule table's SQL (ctxtag.listening.rules) on the
 data-plane engine (ctxtag.listening.engine: DuckDB here, Spark beyond one machine) and staged as
@@ -16,6 +22,7 @@ quarantined rows ever become Python objects.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -23,7 +30,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from functools import reduce
 from operator import xor
 from pathlib import Path
@@ -32,7 +39,15 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ctxtag.common.io import atomic_path, collect_files, process_alive, undecodable
+from ctxtag.common import text_rows
+from ctxtag.common.io import (
+    atomic_path,
+    collect_files,
+    file_sha256,
+    process_alive,
+    source_digest,
+    undecodable,
+)
 from ctxtag.common.progress import progress
 from ctxtag.common.quarantine import InputError, Rejection
 from ctxtag.common.text_rows import UNREADABLE, headerless, read_csv_rows, refused
@@ -47,12 +62,68 @@ TEXT_COLUMNS = [*REQUIRED, *OPTIONAL]
 ROWS_PER_FILE = 10_000_000_000  # (file, row) as one number: file * this + row, ordered as the pair
 BATCH_ROWS = 1_000_000        # rows checked in one query: large enough to amortise a query, small enough to bound memory
 _DUPLICATE = next(r.reason for r in rules.log_rules(LogsConfig(), ()) if r.check == "unique")
+MANIFEST = "_ingested.jsonl"    # in the lake: the drops taken in, under which key (see the docstring)
 
 
 @dataclass
 class Ingestion:
     rejections: list[Rejection]
     stats: dict
+    read: list[str] = field(default_factory=list)       # the drops read this run (the others were skipped)
+    skipped: list[str] = field(default_factory=list)    # drops recorded as ingested under the same key
+
+
+def ingestion_key(cfg: LogsConfig, contexts: Sequence[str], known_tracks: set[str] | None) -> str:
+    """Everything besides a drop's bytes that decides what becomes of its rows."""
+    import hashlib
+
+    h = hashlib.sha256(json.dumps([asdict(cfg), list(contexts)], sort_keys=True, default=str).encode())
+    h.update(source_digest((rules, sys.modules[__name__], text_rows)).encode())
+    h.update(b"catalogue" if known_tracks is not None else b"no catalogue")
+    for t in sorted(known_tracks or ()):
+        h.update(t.encode("utf-8", "surrogateescape") + b"\0")
+    return h.hexdigest()[:16]
+
+
+def _manifest(lake: Path, key: str) -> dict[str, dict]:
+    """The recorded drops of ``key`` by name (records of another key are stale: read again)."""
+    path = lake / MANIFEST
+    if not path.exists():
+        return {}
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {r["name"]: r for r in records if r.get("key") == key}
+
+
+def _stat(f: Path) -> dict:
+    st = f.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _pending(files: list[Path], known: dict[str, dict]) -> tuple[dict[Path, str], list[Path], dict[str, dict]]:
+    """(drops to read with their sha256, drops to skip, known records updated): a drop whose size
+    and mtime match its record is skipped unread; one that moved or was touched (a checkout) is
+    hashed and skipped if its bytes match a record."""
+    by_sha = {r["sha256"]: r for r in known.values()}
+    read, skip, known = {}, [], dict(known)
+    for f in files:
+        rec = known.get(str(f))
+        if rec and {k: rec[k] for k in ("size", "mtime_ns")} == _stat(f):
+            skip.append(f)
+            continue
+        sha = file_sha256(f)
+        if sha in by_sha:
+            known[str(f)] = {**by_sha[sha], "name": str(f), **_stat(f)}
+            skip.append(f)
+        else:
+            read[f] = sha
+    return read, skip, known
+
+
+def _record(lake: Path, key: str, known: dict[str, dict], taken: dict[Path, str]) -> None:
+    """Rewrite the manifest (atomically, after the lake's parts): the known records and ``taken``."""
+    records = {**known, **{str(f): {"name": str(f), "key": key, "sha256": sha, **_stat(f)} for f, sha in taken.items()}}
+    with atomic_path(lake / MANIFEST) as tmp:
+        tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records.values()))
 
 
 def is_drop(path: Path) -> bool:
@@ -225,7 +296,9 @@ def validate(raw: pd.DataFrame, cfg: LogsConfig, contexts: Sequence[str], now: p
 # --- ingestion: stage per drop, then de-duplicate and write per UTC date ----------------------
 def ingest(paths: Iterable[str | Path], lake: Path, cfg: LogsConfig, contexts: Sequence[str],
            now: pd.Timestamp | None = None, known_tracks: set[str] | None = None,
-           data_plane: DataPlaneConfig | None = None, show_progress: bool = False) -> Ingestion:
+           data_plane: DataPlaneConfig | None = None, show_progress: bool = False,
+           incremental: bool = True) -> Ingestion:
+    """``incremental``: skip the drops the lake's manifest records under the same key."""
     now = now if now is not None else pd.Timestamp.now(tz="UTC")
     lake = Path(lake)
     lake.mkdir(parents=True, exist_ok=True)
@@ -238,7 +311,10 @@ def ingest(paths: Iterable[str | Path], lake: Path, cfg: LogsConfig, contexts: S
     start = time.perf_counter()
     try:
         catalogue = _register_catalogue(engine, known_tracks)
-        files = collect_files(paths, is_drop, "listening-log")
+        key = ingestion_key(cfg, contexts, known_tracks)
+        shas, skipped, known = _pending(collect_files(paths, is_drop, "listening-log"),
+                                        _manifest(lake, key) if incremental else {})
+        files = list(shas)
         rejections, rows_read, unreadable, staged, pending = [], 0, [], [], []
 
         def check(tables: list[pa.Table]) -> None:
@@ -268,6 +344,11 @@ def ingest(paths: Iterable[str | Path], lake: Path, cfg: LogsConfig, contexts: S
             rejections += _rejections(engine, "SELECT * FROM staged")
         checked_s = time.perf_counter() - start
         stored = _write_dates(engine, staged, lake, rejections, show_progress)
+        # recorded once their events are in the lake: a run killed before this reads them again
+        # (their events then already in the lake); not the refused files, nor drops with future rows
+        future = next(r.reason for r in rules.log_rules(cfg, contexts) if r.check == "not_future")
+        untaken = {r.source for r in unreadable} | {r.source for r in rejections if r.reason.startswith(future)}
+        _record(lake, key, known, {f: sha for f, sha in shas.items() if str(f) not in untaken})
     finally:
         engine.close()
         shutil.rmtree(staging, ignore_errors=True)
@@ -278,13 +359,14 @@ def ingest(paths: Iterable[str | Path], lake: Path, cfg: LogsConfig, contexts: S
              "rows_quarantined": len(rejections),
              "files_refused": {r.source: r.reason for r in unreadable if r.row == 0},
              "quarantine_reasons": {k: int(v) for k, v in reasons.value_counts().sort_index().items()},
-             **stored, "engine": type(engine).__name__.lower()}
+             **stored, "drops_read": len(files), "drops_already_ingested": len(skipped),
+             "engine": type(engine).__name__.lower()}
     seconds = time.perf_counter() - start
     # timings go to the log, not the stats: these are DVC metrics, diffed between runs
-    print(f"ingested {stats['rows_read']:,} rows in {seconds:.1f} s ({stats['rows_read'] / max(seconds, 1e-9):,.0f}"
+    print(f"ingested {stats['rows_read']:,} rows of {len(files)} drop(s) ({len(skipped)} already ingested) in {seconds:.1f} s ({stats['rows_read'] / max(seconds, 1e-9):,.0f}"
           f" rows/s; checking {checked_s:.1f} s, writing dates {seconds - checked_s:.1f} s) on {stats['engine']}",
           file=sys.stderr)
-    return Ingestion(rejections, stats)
+    return Ingestion(rejections, stats, [str(f) for f in files], [str(f) for f in skipped])
 
 
 def _write_dates(engine: Engine, staged: list[int], lake: Path, rejections: list[Rejection],

@@ -52,7 +52,7 @@ import pyarrow.parquet as pq
 import torch
 
 from ctxtag.audio import mel_cache
-from ctxtag.common.io import atomic_path, audio_paths, file_sha256, write_json
+from ctxtag.common.io import atomic_path, audio_paths, file_sha256, source_digest, write_json
 from ctxtag.common.progress import progress
 from ctxtag.config import Params, TrackFeaturesConfig
 from ctxtag.tagger import inference
@@ -104,10 +104,7 @@ def partition_of(track_ids: Iterable[str], n: int) -> np.ndarray:
 @cache
 def code_version() -> str:
     """The code between a mel and a part's values: the model, inference and this module."""
-    h = hashlib.sha256()
-    for module in (model_code, inference, sys.modules[__name__]):
-        h.update(module.__name__.encode() + b"\0" + Path(module.__file__).read_bytes() + b"\0")
-    return h.hexdigest()[:16]
+    return source_digest((model_code, inference, sys.modules[__name__]))
 
 
 @cache

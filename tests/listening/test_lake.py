@@ -70,7 +70,7 @@ def test_reingest_is_a_no_op_and_late_events_never_rewrite_a_partition(tmp_path)
     first.write_text(HEADER + "u1,t1,2026-01-05T10:00:00Z,phone,wifi,,,,\nu2,t1,2026-01-05T09:00:00Z,tv,wifi,,,,\n")
     assert _ingest([first], lake).stats["events_written"] == 2
     files = {p: p.read_bytes() for p in lake.rglob("*.parquet")}
-    again = _ingest([first], lake).stats
+    again = _ingest([first], lake, incremental=False).stats      # read again: every event known
     assert (again["events_written"], again["events_already_in_lake"]) == (0, 2)
     # a late, out-of-order drop for the same day: a new part file, the old one untouched
     late = tmp_path / "b.parquet"
@@ -380,3 +380,68 @@ def test_the_lake_holds_typed_columns(tmp_path):
     assert str(schema.field("age").type) == "double" and str(schema.field("utc_offset_min").type) == "int32"
     assert str(schema.field("event_timestamp").type) == "timestamp[us, tz=UTC]"
     assert pq.read_table(part).column("utc_offset_min").to_pylist() == [330]
+
+
+def test_a_drop_already_ingested_is_skipped_unless_its_bytes_or_the_rules_change(tmp_path):
+    """The lake's manifest: a drop taken in is not read again (the daily ingest reads the day's
+    drop, not the history); touched, it is hashed and still skipped; rewritten, or under another
+    catalogue or rule setting, it is read again; the lake never holds an event twice."""
+    import os
+
+    lake, drop = tmp_path / "lake", tmp_path / "a.csv"
+    drop.write_text(HEADER + "u1,t1,2026-01-05T10:00:00Z,phone,wifi,,,,\nu2,t1,2026-01-05T09:00:00Z,tv,wifi,,,,\n")
+    first = _ingest([drop], lake)
+    assert (first.stats["drops_read"], first.stats["events_written"]) == (1, 2) and first.read == [str(drop)]
+    again = _ingest([drop], lake)
+    assert again.skipped == [str(drop)] and again.stats["rows_read"] == 0 and again.stats["drops_already_ingested"] == 1
+    os.utime(drop, ns=(1, 1))                                  # a checkout: same bytes, new mtime
+    assert _ingest([drop], lake).skipped == [str(drop)]
+    moved = tmp_path / "b.csv"
+    drop.rename(moved)                                         # same bytes under another name
+    assert _ingest([moved], lake).skipped == [str(moved)]
+    moved.write_text(moved.read_text() + "u3,t1,2026-01-05T11:00:00Z,tv,wifi,,,,\n")
+    grown = _ingest([moved], lake).stats
+    assert (grown["drops_read"], grown["events_written"], grown["events_already_in_lake"]) == (1, 1, 2)
+    other_catalogue = _ingest([moved], lake, known_tracks={"t1", "t9"}).stats
+    assert (other_catalogue["drops_read"], other_catalogue["events_written"]) == (1, 0)
+    assert ingest([moved], lake, LogsConfig(max_age=99), CONTEXTS, now=NOW).stats["drops_read"] == 1
+    assert len(read_lake(lake)) == 3
+
+
+def test_a_drop_with_future_rows_is_read_again_when_they_may_have_become_valid(tmp_path):
+    lake, drop = tmp_path / "lake", tmp_path / "a.csv"
+    drop.write_text(HEADER + "u1,t1,2026-01-05T10:00:00Z,phone,wifi,,,,\nu1,t1,2026-03-05T10:00:00Z,phone,wifi,,,,\n")
+    early = _ingest([drop], lake)
+    assert early.stats["events_written"] == 1 and [r.row for r in early.rejections] == [3]
+    later = ingest([drop], lake, LogsConfig(), CONTEXTS, now=pd.Timestamp("2026-04-01T00:00:00Z"))
+    assert later.read == [str(drop)] and later.stats["events_written"] == 1 and not later.rejections
+    assert ingest([drop], lake, LogsConfig(), CONTEXTS, now=pd.Timestamp("2026-04-02T00:00:00Z")).skipped == [str(drop)]
+
+
+def test_the_stage_keeps_the_rejections_of_skipped_drops_and_a_rerun_changes_nothing(tmp_path, monkeypatch):
+    """`ctxtag ingest-logs` twice with a new drop between: the quarantine holds both drops'
+    rejections (the first's kept from the persisted output); a third run with nothing new leaves
+    the quarantine and the lake byte for byte."""
+    import dataclasses
+
+    from ctxtag.config import Params
+    from ctxtag.stages import ingest_logs
+
+    monkeypatch.chdir(tmp_path)
+    params = Params()
+    drops = Path(params.paths.listening_logs)
+    drops.mkdir(parents=True)
+    Path(params.paths.tracks).parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"track_id": ["t1", "t2"]}).to_csv(params.paths.tracks, index=False)
+    (drops / "a.csv").write_text(HEADER + "u1,t1,2026-01-05T10:00:00Z,phone,wifi,,,,\nu1,t1,2026-01-05,phone,wifi,,,,\n")
+    params = dataclasses.replace(params, data_plane=dataclasses.replace(params.data_plane, engine="duckdb"))
+    ingest_logs.run(params, now=NOW)
+    (drops / "b.csv").write_text(HEADER + "u2,t2,2026-01-06T10:00:00Z,tv,wifi,,,,\nu2,t2,2026-01-06T10:00:00Z,toaster,wifi,,,,\n")
+    stats = ingest_logs.run(params, now=NOW)
+    assert (stats["drops_read"], stats["drops_already_ingested"]) == (1, 1)
+    quarantine = Path(params.paths.quarantined("listening_logs"))
+    sources = [Path(json.loads(line)["source"]).name for line in quarantine.read_text().splitlines()]
+    assert sources == ["a.csv", "b.csv"]
+    before = {f: f.read_bytes() for f in [quarantine, *Path(params.paths.lake).rglob("*")] if f.is_file()}
+    assert ingest_logs.run(params, now=NOW)["rows_read"] == 0
+    assert {f: f.read_bytes() for f in before} == before
