@@ -264,9 +264,9 @@ def check_feast(timeout_s: float = 180) -> None:
     with engine.connect() as c:
         views = sorted(c.execute(sa.text("SELECT feature_view_name FROM feature_views WHERE project_id = 'ctxtag'")).scalars())
     engine.dispose()
-    expect(stamp.get("view") in views and not list(served.glob("registry*.db")),
-           f"the Feast registry is in Postgres ({len(views)} views, the served {stamp.get('view')} among them), "
-           "no registry file")
+    view = stamp.get("track_features", {}).get("view")
+    expect(view in views and not list(served.glob("registry*.db")),
+           f"the Feast registry is in Postgres ({len(views)} views, the served {view} among them), no registry file")
     table = pq.read_table(served / stamp["track_features"]["file"], columns=["track_id", "context_probs"])
     track, probs = table.column(0)[0].as_py(), table.column(1)[0].as_py()
     with socket.socket() as sock:
