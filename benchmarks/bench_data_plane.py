@@ -1,7 +1,9 @@
 """The listening-data plane at growing volume: synth -> ingest-logs -> user snapshots (the
 computation of `ctxtag publish-features`), wall time, events/s and peak memory, at factors of
-params.yaml's world (factor 1 = the demo's 40k events; 2500 = 100M events). Each step is a fresh
-subprocess, measured with /usr/bin/time. Writes benchmarks/results/data_plane.csv (+ .png).
+params.yaml's world (the factor multiplies synth.n_events: with today's 10k, factor 1000 = 10M
+events, 10000 = 100M; the table in the README was measured with 40k). Each step is a fresh
+subprocess, measured with /usr/bin/time. Writes benchmarks/results/data_plane.csv (+ .png) unless
+--no-record (side-by-side trials).
 
     python benchmarks/bench_data_plane.py                         # factors 1 10 100
     python benchmarks/bench_data_plane.py --factor 1000 --factor 2500 --keep /data/scale
@@ -110,6 +112,7 @@ def main() -> None:
     ap.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb")
     ap.add_argument("--memory-limit", default="6GB", help="DuckDB's memory limit (it spills past it)")
     ap.add_argument("--keep", type=Path, default=None, help="work here and keep the worlds (reused when present)")
+    ap.add_argument("--no-record", action="store_true", help="print only: leave benchmarks/results as it is")
     args = ap.parse_args()
     base = args.keep or Path(tempfile.mkdtemp(prefix="ctxtag-bench-"))
     rows = []
@@ -122,6 +125,8 @@ def main() -> None:
     finally:
         if args.keep is None:
             shutil.rmtree(base, ignore_errors=True)
+    if args.no_record:
+        return
     old = list(csv.DictReader(RESULTS.open())) if RESULTS.exists() else []
     measured = {(r["factor"], r["engine"], r["step"]) for r in rows}
     kept = [r for r in old if (float(r["factor"]), r["engine"], r["step"]) not in measured]

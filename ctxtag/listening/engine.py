@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ctxtag.common.io import process_alive
 from ctxtag.config import DataPlaneConfig
@@ -85,6 +88,38 @@ def _files(paths: Sequence[str | Path]) -> list[str]:
     return [str(p) for p in paths]
 
 
+def whole_groups(batches: Iterable[pa.RecordBatch], key: str, rows: int) -> Iterator[pa.Table]:
+    """Tables of at least ``rows`` rows (but the last) cut from ``batches`` sorted by ``key``, never
+    inside a run of one key: a pass over them sees every row of a key at once, in bounded memory."""
+    pending: list[pa.RecordBatch] = []
+    size = 0
+    for batch in batches:
+        if batch.num_rows:
+            pending.append(batch)
+            size += batch.num_rows
+        if size < rows:
+            continue
+        table = pa.Table.from_batches(pending)
+        col = table.column(key)
+        cut = pc.index(pc.equal(col, col[-1]), True).as_py()       # where the last key's run begins
+        if cut <= 0:                                                # one key longer than ``rows``: read on
+            continue
+        yield table.slice(0, cut)
+        pending = table.slice(cut).to_batches()
+        size = table.num_rows - cut
+    if size:
+        yield pa.Table.from_batches(pending)
+
+
+GroupPass = Callable[[pa.Table], pa.Table]
+GROUP_ROWS = 1 << 20                    # rows a group pass sees at once (whole keys)
+
+
+def _map_batches(batches: Iterable[pa.RecordBatch], key: str, fn: GroupPass, rows: int) -> Iterator[pa.RecordBatch]:
+    for table in whole_groups(batches, key, rows):
+        yield from fn(table).to_batches()
+
+
 SPILL_PREFIX = "ctxtag-duckdb-"
 
 
@@ -115,6 +150,7 @@ class DuckDB:
                                           "preserve_insertion_order": False,
                                           **({"threads": threads} if threads else {})})
         self.con.execute("SET TimeZone = 'UTC'")
+        self._passes: dict[str, Path] = {}             # map_groups' output files, by table name
 
     def table(self, name: str, data: Any) -> None:
         """A pandas frame or Arrow table as a view (no copy but for nanosecond timestamps)."""
@@ -145,12 +181,35 @@ class DuckDB:
     def rows(self, sql: str) -> list[tuple]:
         return self.con.execute(sql).fetchall()
 
+    def map_groups(self, name: str, sql: str, key: str, order: Sequence[str], fn: GroupPass,
+                   schema: pa.Schema, rows: int = GROUP_ROWS) -> None:
+        """``fn`` over the rows of ``sql`` sorted by (``key``, ``order``), a few whole keys at a time
+        (``whole_groups``), as the table ``name``: a vectorised pass that SQL would spell as a
+        loop or a wide window. The result streams out of DuckDB, and ``fn``'s output goes to a
+        parquet file in ``temp_dir`` (a second statement on this connection would end the stream)."""
+        import pyarrow.parquet as pq
+
+        result = self.con.sql(f"SELECT * FROM ({sql}) q ORDER BY {', '.join([key, *order])}")
+        reader = (result.to_arrow_reader(GROUP_ROWS) if hasattr(result, "to_arrow_reader")
+                  else result.fetch_arrow_reader(GROUP_ROWS))
+        folder = self.temp_dir / "passes"
+        folder.mkdir(exist_ok=True)
+        path = folder / f"{name}-{uuid.uuid4().hex}.parquet"
+        with pq.ParquetWriter(path, schema, use_dictionary=False) as out:     # dictionaries: 2x the time
+            for batch in _map_batches(reader, key, fn, rows):
+                out.write_batch(batch)
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM read_parquet({self.dialect.lit(str(path))})")
+        if name in self._passes:
+            self._passes[name].unlink(missing_ok=True)
+        self._passes[name] = path
+
     def write(self, sql: str, path: Path) -> None:
         """The result of ``sql`` as one parquet file at ``path`` (the caller makes it atomic)."""
         self.con.execute(f"COPY ({sql}) TO {self.dialect.lit(str(path))} (FORMAT parquet, COMPRESSION zstd)")
 
     def close(self) -> None:
         self.con.close()
+        shutil.rmtree(self.temp_dir / "passes", ignore_errors=True)
         if self._own_temp:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
 
@@ -166,6 +225,10 @@ class Spark:
 
         builder = SparkSession.builder.appName(app)
         master = master or os.environ.get("CTXTAG_SPARK_MASTER")
+        if (master or "local").startswith("local") and not os.environ.get("SPARK_ENV_LOADED"):
+            # map_groups runs Python on the workers: locally this interpreter (its pyarrow, numpy
+            # and ctxtag), not the first python3 on PATH; a cluster sets its own PYSPARK_PYTHON
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         if master or not os.environ.get("SPARK_ENV_LOADED"):
             builder = builder.master(master or "local[*]")
         settings = {"spark.sql.session.timeZone": "UTC", "spark.ui.enabled": "false",
@@ -215,6 +278,16 @@ class Spark:
 
     def rows(self, sql: str) -> list[tuple]:
         return [tuple(r) for r in self.spark.sql(sql).collect()]
+
+    def map_groups(self, name: str, sql: str, key: str, order: Sequence[str], fn: GroupPass,
+                   schema: pa.Schema, rows: int = GROUP_ROWS) -> None:
+        """``DuckDB.map_groups`` on the executors: the rows are shuffled by ``key`` and sorted
+        within each partition, so every partition is whole keys in order."""
+        from functools import partial
+
+        frame = self.spark.sql(sql).repartition(key).sortWithinPartitions(key, *order)
+        frame = frame.mapInArrow(partial(_map_batches, key=key, fn=fn, rows=rows), _spark_schema(schema))
+        frame.localCheckpoint(eager=True).createOrReplaceTempView(name)
 
     def write(self, sql: str, path: Path) -> None:
         """One parquet file at ``path``: Spark writes a folder of parts, coalesced to one here."""

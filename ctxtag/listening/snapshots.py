@@ -16,10 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ctxtag.common.io import atomic_path
 from ctxtag.config import DataPlaneConfig
@@ -68,60 +71,141 @@ def _daily_sql(engine: Engine, v: Vocab) -> str:
         GROUP BY e.user_id, e.snap"""
 
 
-def _running_sql(v: Vocab) -> str:
-    cols = ["n", *(f"ctx{j}" for j in range(len(v.contexts))), *(f"dev{j}" for j in range(len(v.devices))),
+def _counts(v: Vocab) -> list[str]:
+    return ["n", *(f"ctx{j}" for j in range(len(v.contexts))), *(f"dev{j}" for j in range(len(v.devices))),
             *(f"net{j}" for j in range(len(v.networks))), *(f"hour{h}" for h in range(24)),
-            *(f"wday{w}" for w in range(7)), *(f"cyc{j}" for j in range(4)), *(f"emb{k}" for k in range(v.dim))]
+            *(f"wday{w}" for w in range(7))]
+
+
+def _sums(v: Vocab) -> list[str]:
+    return [*(f"cyc{j}" for j in range(4)), *(f"emb{k}" for k in range(v.dim))]
+
+
+def _running_sql(v: Vocab) -> str:
+    """The floating sums of ``daily`` running per user, as a window: their bits depend on the order
+    of additions, which the engines' windows share (a NumPy pass's would differ in ~1 value of 1M
+    after rounding to FLOAT). Nothing else goes through it: DuckDB's window costs ~0.2 s per
+    million rows for each column it computes, and about as much for each one it only carries."""
     return f"""
-        SELECT user_id, snap, {', '.join(f'sum({c}) OVER w AS {c}' for c in cols)}
+        SELECT user_id, snap, {', '.join(f'sum({c}) OVER w AS {c}' for c in _sums(v))}
         FROM daily
         WINDOW w AS (PARTITION BY user_id ORDER BY snap ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"""
 
 
-def _top_artists(engine: Engine, k: int = 3) -> None:
-    """``top_artists``: per (user, snapshot) the k most-streamed artists by then (ties: by name).
+def _counts_sql(v: Vocab) -> str:
+    """The counts of ``daily`` beside the running floating sums: ``_running`` adds the counts up
+    (exact in any order), so the window carries none of them."""
+    return f"""
+        SELECT d.user_id, d.snap, {', '.join(f'd.{c}' for c in _counts(v))}, {', '.join(f's.{c}' for c in _sums(v))}
+        FROM daily d JOIN sums s ON d.user_id = s.user_id AND d.snap = s.snap"""
+
+
+def _runs(key: np.ndarray) -> np.ndarray:
+    """Where each run of equal values begins, in an array sorted by it."""
+    return np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, dtype=np.int64)
+
+
+def _ids(col: pa.ChunkedArray) -> np.ndarray:
+    """0, 1, ... numbering the runs of equal values of a sorted column."""
+    codes = pc.dictionary_encode(col.combine_chunks()).indices.to_numpy(zero_copy_only=False)
+    return codes.astype(np.int64)       # sorted input: a new value is a new code, in order
+
+
+def _running_per_run(x: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Running sums of integer ``x``, restarting at ``starts`` (exact: integers)."""
+    y = x.astype(np.int64)              # a copy; at each run's start, take back the run before
+    y[starts[1:]] -= np.add.reduceat(x, starts)[:-1] if len(starts) > 1 else 0
+    return np.cumsum(y, out=y)
+
+
+def _running(table: pa.Table, counts: Sequence[str]) -> pa.Table:
+    """``running``: the counts of ``_running_sql``'s rows (whole users, by snapshot) summed up,
+    a column at a time (one contiguous array each)."""
+    starts = _runs(_ids(table.column("user_id")))
+    for c in counts:
+        x = table.column(c).to_numpy().astype(np.int64)
+        table = table.set_column(table.schema.get_field_index(c), c, pa.array(_running_per_run(x, starts)))
+    return table
+
+
+def _by(*keys: np.ndarray) -> np.ndarray:
+    """The stable order of the rows by integer ``keys``: one sort of the keys packed into an int64
+    when they fit in one (np.lexsort took ~5x as long)."""
+    lo = [int(k.min()) if len(k) else 0 for k in keys]
+    span = [int(k.max()) - m + 1 if len(k) else 1 for k, m in zip(keys, lo, strict=True)]
+    if np.prod([float(x) for x in span]) >= 2.0 ** 62:
+        return np.lexsort(keys[::-1])
+    packed = np.zeros(len(keys[0]), dtype=np.int64)
+    for k, m, w in zip(keys, lo, span, strict=True):
+        packed = packed * w + (k - m)
+    return np.argsort(packed, kind="stable")
+
+
+def _top_k(table: pa.Table, names: pa.Array, k: int = 3) -> pa.Table:
+    """``top_out``: per (user, snapshot) the k most-streamed artists by then (ties: by name), from
+    the (user, snapshot, artist code, streams that day) rows of whole users.
 
     Day by day, vectorised over users: an artist not streamed on day D keeps its count, and the
     others' counts only grow, so if it was not in a user's top k before D it is not after. The
-    top k at D is therefore the top k of (the top k before D) and (the artists streamed on D) —
-    a few rows per user a day, where joining every artist to every snapshot grows with both.
+    top k at D is therefore the top k of (the top k before D) and (the artists streamed on D).
+    Of those streamed on D only that day's top k (by count so far) can be: if k of them beat an
+    artist on D, they still do at D. The codes number the artists in name order, so ties break
+    on the code. A (user, snapshot) without any artist's stream has no row."""
+    u = _ids(table.column("user_id"))
+    s = table.column("snap").cast(pa.int64()).to_numpy()
+    a = table.column("code").to_numpy().astype(np.int64)
+    n = table.column("n").to_numpy().astype(np.int64)
+    # the rows come by (user, day): a stable sort by (user, artist) lines up each pair's days
+    pair = u * (len(names) + 1) + a
+    row = np.argsort(pair, kind="stable")
+    cnt = np.empty_like(n)
+    cnt[row] = _running_per_run(n[row], _runs(pair[row]))      # each (user, artist)'s count so far
+    day = np.cumsum(np.r_[True, (u[1:] != u[:-1]) | (s[1:] != s[:-1])]) - 1 if len(u) else u
+    row = _by(day, -cnt, a)                                     # each (user, day): its artists, best first
+    cnt, u, s, a = cnt[row], u[row], s[row], a[row]
+    day = np.r_[True, (u[1:] != u[:-1]) | (s[1:] != s[:-1])] if len(u) else np.zeros(0, dtype=bool)
+    first = np.flatnonzero(day)
+    g = np.cumsum(day) - 1                              # the row's (user, day)
+    rank = np.arange(len(u)) - first[g]
+    keep = rank < k
+    codes = np.full((len(first), k), -1, dtype=np.int64)        # that day's top k (-1: none)
+    counts = np.full((len(first), k), -1, dtype=np.int64)
+    codes[g[keep], rank[keep]] = a[keep]
+    counts[g[keep], rank[keep]] = cnt[keep]
+    gu = u[first]                                       # each (user, day)'s user, and the day's place
+    starts = _runs(gu)
+    pos = np.arange(len(gu)) - np.repeat(starts, np.diff(np.r_[starts, len(gu)]))
+    state_codes = np.full((int(gu.max()) + 1 if len(gu) else 0, k), -1, dtype=np.int64)
+    state_counts = np.full_like(state_codes, -1)
+    by_pos = np.argsort(pos, kind="stable")
+    bounds = np.r_[0, np.cumsum(np.bincount(pos))] if len(pos) else np.zeros(1, dtype=np.int64)
+    for p in range(len(bounds) - 1):                    # the users' p-th days, all at once
+        idx = by_pos[bounds[p]:bounds[p + 1]]
+        users = gu[idx]
+        tc, tn = codes[idx], counts[idx]
+        sc, sn = state_codes[users], state_counts[users]
+        seen = (sc[:, :, None] == tc[:, None, :]).any(axis=2)   # streamed today: today's count holds
+        mc = np.hstack([tc, np.where(seen, -1, sc)])
+        mn = np.hstack([tn, np.where(seen, -1, sn)])
+        best = np.lexsort((mc, -mn), axis=-1)[:, :k]            # most streams, then name; none last
+        codes[idx] = state_codes[users] = np.take_along_axis(mc, best, axis=1)
+        counts[idx] = state_counts[users] = np.take_along_axis(mn, best, axis=1)
+    at = pa.array(row[first])
+    out = {"user_id": table.column("user_id").take(at), "snap": table.column("snap").take(at)}
+    for i in range(k):
+        out[f"a{i + 1}"] = names.take(pa.array(codes[:, i], mask=codes[:, i] < 0))
+    return pa.table(out)
 
-    Of the artists streamed on D only that day's top k (by count so far) can be: if k of them beat
-    an artist on D, they still do at D. So only those rows are kept (half of them in the
-    benchmark's world)."""
-    engine.materialize("artist_days", f"""
-        SELECT user_id, artist_id, snap, cnt FROM (
-          SELECT *, row_number() OVER (PARTITION BY user_id, snap ORDER BY cnt DESC, artist_id) AS day_rank FROM (
-            SELECT user_id, artist_id, snap, sum(n) OVER (PARTITION BY user_id, artist_id ORDER BY snap
-                                                          ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS cnt
-            FROM (SELECT e.user_id, a.artist_id, date_trunc('day', e.event_timestamp) + INTERVAL 1 DAY AS snap,
-                         count(*) AS n
-                  FROM events e JOIN artists a ON e.track_id = a.track_id
-                  GROUP BY e.user_id, a.artist_id, date_trunc('day', e.event_timestamp) + INTERVAL 1 DAY) x) y) z
-        WHERE day_rank <= {k}
-        ORDER BY snap""")
-    engine.materialize("top_state", "SELECT user_id, artist_id, cnt FROM artist_days WHERE 1 = 0")
-    engine.materialize("top_out", "SELECT user_id, snap, artist_id AS a1, artist_id AS a2, artist_id AS a3 "
-                                  "FROM artist_days WHERE 1 = 0")
-    snaps = [r[0] for r in engine.rows(f"SELECT DISTINCT {engine.dialect.stamp_text('snap')} FROM artist_days ORDER BY 1")]
-    pick = ", ".join(f"max(CASE WHEN rk = {i} THEN artist_id END) AS a{i}" for i in range(1, k + 1))
-    for snap in snaps:
-        at = engine.dialect.instant(snap)
-        engine.materialize("today", f"SELECT user_id, artist_id, cnt FROM artist_days WHERE snap = {at}")
-        engine.materialize("ranked", f"""
-            SELECT user_id, artist_id, cnt, rk FROM (
-              SELECT *, row_number() OVER (PARTITION BY user_id ORDER BY cnt DESC, artist_id) AS rk FROM (
-                SELECT * FROM today
-                UNION ALL
-                SELECT t.* FROM top_state t
-                WHERE EXISTS (SELECT 1 FROM today x WHERE x.user_id = t.user_id)
-                  AND NOT EXISTS (SELECT 1 FROM today x WHERE x.user_id = t.user_id AND x.artist_id = t.artist_id)
-              ) c) r
-            WHERE rk <= {k}""")
-        engine.append("top_out", f"SELECT user_id, {at} AS snap, {pick} FROM ranked GROUP BY user_id")
-        engine.materialize("top_state", """
-            SELECT * FROM top_state t WHERE NOT EXISTS (SELECT 1 FROM ranked r WHERE r.user_id = t.user_id)
-            UNION ALL SELECT user_id, artist_id, cnt FROM ranked""")
+
+def _top_artists(engine: Engine, names: pa.Array) -> None:
+    """``top_out`` (``_top_k``) from each (user, day, artist)'s streams."""
+    snap = "date_trunc('day', e.event_timestamp) + INTERVAL 1 DAY"
+    sql = f"""SELECT e.user_id, {snap} AS snap, a.artist_code AS code, count(*) AS n
+              FROM events e JOIN artists a ON e.track_id = a.track_id
+              GROUP BY e.user_id, {snap}, a.artist_code"""
+    schema = pa.schema([("user_id", pa.string()), ("snap", pa.timestamp("us", tz="UTC")),
+                        *((f"a{i}", pa.string()) for i in (1, 2, 3))])
+    engine.map_groups("top_out", sql, "user_id", ["snap"], partial(_top_k, names=names), schema)
 
 
 def _history_sql(engine: Engine, v: Vocab) -> str:
@@ -147,24 +231,30 @@ def _device_time_sql(engine: Engine, v: Vocab) -> str:
 
 
 def _inputs(engine: Engine, track_labels: pd.DataFrame, track_artists: pd.Series, item_projection: pd.DataFrame,
-            v: Vocab) -> None:
+            v: Vocab) -> pa.Array:
+    """The tables the snapshots read; returns the artists' names, whose order their codes number."""
     labels = pd.DataFrame(track_labels.reindex(columns=list(v.contexts)).fillna(0).to_numpy(dtype="int64"),
                           columns=[f"l{j}" for j in range(len(v.contexts))])
     labels.insert(0, "track_id", track_labels.index.astype(str))
     engine.table("labels", pa.Table.from_pandas(labels, preserve_index=False))
     artists = track_artists.dropna()
     artists = artists[~artists.index.duplicated()]
-    engine.table("artists", pa.table({"track_id": pa.array(artists.index.astype(str), pa.string()),
-                                      "artist_id": pa.array(artists.astype(str).to_numpy(), pa.string())}))
+    names, codes = np.unique(artists.astype(str).to_numpy(dtype=object), return_inverse=True)  # code point order:
+    engine.table("artists", pa.table({"track_id": pa.array(artists.index.astype(str), pa.string()),  # both engines'
+                                      "artist_code": pa.array(codes.astype(np.int64))}))            # string order
     proj = item_projection.reindex(columns=[f"h{k}" for k in range(v.dim)]).astype("float64")
     proj.insert(0, "track_id", item_projection.index.astype(str))
     engine.table("projection", pa.Table.from_pandas(proj.reset_index(drop=True), preserve_index=False))
+    return pa.array(names, pa.string())
 
 
-def _compute(engine: Engine, v: Vocab) -> None:
+def _compute(engine: Engine, v: Vocab, names: pa.Array) -> None:
     engine.materialize("daily", _daily_sql(engine, v))
-    engine.materialize("running", _running_sql(v))
-    _top_artists(engine)
+    sums = pa.schema([("user_id", pa.string()), ("snap", pa.timestamp("us", tz="UTC")),
+                      *((c, pa.int64()) for c in _counts(v)), *((c, pa.float64()) for c in _sums(v))])
+    engine.materialize("sums", _running_sql(v))
+    engine.map_groups("running", _counts_sql(v), "user_id", ["snap"], partial(_running, counts=_counts(v)), sums)
+    _top_artists(engine, names)
 
 
 def daily_snapshots(events: pd.DataFrame, track_labels: pd.DataFrame, track_artists: pd.Series,
@@ -180,8 +270,7 @@ def daily_snapshots(events: pd.DataFrame, track_labels: pd.DataFrame, track_arti
         v = Vocab(contexts, devices, networks, item_projection.shape[1])
         ev = events[["user_id", "track_id", "event_timestamp", "utc_offset_min", "device", "network", "context"]]
         engine.table("events", pa.Table.from_pandas(ev.reset_index(drop=True), preserve_index=False))
-        _inputs(engine, track_labels, track_artists, item_projection, v)
-        _compute(engine, v)
+        _compute(engine, v, _inputs(engine, track_labels, track_artists, item_projection, v))
         history = _frame(engine.arrow(_history_sql(engine, v)))
         device_time = _frame(engine.arrow(_device_time_sql(engine, v)))
         return history, device_time
@@ -198,8 +287,7 @@ def snapshot_files(engine: Engine, lake_parts: Sequence[Path], track_labels: pd.
     engine: nothing grows with the events in Python's memory."""
     v = Vocab(contexts, devices, networks, item_projection.shape[1])
     engine.parquet("events", lake_parts)
-    _inputs(engine, track_labels, track_artists, item_projection, v)
-    _compute(engine, v)
+    _compute(engine, v, _inputs(engine, track_labels, track_artists, item_projection, v))
     for sql, path in ((_history_sql(engine, v), history_path), (_device_time_sql(engine, v), device_time_path)):
         with atomic_path(Path(path)) as tmp:
             engine.write(sql, tmp)

@@ -113,3 +113,23 @@ def test_both_engines_give_the_same_snapshots(spark_engine):
                 assert all(np.array_equal(np.asarray(p), np.asarray(q)) for p, q in zip(x[c], y[c], strict=True)), c
             else:
                 assert x[c].equals(y[c]), c
+
+
+def test_group_passes_cut_only_between_users_and_give_the_same_rows_in_small_chunks():
+    """``map_groups`` hands its pass whole users: cut anywhere, the top artists come out the same."""
+    import pyarrow as pa
+
+    from ctxtag.listening.engine import whole_groups
+    from ctxtag.listening.snapshots import _top_k
+
+    rng = np.random.default_rng(1)
+    n = 400
+    table = pa.table({"user_id": np.sort(rng.choice([f"u{i}" for i in range(30)], n)),
+                      "snap": pa.array(rng.integers(0, 6, n) * 86_400_000_000, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+                      "code": rng.integers(0, 9, n), "n": rng.integers(1, 5, n)})
+    table = table.sort_by([("user_id", "ascending"), ("snap", "ascending")])
+    chunks = list(whole_groups(table.to_batches(max_chunksize=7), "user_id", 10))
+    assert len(chunks) > 5 and sum(c.num_rows for c in chunks) == n
+    assert all(a["user_id"][-1].as_py() != b["user_id"][0].as_py() for a, b in zip(chunks, chunks[1:], strict=False))
+    names = pa.array([f"a{i}" for i in range(9)])
+    assert pa.concat_tables([_top_k(c, names) for c in chunks]).equals(_top_k(table, names))
