@@ -29,6 +29,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, get_current_context, task
 
 if str(Path(__file__).parent) not in sys.path:        # ctxtag_common.py lies beside this file
@@ -39,8 +40,7 @@ from ctxtag_common import FEATURES, GPU, RETRIES, project_dir, push, stage
 @dag(
     dag_id="ctxtag_retrain",
     schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 3 * * 1", timezone="UTC"), assets=FEATURES),
-    # no start_date: a new deployment's first scheduled retrain is the next Monday 03:00, not one for
-    # the Monday just past the moment it is unpaused (CronTriggerTimetable's run_immediately=False)
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
     is_paused_upon_creation=None,      # the deployment's choice (module docstring)
