@@ -24,11 +24,14 @@ playlists (as an export job writes them). ``--lean`` drops the fields the labell
 (names, durations): a smaller file to read, the same labels.
 
 Usage: python benchmarks/bench_label.py [--playlists 10000 100000 1000000] [--format mpd jsonl]
-Each size is generated into a temp dir (removed after; ``--keep DIR`` keeps it and reuses what is
-there), then ``ctxtag label`` runs on it in a child process. Disk: 1M playlists take ~30 GB as MPD
-slices, ~10 GB as JSON lines (plus ~0.2 GB of tracks.csv). One table row per run: wall seconds,
-entries/s, CPU seconds (user + system, workers included), peak memory (PSS summed over the
-stage's processes: forked workers share the catalogue) and the largest single process's RSS.
+[--code DIR ...]. Each size is generated into a temp dir (removed after; ``--keep DIR`` keeps it
+and reuses what is there), then ``ctxtag label`` runs on it in a child process, once per
+``--code`` tree (whose ``ctxtag`` package it imports; default: this checkout), back to back: on a
+shared machine only such side-by-side figures compare (a copy of the tree before a change, and
+this one). Disk: 1M playlists take ~30 GB as MPD slices, ~10 GB as JSON lines (plus ~0.2 GB of
+tracks.csv). One table row per run: wall seconds, entries/s, CPU seconds (user + system, workers
+included), peak memory (PSS summed over the stage's processes: forked workers share the
+catalogue) and the largest single process's RSS.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import argparse
 import contextlib
 import csv
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -424,10 +428,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-catalogue", action="store_true",
                     help="label without tracks.csv (as with the real MPD, which has none): no unknown-track check")
     ap.add_argument("--params", type=Path, default=ROOT / "params.yaml", help="params.yaml to label with")
+    ap.add_argument("--code", type=Path, nargs="+", default=[ROOT],
+                    help="trees holding the ctxtag package to label with, each in turn (default: this checkout)")
     args = ap.parse_args(argv)
 
     rows = []
-    header = f"{'format':<6} {'playlists':>10} {'entries':>12} {'input':>9} {'gen s':>7} {'label s':>8} " \
+    header = f"{'code':<10} {'format':<6} {'playlists':>10} {'entries':>12} {'input':>9} {'gen s':>7} {'label s':>8} " \
              f"{'entries/s':>11} {'cpu s':>7} {'peak RSS':>9} {'1 proc':>8}"
     print(header, flush=True)
     for fmt in args.format:
@@ -443,28 +449,31 @@ def main(argv: list[str] | None = None) -> int:
                     info = generate(base, n, fmt, args.seed, args.tracks, args.dirty, args.lean)
                     gen = time.perf_counter() - t0
                     (base / "generated.json").write_text(json.dumps(info))
-                if args.generate_only:
-                    seconds, cpu, peak, single = float("nan"), float("nan"), 0, 0
-                else:
-                    seconds, cpu, peak, single = run_label_isolated(base, args.params, not args.no_catalogue)
-                row = (f"{fmt:<6} {info['playlists']:>10,} {info['entries']:>12,} {info['bytes'] / 2**30:>7.2f}GB "
-                       f"{gen:>7.1f} {seconds:>8.1f} {info['entries'] / seconds:>11,.0f} {cpu:>7.1f} {peak / 2**30:>7.2f}GB "
-                       f"{single / 2**30:>6.2f}GB")
-                rows.append(row)
-                print(row, flush=True)
+                for code in [None] if args.generate_only else args.code:
+                    if code is None:
+                        seconds, cpu, peak, single = float("nan"), float("nan"), 0, 0
+                    else:
+                        seconds, cpu, peak, single = run_label_isolated(base, args.params, not args.no_catalogue, code)
+                    row = (f"{code.name if code else '-':<10.10} {fmt:<6} {info['playlists']:>10,} {info['entries']:>12,} "
+                           f"{info['bytes'] / 2**30:>7.2f}GB {gen:>7.1f} {seconds:>8.1f} {info['entries'] / seconds:>11,.0f} "
+                           f"{cpu:>7.1f} {peak / 2**30:>7.2f}GB {single / 2**30:>6.2f}GB")
+                    rows.append(row)
+                    print(row, flush=True)
             finally:
                 if not args.keep:
                     shutil.rmtree(base, ignore_errors=True)
     return 0
 
 
-def run_label_isolated(work: Path, params_yaml: Path, catalogue: bool) -> tuple[float, float, int, int]:
+def run_label_isolated(work: Path, params_yaml: Path, catalogue: bool, code: Path = ROOT
+                       ) -> tuple[float, float, int, int]:
     """Each run from its own process, so the largest single peak (RUSAGE_CHILDREN: the max over
-    all children ever waited for) is that run's alone."""
-    code = ("import sys, json, pathlib; sys.path.insert(0, sys.argv[1]); from bench_label import run_label; "
-            "print(json.dumps(run_label(pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3]), sys.argv[4] == '1')))")
-    proc = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent), str(work), str(params_yaml),
-                           "1" if catalogue else "0"], capture_output=True, text=True)
+    all children ever waited for) is that run's alone; ``code``: the tree whose ctxtag it runs."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(code), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    script = ("import sys, json, pathlib; sys.path.insert(0, sys.argv[1]); from bench_label import run_label; "
+              "print(json.dumps(run_label(pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3]), sys.argv[4] == '1')))")
+    proc = subprocess.run([sys.executable, "-c", script, str(Path(__file__).parent), str(work), str(params_yaml),
+                           "1" if catalogue else "0"], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-4000:])
     return tuple(json.loads(proc.stdout.strip().splitlines()[-1]))

@@ -12,9 +12,10 @@ The rules are those of ``playlists.validate_entries``, row for row, reason for r
 lead there, and give the same result:
 
 - the fast way, for JSON lines and MPD slices whose every value has the kind the rules accept:
-  msgspec decodes the file against a schema (text or integer ids, text titles, lists of track
-  objects), each column becomes one Arrow array of ids in their id form, and the rules run as
-  vectorised operations on it;
+  Arrow's JSON reader decodes JSON lines whose ids are all text straight into Arrow arrays (no
+  Python object per entry); otherwise msgspec decodes the file against a schema (text or integer
+  ids, text titles, lists of track objects). Each column becomes one Arrow array of ids in their
+  id form, and the rules run as vectorised operations on it;
 - the exact way, for everything else — CSV, parquet, a file with one record of the wrong shape
   (a title that is a number, a line that is not JSON, bytes that are not UTF-8): the
   file-at-a-time readers and ``validate_entries`` of ``playlists``, as before.
@@ -50,6 +51,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.json as pa_json
 
 from ctxtag.common.io import collect_files, known_track_ids
 from ctxtag.common.quarantine import Rejection
@@ -187,10 +189,11 @@ class StringTable:
         slot = h & mask
         while len(todo):
             free = np.flatnonzero(self._slot_code[slot] < 0)
-            _, first = np.unique(slot[free], return_index=True)        # one string per free slot a round
-            win = free[first]
+            # strings wanting the same free slot all write their code to it: one of them stays
+            # there, and reading the slots back says which (no sort to pick one)
+            self._slot_code[slot[free]] = codes[todo[free]]
+            win = free[self._slot_code[slot[free]] == codes[todo[free]]]
             self._slot_hash[slot[win]] = h[todo[win]]
-            self._slot_code[slot[win]] = codes[todo[win]]
             keep = np.ones(len(todo), dtype=bool)
             keep[win] = False
             todo, slot = todo[keep], (slot[keep] + 1) & mask
@@ -289,37 +292,50 @@ class _Decline(Exception):
 @dataclass
 class _Ids:
     """One column of ids in their id form: an Arrow array (missing: null) and the same as Python
-    values (the decoded objects themselves where nothing changed)."""
+    values (the decoded objects themselves where nothing changed; None when Arrow decoded them:
+    the few a rejection names are read from the array)."""
 
     arr: pa.Array
-    py: list
+    py: list | None
 
     @classmethod
-    def of(cls, values: list) -> _Ids:
-        try:
-            raw = pa.array(values, type=pa.string())
-        except (pa.ArrowException, TypeError, ValueError):    # integers among them
-            raw = None
+    def of(cls, values: list | pa.Array) -> _Ids:
+        if isinstance(values, pa.Array):                  # decoded by Arrow: text or null already
+            raw = values
+        else:
+            try:
+                raw = pa.array(values, type=pa.string())
+            except (pa.ArrowException, TypeError, ValueError):    # integers among them
+                raw = None
         if raw is not None and pc.all(pc.string_is_ascii(raw)).as_py() is not False:
             # ASCII: str.strip() strips exactly these, so Arrow can do it for all at once
             trimmed = pc.ascii_trim(raw, _ASCII_SPACE)
             blank = pc.fill_null(pc.equal(trimmed, ""), False)
             changed = pc.fill_null(pc.or_(pc.not_equal(trimmed, raw), blank), False).to_numpy(zero_copy_only=False)
+            py = None if isinstance(values, pa.Array) else values
             if not changed.any():
-                return cls(raw, values)
+                return cls(raw, py)
             arr = pc.if_else(blank, pa.scalar(None, pa.string()), trimmed)
-            py = list(values)
-            at = np.flatnonzero(changed)
-            for i, v in zip(at.tolist(), arr.take(pa.array(at)).to_pylist(), strict=True):
-                py[i] = v
+            if py is not None:
+                py = list(py)
+                at = np.flatnonzero(changed)
+                for i, v in zip(at.tolist(), arr.take(pa.array(at)).to_pylist(), strict=True):
+                    py[i] = v
             return cls(arr, py)
+        if isinstance(values, pa.Array):
+            values = values.to_pylist()
         py = [_as_id(v) for v in values]
         try:
             return cls(pa.array(py, type=pa.string()), py)
         except (pa.ArrowException, UnicodeEncodeError) as exc:   # not UTF-8: the exact way says which row
             raise _Decline from exc
 
+    def value(self, i: int) -> str | None:
+        return self.arr[i].as_py() if self.py is None else self.py[i]
+
     def hashes(self, at: np.ndarray | None = None) -> np.ndarray:
+        if self.py is None:
+            return hashes((self.arr if at is None or len(at) == len(self.arr) else self.arr.take(pa.array(at))).to_pylist())
         if at is None or 2 * len(at) > len(self.py):       # hashing all beats picking most of them
             every = hashes(self.py)
             return every if at is None else every[at]
@@ -491,7 +507,7 @@ class _Worker:
             for i in bad.tolist():
                 r, k, e = int(rec[i]), int(reason[i]), int(entry_of_row[i])
                 text = f"duplicate playlist_id: first seen at row {first_row[r]}" if k == dup_id else texts[k]
-                vals = {c: ids[c].py[e] if e >= 0 else None for c in COLUMNS}
+                vals = {c: ids[c].value(e) if e >= 0 else None for c in COLUMNS}
                 raw = json.dumps({"playlist_id": pid[r], "title": title[r], "track_id": vals["track"],
                                   "artist_id": vals["artist"], "album_id": vals["album"]},
                                  ensure_ascii=False, default=str)
@@ -543,7 +559,7 @@ class _Columns:
     titles: list              # per record: text or None
     rows: np.ndarray          # per record: its row (line number, or position in an MPD slice)
     lengths: np.ndarray       # per record: number of track entries (0: none, null or missing)
-    values: dict[str, list]   # column -> raw entry values, records' entries one after the other
+    values: dict[str, list | pa.Array]   # column -> raw entry values, records' entries one after the other
 
 
 _ID = str | int | None
@@ -639,11 +655,11 @@ def _decode_mpd(path: Path) -> _Columns | None:
                     np.arange(1, len(recs) + 1, dtype=np.int64), ("track_uri", "artist_uri", "album_uri"))
 
 
-def _blocks(path: Path) -> Iterator[tuple[bytes | bytearray, int, int, int]]:
-    """(data, start, end, number of lines): pieces of the file holding whole lines (a BOM dropped),
-    the read blocks themselves (read into one reused buffer, uncopied) and the lines cut by a block
-    end. A piece is valid until the next is asked for. A line that may reach MAX_LINE_CHARS raises
-    _Decline: the exact way reads that file."""
+def _blocks(path: Path) -> Iterator[tuple[bytes | bytearray, int, int, int, bool]]:
+    """(data, start, end, number of lines, whether every line opens an object): pieces of the file
+    holding whole lines (a BOM dropped), the read blocks themselves (read into one reused buffer,
+    uncopied) and the lines cut by a block end. A piece is valid until the next is asked for. A
+    line that may reach MAX_LINE_CHARS raises _Decline: the exact way reads that file."""
     buf = _buffer("jsonl", _JSONL_BLOCK)
     with _open(path) as fh:
         rest, first = b"", True
@@ -655,7 +671,7 @@ def _blocks(path: Path) -> Iterator[tuple[bytes | bytearray, int, int, int]]:
                 if len(rest) >= MAX_LINE_CHARS - 1:
                     raise _Decline
                 if rest:
-                    yield rest, 0, len(rest), 1
+                    yield rest, 0, len(rest), 1, rest.startswith(b"{")
                 return
             head = buf.find(b"\n", start, n)
             if len(rest) + ((n if head < 0 else head) - start) >= MAX_LINE_CHARS - 1 or _long_line(buf, start, n):
@@ -665,12 +681,23 @@ def _blocks(path: Path) -> Iterator[tuple[bytes | bytearray, int, int, int]]:
                 continue
             if rest:                                        # the line the previous block cut
                 line = rest + buf[start:head + 1]
-                yield line, 0, len(line), 1
+                yield line, 0, len(line), 1, line.startswith(b"{")
                 start = head + 1
             cut = max(buf.rfind(b"\n", start, n) + 1, start)
             if cut > start:
-                yield buf, start, cut, buf.count(b"\n", start, cut)
+                yield buf, start, cut, *_lines(buf, start, cut)
             rest = bytes(buf[cut:n])
+
+
+def _lines(data: bytearray, start: int, end: int) -> tuple[int, bool]:
+    """How many lines ``data[start:end]`` holds (each ends with a newline) and whether each opens
+    an object: a find per line (memchr) is ~10x faster than bytes.count on lines of kilobytes."""
+    n, objects = 0, True
+    while start < end:
+        objects = objects and data[start] == 0x7B           # "{"
+        start = data.find(b"\n", start, end) + 1
+        n += 1
+    return n, objects
 
 
 def _long_line(block: bytes | bytearray, start: int, end: int) -> bool:
@@ -681,15 +708,62 @@ def _long_line(block: bytes | bytearray, start: int, end: int) -> bool:
     return any(block.find(b"\n", s, s + half) < 0 for s in range(start, end - half + 1, half))
 
 
+_ARROW_SCHEMA = pa.schema([("playlist_id", pa.string()), ("title", pa.string()),
+                           ("tracks", pa.list_(pa.struct([(k, pa.string()) for k in ("track_id", "artist_id", "album_id")])))])
+# a field the schema does not name is refused (msgspec reads such files): Arrow would accept what
+# msgspec and json refuse inside it (NaN, nesting deeper than Python's recursion limit)
+_ARROW_PARSE = pa_json.ParseOptions(explicit_schema=_ARROW_SCHEMA, unexpected_field_behavior="error")
+
+
+def _decode_jsonl_arrow(path: Path) -> _Columns | None:
+    """The file's columns decoded by Arrow's JSON reader straight into Arrow arrays (no Python
+    object per entry, ~25 % less CPU than msgspec's decoding and the conversion), when every line
+    is one object of the schema's fields only, every value text or null. None otherwise: msgspec,
+    which takes integer ids and other fields, decides. Arrow refuses what msgspec refuses (a lone
+    surrogate, a duplicate key, a number for a text); what it would let through is checked here:
+    bytes that are not UTF-8, a null among the tracks, a file where no record has tracks."""
+    chunks: list[pa.Table] = []
+    line = 0
+    for data, start, end, n, objects in _blocks(path):
+        view = memoryview(data)[start:end]
+        if not objects:
+            return None                                 # a blank line, a line that is not an object
+        try:
+            pa.StringArray.from_buffers(1, pa.array([0, end - start], pa.int32()).buffers()[1],
+                                        pa.py_buffer(view)).validate(full=True)
+            table = pa_json.read_json(pa.BufferReader(pa.py_buffer(view)), parse_options=_ARROW_PARSE,
+                                      read_options=pa_json.ReadOptions(use_threads=False, block_size=1 << 26))
+        except (pa.ArrowException, UnicodeError):
+            return None
+        if table.num_rows != n:                         # two values on a line
+            return None
+        chunks.append(table)
+        line += n
+    table = pa.concat_tables(chunks) if chunks else _ARROW_SCHEMA.empty_table()
+    tracks = table.column("tracks").combine_chunks()
+    if len(tracks) and tracks.null_count == len(tracks):
+        return None                                     # the exact way refuses the file, or says why not
+    entries = pc.list_flatten(tracks)
+    if entries.null_count:                              # a null entry: the schema refuses it
+        return None
+    lengths = pc.fill_null(pc.list_value_length(tracks), 0).to_numpy().astype(np.int64)
+    values = {c: pc.struct_field(entries, [i]) for i, c in enumerate(COLUMNS)}
+    return _Columns(table.column("playlist_id").to_pylist(), table.column("title").to_pylist(),
+                    np.arange(1, line + 1, dtype=np.int64), lengths, values)
+
+
 def _decode_jsonl(path: Path) -> _Columns | None:
+    arrow = _decode_jsonl_arrow(path)
+    if arrow is not None:
+        return arrow
     recs: list = []
     rows: list[np.ndarray] = []
     line = 0
-    for data, start, end, n in _blocks(path):
+    for data, start, end, n, objects in _blocks(path):
         got = None
         # every line opens an object: then none is blank, and msgspec's reader of lines (values one
         # after the other) gives one record a line exactly when it gives n of them
-        if data.startswith(b"{", start) and data.count(b"\n{", start, end) == n - 1:
+        if objects:
             got = _RECORD.decode_lines(memoryview(data)[start:end])
             if len(got) == n:
                 rows.append(np.arange(line + 1, line + n + 1, dtype=np.int64))

@@ -345,3 +345,34 @@ def test_the_catalogue_reads_as_known_track_ids_reads_it(tmp_path):
     probes = ["t1", "a", "b"]
     assert [p in _catalogue_ids(odd, probes) for p in probes] == [p in known_track_ids(odd) for p in probes]
     assert _catalogue_ids(tmp_path / "none.csv", probes) is None
+
+
+GOOD = [_record(0), _record(1)]
+ODD_LINES = {   # what Arrow's JSON reader would let through and the old reader quarantines or refuses
+    "bytes not UTF-8 in a title": b'{"playlist_id": "p9", "title": "party \xff", "tracks": []}',
+    "bytes not UTF-8 in an extra field": b'{"playlist_id": "p9", "title": "party", "x": "\xff", "tracks": []}',
+    "nesting past the recursion limit": b'{"playlist_id": "p9", "title": "party", "x": ' + b"[" * 3000 + b"]" * 3000 + b"}",
+    "NaN in an extra field": b'{"playlist_id": "p9", "title": "party", "x": NaN, "tracks": []}',
+    "a null entry": b'{"playlist_id": "p9", "title": "party", "tracks": [null, {"track_id": "t1", "artist_id": "a", "album_id": "b"}]}',
+    "an empty entry": b'{"playlist_id": "p9", "title": "party", "tracks": [{}]}',
+    "no tracks in any record": None,
+    "all good, CRLF and a BOM": None,
+}
+
+
+@pytest.mark.parametrize("case", sorted(ODD_LINES))
+def test_the_arrow_reader_and_the_old_reader_agree_on_odd_lines(tmp_path, case):
+    """JSON lines decoded by Arrow (one object per line, the schema's fields, text values) give
+    what the old reader gave; a line it would read differently sends the file the other way."""
+    path = tmp_path / "p.jsonl"
+    if case == "no tracks in any record":
+        _jsonl(path, [{"playlist_id": "p1", "title": "party"}, {"playlist_id": "p2", "title": "x", "tracks": None}])
+    elif case == "all good, CRLF and a BOM":
+        _jsonl(path, GOOD * 2, "\r\n", bom=True)
+        assert scan._decode_jsonl_arrow(path) is not None              # it did go Arrow's way
+    else:
+        path.write_bytes(b"\n".join([json.dumps(r).encode() for r in GOOD] + [ODD_LINES[case]]) + b"\n")
+    for catalogue in (None, {f"t{k}" for k in range(9)}):
+        want = reference.read_playlists([path], catalogue)
+        _same_table(scan_playlists([path], catalogue, workers=0).to_table(), want)
+        _same_context_entries(scan_playlists([path], catalogue, workers=0, contexts=CONTEXTS), want)
