@@ -7,11 +7,12 @@ date as ``date=YYYY-MM-DD/part-<content hash>.parquet``: a partition file is nev
 late or out-of-order events for a date land in a new part, and an event already in the lake
 (same user, track and instant) is not written again — so re-ingesting the same drop is a no-op.
 
-Incremental: the lake records the drops it has taken in (``_ingested.jsonl``: name, size, mtime,
-sha256) under a key of everything else that decides a drop's outcome (the rule settings, the
-catalogue, this code). A later run skips them, so the daily ingest reads the day's drop, not every
-drop kept; a drop whose bytes changed, or any drop once the key changed, is read again. A drop with
-rows refused as in the future is not recorded: on a later day those rows may be valid.
+Incremental: the lake records the drops it has taken in (``_ingested.jsonl``: their sha256) under
+a key of everything else that decides a drop's outcome (the rule settings, the catalogue, this
+code). A later run skips them, so the daily ingest reads the day's drop, not every drop kept; a
+drop whose bytes changed, or any drop once the key changed, is read again. A drop with rows refused
+as in the future is not recorded: on a later day those rows may be valid. Hashing is skipped for
+drops whose size and mtime match a stat cache beside the lake.
 
 It streams, so a batch of any size runs in bounded memory: each drop is read alone (the one
 reader, ctxtag.common.text_rows), checked by the rule table's SQL (ctxtag.listening.rules) on the
@@ -85,45 +86,46 @@ def ingestion_key(cfg: LogsConfig, contexts: Sequence[str], known_tracks: set[st
     return h.hexdigest()[:16]
 
 
-def _manifest(lake: Path, key: str) -> dict[str, dict]:
-    """The recorded drops of ``key`` by name (records of another key are stale: read again)."""
+def _manifest(lake: Path, key: str) -> set[str]:
+    """The sha256 of the drops the lake took in under ``key`` (records of another key are stale:
+    those drops are read again). Content only — no names or times — so the lake's own bytes (a DVC
+    output others depend on) change when a drop is taken in, never because one was touched."""
     path = lake / MANIFEST
     if not path.exists():
-        return {}
+        return set()
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return {r["name"]: r for r in records if r.get("key") == key}
+    return {r["sha256"] for r in records if r.get("key") == key}
 
 
-def _stat(f: Path) -> dict:
-    st = f.stat()
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+def _stat_file(lake: Path) -> Path:
+    """Beside the lake, outside it: which file had which sha256 at which size and mtime, so that a
+    drop unchanged since is skipped without reading it (a cache: rebuilt by hashing when absent)."""
+    return lake.parent / f".{lake.name}.stat.json"
 
 
-def _pending(files: list[Path], known: dict[str, dict]) -> tuple[dict[Path, str], list[Path], dict[str, dict]]:
-    """(drops to read with their sha256, drops to skip, known records updated): a drop whose size
-    and mtime match its record is skipped unread; one that moved or was touched (a checkout) is
-    hashed and skipped if its bytes match a record."""
-    by_sha = {r["sha256"]: r for r in known.values()}
-    read, skip, known = {}, [], dict(known)
+def _pending(files: list[Path], taken: set[str], stats: dict[str, dict]) -> tuple[dict[Path, str], list[Path]]:
+    """(drops to read with their sha256, drops to skip) — a drop whose bytes the lake took in is
+    skipped; its sha256 comes from ``stats`` while its size and mtime match (updated in place)."""
+    read, skip = {}, []
     for f in files:
-        rec = known.get(str(f))
-        if rec and {k: rec[k] for k in ("size", "mtime_ns")} == _stat(f):
-            skip.append(f)
-            continue
-        sha = file_sha256(f)
-        if sha in by_sha:
-            known[str(f)] = {**by_sha[sha], "name": str(f), **_stat(f)}
+        st = f.stat()
+        known = stats.get(str(f), {})
+        if known.get("size") == st.st_size and known.get("mtime_ns") == st.st_mtime_ns:
+            sha = known["sha256"]
+        else:
+            sha = file_sha256(f)
+            stats[str(f)] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha}
+        if sha in taken:
             skip.append(f)
         else:
             read[f] = sha
-    return read, skip, known
+    return read, skip
 
 
-def _record(lake: Path, key: str, known: dict[str, dict], taken: dict[Path, str]) -> None:
-    """Rewrite the manifest (atomically, after the lake's parts): the known records and ``taken``."""
-    records = {**known, **{str(f): {"name": str(f), "key": key, "sha256": sha, **_stat(f)} for f, sha in taken.items()}}
+def _record(lake: Path, key: str, taken: set[str]) -> None:
+    """Rewrite the manifest (atomically, after the lake's parts), sorted: the same drops, the same bytes."""
     with atomic_path(lake / MANIFEST) as tmp:
-        tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records.values()))
+        tmp.write_text("".join(json.dumps({"key": key, "sha256": sha}) + "\n" for sha in sorted(taken)))
 
 
 def is_drop(path: Path) -> bool:
@@ -312,8 +314,13 @@ def ingest(paths: Iterable[str | Path], lake: Path, cfg: LogsConfig, contexts: S
     try:
         catalogue = _register_catalogue(engine, known_tracks)
         key = ingestion_key(cfg, contexts, known_tracks)
-        shas, skipped, known = _pending(collect_files(paths, is_drop, "listening-log"),
-                                        _manifest(lake, key) if incremental else {})
+        taken = _manifest(lake, key) if incremental else set()
+        stat_file = _stat_file(lake)
+        try:
+            stats = json.loads(stat_file.read_text())
+        except (FileNotFoundError, ValueError):
+            stats = {}
+        shas, skipped = _pending(collect_files(paths, is_drop, "listening-log"), taken, stats)
         files = list(shas)
         rejections, rows_read, unreadable, staged, pending = [], 0, [], [], []
 
@@ -348,7 +355,9 @@ def ingest(paths: Iterable[str | Path], lake: Path, cfg: LogsConfig, contexts: S
         # (their events then already in the lake); not the refused files, nor drops with future rows
         future = next(r.reason for r in rules.log_rules(cfg, contexts) if r.check == "not_future")
         untaken = {r.source for r in unreadable} | {r.source for r in rejections if r.reason.startswith(future)}
-        _record(lake, key, known, {f: sha for f, sha in shas.items() if str(f) not in untaken})
+        _record(lake, key, taken | {sha for f, sha in shas.items() if str(f) not in untaken})
+        with atomic_path(stat_file) as tmp:
+            tmp.write_text(json.dumps(stats, sort_keys=True))
     finally:
         engine.close()
         shutil.rmtree(staging, ignore_errors=True)

@@ -394,11 +394,14 @@ def test_a_drop_already_ingested_is_skipped_unless_its_bytes_or_the_rules_change
     assert (first.stats["drops_read"], first.stats["events_written"]) == (1, 2) and first.read == [str(drop)]
     again = _ingest([drop], lake)
     assert again.skipped == [str(drop)] and again.stats["rows_read"] == 0 and again.stats["drops_already_ingested"] == 1
+    held = {f: f.read_bytes() for f in lake.rglob("*") if f.is_file()}
     os.utime(drop, ns=(1, 1))                                  # a checkout: same bytes, new mtime
     assert _ingest([drop], lake).skipped == [str(drop)]
     moved = tmp_path / "b.csv"
     drop.rename(moved)                                         # same bytes under another name
     assert _ingest([moved], lake).skipped == [str(moved)]
+    # the lake (a DVC output others depend on) is the same bytes: it records contents, not files
+    assert {f: f.read_bytes() for f in lake.rglob("*") if f.is_file()} == held
     moved.write_text(moved.read_text() + "u3,t1,2026-01-05T11:00:00Z,tv,wifi,,,,\n")
     grown = _ingest([moved], lake).stats
     assert (grown["drops_read"], grown["events_written"], grown["events_already_in_lake"]) == (1, 1, 2)
