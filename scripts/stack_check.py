@@ -42,6 +42,13 @@ GPU_TASKS = {"train", "tag_partition", "embeddings", "user_models"}
 T0 = time.monotonic()
 
 
+def deployment_params():
+    """The deployment's params (params.small.yaml merged in by scripts/stack.sh)."""
+    from ctxtag.config import load_params
+
+    return load_params(PROJECT / "params.yaml")
+
+
 def say(msg: str) -> None:
     print(f"[{time.monotonic() - T0:6.0f} s] {msg}", flush=True)
 
@@ -156,10 +163,9 @@ class Airflow:
 
 def lake_keys() -> list[tuple]:
     """(user, track, UTC instant as text) of every event in the deployment's lake (the small world's)."""
-    from ctxtag.config import load_params
     from ctxtag.listening.lake import read_lake
 
-    lake = read_lake(PROJECT / load_params(PROJECT / "params.yaml").paths.lake, ["user_id", "track_id", "event_timestamp"])
+    lake = read_lake(PROJECT / deployment_params().paths.lake, ["user_id", "track_id", "event_timestamp"])
     return list(zip(lake["user_id"], lake["track_id"], lake["event_timestamp"].astype(str), strict=True))
 
 
@@ -204,11 +210,10 @@ def check_registry() -> dict[str, str]:
     import boto3
     from mlflow import MlflowClient
 
-    from ctxtag.config import load_params
     from ctxtag.platform.registry import audit_log, model_name
     from ctxtag.vocabulary import MODEL_FAMILIES
 
-    params = load_params(PROJECT / "params.yaml")
+    params = deployment_params()
     client = MlflowClient()
     s3 = boto3.client("s3")
     champions = {}
@@ -255,10 +260,9 @@ def check_feast(timeout_s: float = 180) -> None:
     import pyarrow.parquet as pq
     import sqlalchemy as sa
 
-    from ctxtag.config import load_params
     from ctxtag.platform.feature_store import published
 
-    served = PROJECT / load_params(PROJECT / "params.yaml").paths.online
+    served = PROJECT / deployment_params().paths.online
     stamp = published(served) or {}
     engine = sa.create_engine(os.environ["CTXTAG_FEAST_REGISTRY"])
     with engine.connect() as c:
@@ -324,9 +328,7 @@ def check_dvc_pull() -> None:
         outs = sorted({str(o.fs_path) for st in Repo(str(clone)).index.stages for o in st.outs if o.use_cache})
         missing = [o for o in outs if not Path(o).exists()]
         expect(not missing, f"dvc pull in a fresh clone restored {len(outs)} outputs from S3 (missing: {missing})")
-        from ctxtag.config import load_params
-
-        paths = load_params(PROJECT / "params.yaml").paths
+        paths = deployment_params().paths
         for path in (paths.models, paths.track_features_parquet):
             a, b = _digest(PROJECT / path), _digest(clone / path)
             expect(bool(a) and a == b, f"{path}: the clone's {len(b)} files equal the deployment's")
@@ -489,9 +491,7 @@ def main() -> int:
         expect(ran == (["ingest_logs"] if dag_id == "ctxtag_ingest" else []),
                f"rerun of {dag_id}: the stages that ran: {ran}")
     expect(len(lake_keys()) == n_lake, "rerun: the lake is unchanged")
-    from ctxtag.config import load_params
-
-    report = json.loads((PROJECT / load_params(PROJECT / "params.yaml").paths.report("ingest_logs")).read_text())
+    report = json.loads((PROJECT / deployment_params().paths.report("ingest_logs")).read_text())
     expect(report["drops_read"] == 0 and report["drops_already_ingested"] > 0,
            f"rerun: the ingest read no drop ({report['drops_already_ingested']} already ingested, skipped unread)")
     expect(registry_versions() == versions, f"rerun: no new model version ({versions})")
