@@ -315,6 +315,9 @@ class Service:
             if stamp is None or stamp["version"] == self.catalogue.version or \
                     stamp.get("model") != self.champions["context"]:
                 return False
+            # a shared (SQL) registry's cache may predate the new version's views for up to its
+            # TTL: Feast would not know the listening view the new catalogue names
+            self.store.refresh_registry()
             self.catalogue = self._load_catalogue(stamp)
             return True
         finally:

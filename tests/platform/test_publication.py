@@ -77,8 +77,12 @@ class Reader:
             try:
                 started = time.monotonic()
                 store.refresh_registry()
-                got = store.get_online_features(features=store.get_feature_service("track_contexts"),
-                                                entity_rows=self.rows).to_dict()
+                # allow_cache=True, as `feast serve` does: the service and its views from one
+                # registry snapshot. Without it a SQL registry gives the service from the database
+                # and the views from the cache, and for up to the cache's TTL after a switch they
+                # name different versions (Feast: "Feature view ..._1 does not exist").
+                service = store.get_feature_service("track_contexts", allow_cache=True)
+                got = store.get_online_features(features=service, entity_rows=self.rows).to_dict()
                 self.reads.append((started, time.monotonic(), got["tagger"]))
             except Exception as exc:                   # noqa: BLE001 - reported by the test
                 self.errors.append(f"{type(exc).__name__}: {exc}")
