@@ -189,6 +189,17 @@ def put_drop(rows: int = 25, shift_s: int = 7) -> tuple[str, list[tuple]]:
     return day, keys
 
 
+def ingest_day(af: Airflow, timeout_s: float, **drop) -> tuple[str, str, list[tuple]]:
+    """A day's drop in S3 (``put_drop(**drop)``), its ingest run waited for, and the retrain run
+    that follows it (not waited for): (ingest run, retrain run, the drop's lake keys). Where the
+    snapshots updated the ctxtag_features asset the scheduler starts the retrain on its own (not in
+    a new deployment: until the first retrain the ingest stops after the lake); else it is triggered."""
+    day, keys = put_drop(**drop)
+    ingest = af.trigger("ctxtag_ingest", f"{day}T01:00:00Z")
+    af.wait("ctxtag_ingest", ingest, timeout_s)
+    return ingest, af.asset_run("ctxtag_retrain", after=ingest) or af.trigger("ctxtag_retrain", None), keys
+
+
 def check_workers(af: Airflow, dag_id: str, run_id: str) -> None:
     tis = [t for t in af.task_instances(dag_id, run_id) if t["state"] == "success"]
     where = {}
@@ -396,10 +407,7 @@ def check_faults(af: Airflow, timeout_s: float) -> None:
         if time.monotonic() > deadline:
             raise CheckFailed("a retrain run is still going after the timeout")
         time.sleep(5)
-    day, keys = put_drop(rows=40, shift_s=11 + int(time.time()) % 50_000)    # events no earlier check sent
-    ingest = af.trigger("ctxtag_ingest", f"{day}T01:00:00Z")
-    af.wait("ctxtag_ingest", ingest, timeout_s)
-    retrain = af.asset_run("ctxtag_retrain", after=ingest) or af.trigger("ctxtag_retrain", None)
+    _, retrain, keys = ingest_day(af, timeout_s, rows=40, shift_s=11 + int(time.time()) % 50_000)  # new events
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:                     # the embeddings training, under way
         ti = af.get(f"/dags/ctxtag_retrain/dagRuns/{retrain}/taskInstances/embeddings")
@@ -462,16 +470,10 @@ def main() -> int:
         check_faults(af, args.timeout)
         return 0
 
-    day, keys = put_drop()
-    ingest = af.trigger("ctxtag_ingest", f"{day}T01:00:00Z")
-    af.wait("ctxtag_ingest", ingest, args.timeout)
+    ingest, retrain, keys = ingest_day(af, args.timeout)
     held = lake_keys()
     expect(all(held.count(k) == 1 for k in keys), f"the drop's {len(keys)} events are in the lake, each once")
     check_workers(af, "ctxtag_ingest", ingest)
-
-    # where the snapshots updated the ctxtag_features asset the scheduler starts a retrain on its own
-    # (not in a new deployment: until the first retrain the ingest stops after the lake)
-    retrain = af.asset_run("ctxtag_retrain", after=ingest) or af.trigger("ctxtag_retrain", None)
     af.wait("ctxtag_retrain", retrain, args.timeout)
     check_workers(af, "ctxtag_retrain", retrain)
     champions = check_registry()
