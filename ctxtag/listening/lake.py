@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ctxtag.common import text_rows
 from ctxtag.common.io import (
@@ -74,15 +75,25 @@ class Ingestion:
     skipped: list[str] = field(default_factory=list)    # drops recorded as ingested under the same key
 
 
-def ingestion_key(cfg: LogsConfig, contexts: Sequence[str], known_tracks: set[str] | None) -> str:
-    """Everything besides a drop's bytes that decides what becomes of its rows."""
+def sorted_catalogue(known_tracks: set[str] | None) -> pa.Array | None:
+    """The catalogue's track ids in order, as Arrow: sorted in C++ (a Python sort of 10M ids
+    took ~4x as long), for the engine's table and the ingestion key alike."""
+    if known_tracks is None:
+        return None
+    ids = pa.array(list(known_tracks), type=pa.string())
+    return ids.take(pc.sort_indices(ids))
+
+
+def ingestion_key(cfg: LogsConfig, contexts: Sequence[str], catalogue: pa.Array | None) -> str:
+    """Everything besides a drop's bytes that decides what becomes of its rows (``catalogue``:
+    ``sorted_catalogue``'s array, hashed as its offsets and bytes)."""
     import hashlib
 
     h = hashlib.sha256(json.dumps([asdict(cfg), list(contexts)], sort_keys=True, default=str).encode())
     h.update(source_digest((rules, sys.modules[__name__], text_rows)).encode())
-    h.update(b"catalogue" if known_tracks is not None else b"no catalogue")
-    for t in sorted(known_tracks or ()):
-        h.update(t.encode("utf-8", "surrogateescape") + b"\0")
+    h.update(b"catalogue" if catalogue is not None else b"no catalogue")
+    for buf in (catalogue.buffers()[1:] if catalogue is not None else ()):     # no nulls: no validity
+        h.update(memoryview(buf))
     return h.hexdigest()[:16]
 
 
@@ -218,10 +229,10 @@ def _rejections(engine: Engine, sql: str) -> list[Rejection]:
     return [Rejection(r["source"], int(r["row"]), r["reason"], track_id=r["track_id"], raw=r["raw"]) for r in bad]
 
 
-def _register_catalogue(engine: Engine, known_tracks: set[str] | None) -> bool:
-    if known_tracks is None:
+def _register_catalogue(engine: Engine, catalogue: pa.Array | None) -> bool:
+    if catalogue is None:
         return False
-    engine.table("catalogue", pa.table({"track_id": pa.array(sorted(known_tracks), type=pa.string())}))
+    engine.table("catalogue", pa.table({"track_id": catalogue}))
     return True
 
 
@@ -312,8 +323,10 @@ def ingest(paths: Iterable[str | Path], lake: Path, cfg: LogsConfig, contexts: S
     engine = open_engine(data_plane, temp_dir=staging / "spill")
     start = time.perf_counter()
     try:
-        catalogue = _register_catalogue(engine, known_tracks)
-        key = ingestion_key(cfg, contexts, known_tracks)
+        ids = sorted_catalogue(known_tracks)
+        catalogue = _register_catalogue(engine, ids)
+        key = ingestion_key(cfg, contexts, ids)
+        del ids
         taken = _manifest(lake, key) if incremental else set()
         stat_file = _stat_file(lake)
         try:
