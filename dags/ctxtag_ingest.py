@@ -2,7 +2,7 @@
 local folder or S3, laid out as date=YYYY-MM-DD/), ingest them into the append-only lake, run the
 Great Expectations gates, compute the daily user snapshots (offline store), serve them beside the
 champions' features, and push the outputs to the DVC remote. Updates the `ctxtag_features` asset,
-which triggers ctxtag_retrain.
+which triggers ctxtag_retrain, where the snapshots changed (a rerun of the same day starts none).
 
 Each DVC step is its own task running that stage alone (`dvc repro --single-item`): the demo world
 (`synth`) is never part of a run, and a stage whose inputs did not change is skipped by DVC.
@@ -110,6 +110,17 @@ def ctxtag_ingest():
             except NoChampion as exc:                # nothing served yet
                 raise AirflowSkipException(str(exc)) from exc
 
+    @task(outlets=[FEATURES])
+    def features_updated(published: dict) -> dict:
+        """The ctxtag_features asset event, which starts ctxtag_retrain, only where publish_features
+        ran: a rerun whose snapshots DVC found up to date (the same day again) retrains nothing and
+        starts no run (a skipped task emits no event)."""
+        from airflow.exceptions import AirflowSkipException
+
+        if not published.get("ran"):
+            raise AirflowSkipException("publish_features was up to date: the features did not change")
+        return published
+
     fetched = fetch_drops()
     if DATA_PLANE == "spark":
         # the provider is imported only here: parsing the embedded DAG stays airflow + stdlib
@@ -128,7 +139,8 @@ def ctxtag_ingest():
         # the lake holds, so a forced rerun writes nothing twice
         ingested = stage("ingest_logs", force=True)
         # --single-item: a daily ingest never retrains the embeddings (ctxtag_retrain does)
-        published = stage("publish_features", outlets=[FEATURES])
+        published = stage("publish_features")
+        features_updated(published)
     validated = stage("validate", retries=0)          # a data gate that fails fails again: say so at once
     fetched >> ingested >> trained() >> validated >> published >> serve_features()
     # the outputs go to the remote after the snapshots, or after ingest alone where they wait

@@ -29,7 +29,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, get_current_context, task
 
 if str(Path(__file__).parent) not in sys.path:        # ctxtag_common.py lies beside this file
@@ -40,7 +39,9 @@ from ctxtag_common import FEATURES, GPU, RETRIES, project_dir, push, stage
 @dag(
     dag_id="ctxtag_retrain",
     schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 3 * * 1", timezone="UTC"), assets=FEATURES),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    # no start_date: with catchup=False, CronTriggerTimetable's run_immediately=False makes a new
+    # deployment's first scheduled retrain the next Monday 03:00, not one at once for the Monday
+    # just past (a start date would: the latest past point after it); features landing start one
     catchup=False,
     max_active_runs=1,
     is_paused_upon_creation=None,      # the deployment's choice (module docstring)

@@ -492,6 +492,9 @@ def main() -> int:
                       if (r := af.xcom(dag_id, run_id, t)) and isinstance(r, dict) and r.get("ran")})
         expect(ran == (["ingest_logs"] if dag_id == "ctxtag_ingest" else []),
                f"rerun of {dag_id}: the stages that ran: {ran}")
+        if dag_id == "ctxtag_ingest":
+            state = af.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/features_updated")["state"]
+            expect(state == "skipped", f"rerun of {dag_id}: features_updated {state}: no asset event, no retraining started")
     expect(len(lake_keys()) == n_lake, "rerun: the lake is unchanged")
     report = json.loads((PROJECT / deployment_params().paths.report("ingest_logs")).read_text())
     expect(report["drops_read"] == 0 and report["drops_already_ingested"] > 0,

@@ -88,31 +88,39 @@ def _files(paths: Sequence[str | Path]) -> list[str]:
     return [str(p) for p in paths]
 
 
-def whole_groups(batches: Iterable[pa.RecordBatch], key: str, rows: int) -> Iterator[pa.Table]:
-    """Tables of at least ``rows`` rows (but the last) cut from ``batches`` sorted by ``key``, never
-    inside a run of one key: a pass over them sees every row of a key at once, in bounded memory."""
+GroupPass = Callable[[pa.Table], pa.Table]
+GROUP_ROWS = 1 << 20                    # rows a group pass sees at once (whole keys) ...
+GROUP_BYTES = 64 << 20                  # ... or fewer where they are wide: 1M rows of ``running``'s
+                                        # ~95 columns were ~0.8 GB at once, several times over
+READ_ROWS = 1 << 16                     # rows of a batch streamed out of DuckDB
+
+
+def whole_groups(batches: Iterable[pa.RecordBatch], key: str, rows: int,
+                 nbytes: int | None = None) -> Iterator[pa.Table]:
+    """Tables of at least ``rows`` rows or ``nbytes`` bytes (but the last) cut from ``batches``
+    sorted by ``key``, never inside a run of one key: a pass over them sees every row of a key at
+    once, in bounded memory."""
+    nbytes = GROUP_BYTES if nbytes is None else nbytes
     pending: list[pa.RecordBatch] = []
-    size = 0
+    size = held = 0
     for batch in batches:
         if batch.num_rows:
             pending.append(batch)
             size += batch.num_rows
-        if size < rows:
+            held += batch.nbytes
+        if size < rows and held < nbytes:
             continue
         table = pa.Table.from_batches(pending)
         col = table.column(key)
         cut = pc.index(pc.equal(col, col[-1]), True).as_py()       # where the last key's run begins
-        if cut <= 0:                                                # one key longer than ``rows``: read on
+        if cut <= 0:                                                # one key longer than a chunk: read on
             continue
         yield table.slice(0, cut)
         pending = table.slice(cut).to_batches()
         size = table.num_rows - cut
+        held = sum(b.nbytes for b in pending)
     if size:
         yield pa.Table.from_batches(pending)
-
-
-GroupPass = Callable[[pa.Table], pa.Table]
-GROUP_ROWS = 1 << 20                    # rows a group pass sees at once (whole keys)
 
 
 def _map_batches(batches: Iterable[pa.RecordBatch], key: str, fn: GroupPass, rows: int) -> Iterator[pa.RecordBatch]:
@@ -190,14 +198,14 @@ class DuckDB:
         import pyarrow.parquet as pq
 
         result = self.con.sql(f"SELECT * FROM ({sql}) q ORDER BY {', '.join([key, *order])}")
-        reader = (result.to_arrow_reader(GROUP_ROWS) if hasattr(result, "to_arrow_reader")
-                  else result.fetch_arrow_reader(GROUP_ROWS))
+        reader = (result.to_arrow_reader(READ_ROWS) if hasattr(result, "to_arrow_reader")
+                  else result.fetch_arrow_reader(READ_ROWS))
         folder = self.temp_dir / "passes"
         folder.mkdir(exist_ok=True)
         path = folder / f"{name}-{uuid.uuid4().hex}.parquet"
         with pq.ParquetWriter(path, schema, use_dictionary=False) as out:     # dictionaries: 2x the time
-            for batch in _map_batches(reader, key, fn, rows):
-                out.write_batch(batch)
+            for table in whole_groups(reader, key, rows):
+                out.write_table(fn(table))          # one row group a chunk, not one a read batch
         self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM read_parquet({self.dialect.lit(str(path))})")
         if name in self._passes:
             self._passes[name].unlink(missing_ok=True)

@@ -49,7 +49,10 @@ def test_dagbag_loads_the_dags_with_schedules_queues_and_assets():
         assert type(retrain.get_task(mapped)).__name__.endswith("MappedOperator")
         assert over in retrain.get_task(mapped).upstream_task_ids
     outlets = {t.task_id: [o.name for o in t.outlets] for t in ingest.tasks}
-    assert outlets["publish_features"] == ["ctxtag_features"]
+    # the asset event only where the snapshots changed: a task after publish_features, skipped if it did not run
+    assert outlets["features_updated"] == ["ctxtag_features"] and outlets["publish_features"] == []
+    assert ingest.get_task("features_updated").upstream_task_ids == {"publish_features"}
+    assert retrain.start_date is None            # a new deployment's first scheduled retrain: the next Monday
     assert "synth" not in {t.task_id for d in (ingest, retrain) for t in d.tasks}      # never in production
     # every task but the data gate retries with backoff (a service down); the gate fails at once
     retries = {t.task_id: (t.retries, bool(t.retry_exponential_backoff)) for d in (ingest, retrain) for t in d.tasks}
