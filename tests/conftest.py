@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -249,7 +250,7 @@ def serve_feast(feast: Path, repo: Path, port: int, env: dict | None = None, tim
     import httpx
 
     server = subprocess.Popen([str(feast), "-c", str(repo), "serve", "-h", "127.0.0.1", "-p", str(port)],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -258,10 +259,28 @@ def serve_feast(feast: Path, repo: Path, port: int, env: dict | None = None, tim
         except httpx.TransportError:
             pass
         if server.poll() is not None or time.monotonic() > deadline:
-            server.kill()
+            stop_group(server, 0)
             raise AssertionError(f"feast serve did not come up in {timeout_s:.0f} s: "
                                  f"{server.stdout.read().decode()[-2000:]}")
         time.sleep(0.5)
+
+
+def stop_group(proc, timeout_s: float = 30.0) -> None:
+    """End a server started with ``start_new_session`` and every process of its group: `feast
+    serve` forks a gunicorn master that outlives a SIGTERM to the CLI alone (seen orphaned)."""
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=timeout_s)
+            if sig == signal.SIGTERM:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)       # the group's other processes
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 class MlflowServer:

@@ -233,16 +233,20 @@ def _device_time_sql(engine: Engine, v: Vocab) -> str:
 def _inputs(engine: Engine, track_labels: pd.DataFrame, track_artists: pd.Series, item_projection: pd.DataFrame,
             v: Vocab) -> pa.Array:
     """The tables the snapshots read; returns the artists' names, whose order their codes number."""
-    labels = pd.DataFrame(track_labels.reindex(columns=list(v.contexts)).fillna(0).to_numpy(dtype="int64"),
-                          columns=[f"l{j}" for j in range(len(v.contexts))])
-    labels.insert(0, "track_id", track_labels.index.astype(str))
-    engine.table("labels", pa.Table.from_pandas(labels, preserve_index=False))
+    # the SQL asks only l{j} > 0: one byte a label, not eight (millions of tracks, held while the engine runs)
+    labels = track_labels.reindex(columns=list(v.contexts)).fillna(0)
+    engine.table("labels", pa.table({"track_id": pa.array(track_labels.index.astype(str), pa.string()),
+                                     **{f"l{j}": pa.array(labels[c].to_numpy(dtype="int64") > 0).cast(pa.int8())
+                                        for j, c in enumerate(v.contexts)}}))
+    del labels
     artists = track_artists.dropna()
     artists = artists[~artists.index.duplicated()]
     names, codes = np.unique(artists.astype(str).to_numpy(dtype=object), return_inverse=True)  # code point order:
     engine.table("artists", pa.table({"track_id": pa.array(artists.index.astype(str), pa.string()),  # both engines'
                                       "artist_code": pa.array(codes.astype(np.int64))}))            # string order
-    proj = item_projection.reindex(columns=[f"h{k}" for k in range(v.dim)]).astype("float64")
+    proj = item_projection.reindex(columns=[f"h{k}" for k in range(v.dim)])
+    # the fit's float32 stays so (half the join's memory): the SQL widens it to DOUBLE, exactly
+    proj = proj.astype(np.float32 if (proj.dtypes == np.float32).all() else np.float64)
     proj.insert(0, "track_id", item_projection.index.astype(str))
     engine.table("projection", pa.Table.from_pandas(proj.reset_index(drop=True), preserve_index=False))
     return pa.array(names, pa.string())

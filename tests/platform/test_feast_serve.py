@@ -18,7 +18,7 @@ from ctxtag.listening.history_embedding import fit_item_projection
 from ctxtag.listening.snapshots import daily_snapshots
 from ctxtag.platform.feature_store import open_store, publish
 from ctxtag.tagger.inference import track_frame
-from tests.conftest import closed_port, serve_feast
+from tests.conftest import closed_port, serve_feast, stop_group
 
 PARAMS = Params()
 
@@ -61,5 +61,4 @@ def test_feast_serve_answers_online_feature_requests(tmp_path):
                          json={"feature_service": "no_such_service", "entities": {"user_id": ["u1"]}})
         assert 400 <= bad.status_code < 600 and bad.status_code != 200
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop_group(server)

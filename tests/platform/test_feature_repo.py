@@ -16,7 +16,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from tests.conftest import serve_feast
+from tests.conftest import serve_feast, stop_group
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -92,6 +92,5 @@ def test_a_feast_only_environment_reads_the_published_store(dvc_project, context
         body = r.json()
         assert body["results"][body["metadata"]["feature_names"].index("n_streams")]["values"] == [latest]
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop_group(server)
     assert registry.read_bytes() == before
