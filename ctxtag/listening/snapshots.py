@@ -39,8 +39,9 @@ class Vocab:
     dim: int                            # history embedding size (projection columns h0..h{dim-1})
 
 
-def _daily_sql(engine: Engine, v: Vocab) -> str:
-    """Per (user, snapshot): the sums that the snapshot's features are shares of."""
+def _daily_sql(engine: Engine, v: Vocab, where: str = "") -> str:
+    """Per (user, snapshot): the sums that the snapshot's features are shares of (of the events
+    ``where`` holds)."""
     d = engine.dialect
 
     def count_if(cond: str, name: str) -> str:
@@ -65,7 +66,7 @@ def _daily_sql(engine: Engine, v: Vocab) -> str:
         FROM (SELECT user_id, track_id, device, network, context,
                      date_trunc('day', event_timestamp) + INTERVAL 1 DAY AS snap,
                      hour({local}) AS lh, {d.weekday(local)} AS lw
-              FROM events) e
+              FROM events {f"WHERE {where}" if where else ""}) e
         LEFT JOIN labels l ON e.track_id = l.track_id
         LEFT JOIN projection p ON e.track_id = p.track_id
         GROUP BY e.user_id, e.snap"""
@@ -252,8 +253,32 @@ def _inputs(engine: Engine, track_labels: pd.DataFrame, track_artists: pd.Series
     return pa.array(names, pa.string())
 
 
+EVENTS_PER_PASS = 12_000_000            # ~6 events a (user, day), ~1 KB of sums each: ~2 GB a pass
+
+
+def _materialize_daily(engine: Engine, v: Vocab) -> None:
+    """``daily``, a few UTC days at a time: a snapshot is one UTC day, so the passes share no
+    group. At 100M events the ~16M groups' sums (~1 KB each) were spilled to disk and read back,
+    the slowest step; a pass's fit in memory. The lake is partitioned by UTC date, so a pass reads
+    its days' files only (the filter meets their statistics)."""
+    d = engine.dialect
+    days = engine.rows(f"SELECT {d.day_text('snap')}, n FROM (SELECT date_trunc('day', event_timestamp) AS snap, "
+                       "count(*) AS n FROM events GROUP BY date_trunc('day', event_timestamp)) t ORDER BY snap")
+    starts, size = [], 0                # the first day of each pass after the first
+    for day, n in days:
+        if size and size + n > EVENTS_PER_PASS:
+            starts.append(day)
+            size = 0
+        size += n
+    # each pass from its first day to the next pass's: together, every instant once
+    bounds = [None, *(d.instant(f"{day} 00:00:00") for day in starts), None]
+    for i, (lo, hi) in enumerate(zip(bounds, bounds[1:], strict=False)):
+        where = " AND ".join([*([f"event_timestamp >= {lo}"] if lo else []), *([f"event_timestamp < {hi}"] if hi else [])])
+        engine.append("daily", _daily_sql(engine, v, where), fresh=i == 0)
+
+
 def _compute(engine: Engine, v: Vocab, names: pa.Array) -> None:
-    engine.materialize("daily", _daily_sql(engine, v))
+    _materialize_daily(engine, v)
     sums = pa.schema([("user_id", pa.string()), ("snap", pa.timestamp("us", tz="UTC")),
                       *((c, pa.int64()) for c in _counts(v)), *((c, pa.float64()) for c in _sums(v))])
     engine.materialize("sums", _running_sql(v))
