@@ -31,7 +31,7 @@ def run(params: Params) -> dict:
     feast_dir = p.feast
     ids, y = read_matrix(p.labels_csv, params.contexts)
     labels = pd.DataFrame(y, index=pd.Index(ids, name="track_id"), columns=list(params.contexts))
-    artists = pd.read_csv(p.tracks, dtype=str).drop_duplicates("track_id").set_index("track_id")["artist_id"]
+    artists = pd.read_csv(p.tracks, dtype=str, usecols=["track_id", "artist_id"]).drop_duplicates("track_id").set_index("track_id")["artist_id"]
     start = time.perf_counter()
     engine = open_engine(params.data_plane)
     try:
