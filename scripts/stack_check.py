@@ -272,6 +272,7 @@ def check_feast(timeout_s: float = 180) -> None:
     import pyarrow.parquet as pq
     import sqlalchemy as sa
 
+    from ctxtag.common.io import stop_process_group
     from ctxtag.platform.feature_store import published
 
     served = PROJECT / deployment_params().paths.online
@@ -318,13 +319,8 @@ def check_feast(timeout_s: float = 180) -> None:
             streams = r.json()["results"][names.index("n_streams")]["values"][0]
             expect(r.status_code == 200 and streams is not None,
                    f"... and user {user}'s snapshot through situational_model (n_streams {streams})")
-        finally:                        # the whole group: feast serve's gunicorn outlives the CLI (seen orphaned)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(server.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                server.wait(30)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(server.pid, signal.SIGKILL)
+        finally:
+            stop_process_group(server)
 
 
 def check_dvc_pull() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
@@ -249,6 +248,8 @@ def serve_feast(feast: Path, repo: Path, port: int, env: dict | None = None, tim
 
     import httpx
 
+    from ctxtag.common.io import stop_process_group
+
     server = subprocess.Popen([str(feast), "-c", str(repo), "serve", "-h", "127.0.0.1", "-p", str(port)],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + timeout_s
@@ -259,28 +260,10 @@ def serve_feast(feast: Path, repo: Path, port: int, env: dict | None = None, tim
         except httpx.TransportError:
             pass
         if server.poll() is not None or time.monotonic() > deadline:
-            stop_group(server, 0)
+            stop_process_group(server, 0)
             raise AssertionError(f"feast serve did not come up in {timeout_s:.0f} s: "
                                  f"{server.stdout.read().decode()[-2000:]}")
         time.sleep(0.5)
-
-
-def stop_group(proc, timeout_s: float = 30.0) -> None:
-    """End a server started with ``start_new_session`` and every process of its group: `feast
-    serve` forks a gunicorn master that outlives a SIGTERM to the CLI alone (seen orphaned)."""
-    import signal
-
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=timeout_s)
-            if sig == signal.SIGTERM:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)       # the group's other processes
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 class MlflowServer:

@@ -84,6 +84,23 @@ def process_alive(pid: str) -> bool:
     return True
 
 
+def stop_process_group(proc, timeout_s: float = 30.0) -> None:
+    """End ``proc`` (a Popen started with ``start_new_session=True``) and every process of its
+    group: SIGTERM, up to ``timeout_s`` for it to exit, then SIGKILL for whatever is left (a
+    server's forked workers can outlive it: `feast serve`'s gunicorn master did)."""
+    import contextlib
+    import signal
+    import subprocess
+
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=timeout_s)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
 def source_digest(modules) -> str:
     """A short hash of Python modules' source, named: a key part that changes when the code that
     made a cached result does."""

@@ -96,11 +96,10 @@ READ_ROWS = 1 << 16                     # rows of a batch streamed out of DuckDB
 
 
 def whole_groups(batches: Iterable[pa.RecordBatch], key: str, rows: int,
-                 nbytes: int | None = None) -> Iterator[pa.Table]:
+                 nbytes: int = GROUP_BYTES) -> Iterator[pa.Table]:
     """Tables of at least ``rows`` rows or ``nbytes`` bytes (but the last) cut from ``batches``
     sorted by ``key``, never inside a run of one key: a pass over them sees every row of a key at
     once, in bounded memory."""
-    nbytes = GROUP_BYTES if nbytes is None else nbytes
     pending: list[pa.RecordBatch] = []
     size = held = 0
     for batch in batches:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 from scipy import sparse
 
 
@@ -58,11 +57,7 @@ def fit_lake_projection(engine, lake_parts, dim: int, seed: int,
         GROUP BY u.ui, t.ti
         ORDER BY u.ui, t.ti DESC""")
     tracks = engine.arrow("SELECT track_id FROM track_codes ORDER BY ti").column("track_id").to_numpy(zero_copy_only=False)
-    indptr = np.zeros(1, dtype=np.int64)
-    if coded.num_rows:
-        ui = coded.column("ui")
-        counts = np.bincount(_numpy(ui, np.int32), minlength=pc.max(ui).as_py() + 1)
-        indptr = np.r_[indptr, np.cumsum(counts)]
+    indptr = np.r_[0, np.cumsum(np.bincount(_numpy(coded.column("ui"), np.int32)))].astype(np.int64)
     # copies, so that the engine's result goes now: its columns are freed together
     x = sparse.csr_matrix((_numpy(coded.column("n"), np.float64), _numpy(coded.column("ti"), np.int32), indptr),
                           shape=(len(indptr) - 1, len(tracks)))

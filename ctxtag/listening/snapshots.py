@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -272,7 +273,7 @@ def _materialize_daily(engine: Engine, v: Vocab) -> None:
         size += n
     # each pass from its first day to the next pass's: together, every instant once
     bounds = [None, *(d.instant(f"{day} 00:00:00") for day in starts), None]
-    for i, (lo, hi) in enumerate(zip(bounds, bounds[1:], strict=False)):
+    for i, (lo, hi) in enumerate(pairwise(bounds)):
         where = " AND ".join([*([f"event_timestamp >= {lo}"] if lo else []), *([f"event_timestamp < {hi}"] if hi else [])])
         engine.append("daily", _daily_sql(engine, v, where), fresh=i == 0)
 

@@ -4,14 +4,13 @@ and the gpu pool; checked over the real REST API, then the process group is stop
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import time
 import urllib.request
 
 import pytest
 
+from ctxtag.common.io import stop_process_group
 from tests.conftest import ROOT, closed_port, tool_env
 
 
@@ -53,8 +52,4 @@ def test_standalone_serves_the_dags_on_localhost(tmp_path):
         assert all(d["is_paused"] for d in listed)
         assert "gpu" in {p["name"] for p in _get(f"{base}/api/v2/pools", token)["pools"]}
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_process_group(proc)

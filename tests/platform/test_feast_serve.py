@@ -13,12 +13,13 @@ import pandas as pd
 import pytest
 import yaml
 
+from ctxtag.common.io import stop_process_group
 from ctxtag.config import Params
 from ctxtag.listening.history_embedding import fit_item_projection
 from ctxtag.listening.snapshots import daily_snapshots
 from ctxtag.platform.feature_store import open_store, publish
 from ctxtag.tagger.inference import track_frame
-from tests.conftest import closed_port, serve_feast, stop_group
+from tests.conftest import closed_port, serve_feast
 
 PARAMS = Params()
 
@@ -61,4 +62,4 @@ def test_feast_serve_answers_online_feature_requests(tmp_path):
                          json={"feature_service": "no_such_service", "entities": {"user_id": ["u1"]}})
         assert 400 <= bad.status_code < 600 and bad.status_code != 200
     finally:
-        stop_group(server)
+        stop_process_group(server)

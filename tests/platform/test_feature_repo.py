@@ -16,7 +16,8 @@ import httpx
 import pandas as pd
 import pytest
 
-from tests.conftest import serve_feast, stop_group
+from ctxtag.common.io import stop_process_group
+from tests.conftest import serve_feast
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -92,5 +93,5 @@ def test_a_feast_only_environment_reads_the_published_store(dvc_project, context
         body = r.json()
         assert body["results"][body["metadata"]["feature_names"].index("n_streams")]["values"] == [latest]
     finally:
-        stop_group(server)
+        stop_process_group(server)
     assert registry.read_bytes() == before
