@@ -205,6 +205,27 @@ def known_track_ids(catalogue: Path | None) -> set[str] | None:
     return set(pd.read_csv(catalogue, usecols=["track_id"], dtype=str)["track_id"])
 
 
+def catalogue_id_array(path: Path):
+    """``known_track_ids(path)`` as far as membership of an id goes, as an Arrow string array
+    (repeats possible), read by Arrow's multi-threaded CSV reader (~5x pandas' on 2M rows; no
+    Python string per id): pandas turns its NA spellings ("NA", "null", "", ...) into NaN, so they
+    are no ids here either. None when Arrow will not read the file."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from pandas._libs.parsers import STR_NA_VALUES
+    from pyarrow import csv as pacsv
+
+    try:
+        table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                               convert_options=pacsv.ConvertOptions(
+                                   include_columns=["track_id"], column_types={"track_id": pa.string()},
+                                   strings_can_be_null=False, null_values=[]))
+    except Exception:                    # anything unusual: pandas reads it (or says why it cannot)
+        return None
+    ids = table.column("track_id").combine_chunks()
+    return ids.filter(pc.invert(pc.is_in(ids, value_set=pa.array(sorted(STR_NA_VALUES)))))
+
+
 def audio_paths(catalogue: Path | None) -> pd.Series:
     """track_id -> audio_path (relative to paths.audio_root) for catalogue tracks with audio."""
     if catalogue is None or not Path(catalogue).exists():

@@ -25,12 +25,15 @@ import zlib
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 import numpy as np
 import pandas as pd
 
 from ctxtag.common.quarantine import InputError, Rejection
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 MAX_FIELD_CHARS = 128 * 1024        # a longer field is quarantined (no column here needs more)
 HARD_FIELD_CHARS = 16 * 1024 * 1024  # the exact reader's bound on one field, so one record's memory is bounded
@@ -135,20 +138,43 @@ def _header(path: Path, sep: str) -> list[str] | None:
         return next(csv.reader(fh, delimiter=sep), None)
 
 
+_BLOCK = 1 << 22          # bytes _physical_lines reads at a time
+
+
 def _physical_lines(path: Path) -> tuple[int, bool]:
     """(lines as the exact reader numbers them, whether a CR stands alone somewhere)."""
     count, cr, crlf, last = 0, 0, 0, b"\n"
     with _open_bytes(path) as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            crlf += block.count(b"\r\n") + (last == b"\r" and block[:1] == b"\n")
-            count, cr, last = count + block.count(b"\n"), cr + block.count(b"\r"), block[-1:]
+        for block in iter(lambda: fh.read(_BLOCK), b""):
+            count += int(np.count_nonzero(np.frombuffer(block, np.uint8) == ord("\n")))  # ~4x bytes.count
+            # CRs are rare: count them, and the CRLFs (one split across blocks too), only in a
+            # block that has one or follows one (``in`` is a memchr)
+            if last == b"\r" or b"\r" in block:
+                crlf += block.count(b"\r\n") + (last == b"\r" and block[:1] == b"\n")
+                cr += block.count(b"\r")
+            last = block[-1:]
     return count + (last != b"\n"), cr != crlf
 
 
-def _read_fast(path: Path, sep: str, arrow: bool = False) -> tuple[pd.DataFrame, list[Rejection], int]:
-    """(frame, rejections, the longest field's length) or _Inexact."""
+def _longest(col: pa.ChunkedArray) -> int:
+    """The longest text of a column in characters, or in bytes where no text has more bytes than
+    MAX_FIELD_CHARS (a character is one byte or more, so then no text has more characters):
+    the byte lengths come free from the offsets, utf8_length decodes every string."""
     import pyarrow as pa
     import pyarrow.compute as pc
+
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        width = np.int32 if pa.types.is_string(col.type) else np.int64
+        most = max((int(np.diff(np.frombuffer(c.buffers()[1], width)[c.offset: c.offset + len(c) + 1]).max())
+                    for c in col.chunks if len(c)), default=0)        # null slots too: still a bound
+        if most <= MAX_FIELD_CHARS:
+            return most
+    return pc.max(pc.utf8_length(col)).as_py() or 0
+
+
+def _read_fast(path: Path, sep: str, arrow: bool = False) -> tuple[pd.DataFrame, list[Rejection], int]:
+    """(frame, rejections, the longest field's length: see _longest) or _Inexact."""
+    import pyarrow as pa
     from pyarrow import csv as pacsv
 
     try:
@@ -178,7 +204,7 @@ def _read_fast(path: Path, sep: str, arrow: bool = False) -> tuple[pd.DataFrame,
     # a record spans lines, or there are blank lines, or Arrow split at a CR that is no line end here
     if None in numbers or bare_cr or lines != 1 + table.num_rows + len(invalid):
         raise _Inexact
-    longest = max((pc.max(pc.utf8_length(col)).as_py() or 0 for col in table.columns), default=0)
+    longest = max(map(_longest, table.columns), default=0)
     valid = np.ones(lines - 1, dtype=bool)                  # lines 2..: the records after the header
     valid[np.asarray(numbers, dtype=np.int64) - 2] = False
     if arrow:

@@ -16,9 +16,10 @@ drops whose size and mtime match a stat cache beside the lake.
 
 It streams, so a batch of any size runs in bounded memory: each drop is read alone (the one
 reader, ctxtag.common.text_rows), checked by the rule table's SQL (ctxtag.listening.rules) on the
-data-plane engine (ctxtag.listening.engine: DuckDB here, Spark beyond one machine) and staged as
-parquet; then each UTC date is de-duplicated against the batch and the lake and written. Only
-quarantined rows ever become Python objects.
+data-plane engine (ctxtag.listening.engine: DuckDB here, Spark beyond one machine) and staged;
+every FLUSH_ROWS staged rows, each UTC date among them is de-duplicated against the staged rows,
+this run's earlier flushes and the lake, and written. Only quarantined rows ever become Python
+objects.
 """
 
 from __future__ import annotations
@@ -44,8 +45,10 @@ import pyarrow.compute as pc
 from ctxtag.common import text_rows
 from ctxtag.common.io import (
     atomic_path,
+    catalogue_id_array,
     collect_files,
     file_sha256,
+    known_track_ids,
     process_alive,
     source_digest,
     undecodable,
@@ -61,8 +64,10 @@ from ctxtag.listening.rules import KEY, OPTIONAL, REQUIRED
 
 LAKE_COLUMNS = [*KEY, "utc_offset_min", "device", "network", "location", "age", "gender", "context", "feedback"]
 TEXT_COLUMNS = [*REQUIRED, *OPTIONAL]
-ROWS_PER_FILE = 10_000_000_000  # (file, row) as one number: file * this + row, ordered as the pair
-BATCH_ROWS = 1_000_000        # rows checked in one query: large enough to amortise a query, small enough to bound memory
+BATCH_ROWS = 2_000_000        # rows checked in one query: large enough to amortise a query and its catalogue join, small enough to bound memory
+# rows staged before their dates are written: the staged batch stays in the engine's memory (at
+# 100M events a whole-run batch spilled tens of GB and every date's queries read it back)
+FLUSH_ROWS = 8_000_000
 _DUPLICATE = next(r.reason for r in rules.log_rules(LogsConfig(), ()) if r.check == "unique")
 MANIFEST = "_ingested.jsonl"    # in the lake: the drops taken in, under which key (see the docstring)
 
@@ -75,13 +80,22 @@ class Ingestion:
     skipped: list[str] = field(default_factory=list)    # drops recorded as ingested under the same key
 
 
-def sorted_catalogue(known_tracks: set[str] | None) -> pa.Array | None:
-    """The catalogue's track ids in order, as Arrow: sorted in C++ (a Python sort of 10M ids
-    took ~4x as long), for the engine's table and the ingestion key alike."""
+def sorted_catalogue(known_tracks: set[str] | pa.Array | None) -> pa.Array | None:
+    """The catalogue's track ids, each once, in order, as Arrow: sorted in C++ (a Python sort of
+    10M ids took ~4x as long), for the engine's table and the ingestion key alike."""
     if known_tracks is None:
         return None
-    ids = pa.array(list(known_tracks), type=pa.string())
+    ids = pc.unique(known_tracks) if isinstance(known_tracks, pa.Array) else pa.array(list(known_tracks), type=pa.string())
     return ids.take(pc.sort_indices(ids))
+
+
+def catalogue_ids(path: Path | None) -> pa.Array | None:
+    """The catalogue file's track ids (``known_track_ids``' set, without a Python string each:
+    at 4.2M tracks reading them as a set took ~5 s), or None when there is no catalogue."""
+    if path is None or not Path(path).exists():
+        return None
+    ids = catalogue_id_array(Path(path))
+    return ids if ids is not None else pa.array(sorted(known_track_ids(path)), type=pa.string())
 
 
 def ingestion_key(cfg: LogsConfig, contexts: Sequence[str], catalogue: pa.Array | None) -> str:
@@ -215,21 +229,25 @@ def _checked_sql(engine: Engine, source: str, cfg: LogsConfig, contexts: Sequenc
     and its UTC date."""
     d = engine.dialect
     table = rules.log_rules(cfg, contexts)
-    join = "LEFT JOIN (SELECT DISTINCT track_id AS catalogue_hit FROM catalogue) c ON p.track_id = c.catalogue_hit" \
+    # the catalogue holds each id once (_register_catalogue): a DISTINCT here cost ~0.5 s a batch
+    # against 4.2M tracks, more than the join
+    join = "LEFT JOIN (SELECT track_id AS catalogue_hit FROM catalogue) c ON p.track_id = c.catalogue_hit" \
         if catalogue else ""
     return f"""
         SELECT p.*, {rules.sql_reason(table, d, now, catalogue)} AS reason, {d.day_text('p.event_timestamp')} AS date
         FROM {source} p {join}"""
 
 
-def _rejections(engine: Engine, sql: str) -> list[Rejection]:
+def _rejections(engine: Engine, sql: str, sources: Sequence[str]) -> list[Rejection]:
+    """The quarantined rows of ``sql``; ``file`` numbers a drop in ``sources``."""
     cols = ", ".join(f"coalesce({c}, '')" for c in ("timestamp", "user_id", "track_id", "device", "network"))
-    bad = engine.arrow(f"SELECT source, row, reason, track_id, concat_ws(' | ', {cols}) AS raw FROM ({sql}) q "
-                       f"WHERE reason IS NOT NULL ORDER BY source, row").to_pylist()
-    return [Rejection(r["source"], int(r["row"]), r["reason"], track_id=r["track_id"], raw=r["raw"]) for r in bad]
+    bad = engine.arrow(f"SELECT file, row, reason, track_id, concat_ws(' | ', {cols}) AS raw FROM ({sql}) q "
+                       f"WHERE reason IS NOT NULL").to_pylist()
+    return [Rejection(sources[r["file"]], int(r["row"]), r["reason"], track_id=r["track_id"], raw=r["raw"]) for r in bad]
 
 
-def _register_catalogue(engine: Engine, catalogue: pa.Array | None) -> bool:
+def _register_catalogue(engine: Engine, catalogue: pa.Array | set[str] | None) -> bool:
+    """The catalogue's ids as the table ``catalogue``, each once (a set, or sorted_catalogue's array)."""
     if catalogue is None:
         return False
     engine.table("catalogue", pa.table({"track_id": catalogue}))
@@ -256,11 +274,10 @@ def _read_ahead(files: list[Path], depth: int = 2) -> Iterator[tuple[Path, tuple
             yield f, result
 
 
-def _with_source(table: pa.Table, path: Path, file_no: int) -> pa.Table:
-    """A prepared drop with its file's name and number."""
-    n = table.num_rows
-    return table.append_column("source", pa.array([str(path)] * n, type=pa.string())) \
-        .append_column("file", pa.array(np.full(n, file_no, dtype=np.int64)))
+def _with_file(table: pa.Table, file_no: int) -> pa.Table:
+    """A prepared drop with its file's number (its name is looked up by number: a name on every
+    row cost a string copy a row through the engine)."""
+    return table.append_column("file", pa.array(np.full(table.num_rows, file_no, dtype=np.int64)))
 
 
 def checked_rows(raw: pd.DataFrame, cfg: LogsConfig, contexts: Sequence[str], now: pd.Timestamp,
@@ -308,10 +325,11 @@ def validate(raw: pd.DataFrame, cfg: LogsConfig, contexts: Sequence[str], now: p
 
 # --- ingestion: stage per drop, then de-duplicate and write per UTC date ----------------------
 def ingest(paths: Iterable[str | Path], lake: Path, cfg: LogsConfig, contexts: Sequence[str],
-           now: pd.Timestamp | None = None, known_tracks: set[str] | None = None,
+           now: pd.Timestamp | None = None, known_tracks: set[str] | pa.Array | None = None,
            data_plane: DataPlaneConfig | None = None, show_progress: bool = False,
            incremental: bool = True) -> Ingestion:
-    """``incremental``: skip the drops the lake's manifest records under the same key."""
+    """``known_tracks``: the catalogue's ids (``catalogue_ids``), None for no catalogue check;
+    ``incremental``: skip the drops the lake's manifest records under the same key."""
     now = now if now is not None else pd.Timestamp.now(tz="UTC")
     lake = Path(lake)
     lake.mkdir(parents=True, exist_ok=True)
@@ -335,16 +353,30 @@ def ingest(paths: Iterable[str | Path], lake: Path, cfg: LogsConfig, contexts: S
             stats = {}
         shas, skipped = _pending(collect_files(paths, is_drop, "listening-log"), taken, stats)
         files = list(shas)
-        rejections, rows_read, unreadable, staged, pending = [], 0, [], [], []
+        sources = [str(f) for f in files]          # a staged row names its drop by number: ``file``
+        checked = _checked_sql(engine, "drop_rows", cfg, contexts, now, catalogue)
+        writer = _DateWriter(engine, lake, sources, show_progress)
+        malformed_rows, ruled, rows_read, unreadable, pending = [], [], 0, [], []
+        staged_rows = 0
 
         def check(tables: list[pa.Table]) -> None:
-            """The rules over a batch of drops: one query a batch, so small files cost no more."""
+            """The rules over a batch of drops: one query a batch, so small files cost no more;
+            every row is staged with its reason (one pass)."""
+            nonlocal staged_rows
             engine.table("drop_rows", pa.concat_tables(tables))
-            # every row is staged with its reason (one pass); the quarantined ones are read back
-            engine.append("staged", _checked_sql(engine, "drop_rows", cfg, contexts, now, catalogue),
-                          fresh=not staged)
-            staged.append(len(tables))
+            engine.append("staged", _staged_sql(engine, checked), fresh=not staged_rows)
+            staged_rows += sum(t.num_rows for t in tables)
             tables.clear()
+
+        def flush() -> None:
+            """The staged rows' quarantine, then their dates into the lake: every FLUSH_ROWS, so
+            the staged batch stays within the engine's memory whatever the run's size. (A date
+            split by a flush gets a part each side, the second checked against the first for
+            copies: at 100M events that cost about what carrying the open dates over did.)"""
+            nonlocal staged_rows
+            ruled.extend(_rejections(engine, "SELECT * FROM staged", sources))
+            writer.write_staged()
+            staged_rows = 0
 
         read = _read_ahead(files)
         for file_no, (f, (table, malformed, exc)) in enumerate(
@@ -353,17 +385,22 @@ def ingest(paths: Iterable[str | Path], lake: Path, cfg: LogsConfig, contexts: S
                 unreadable.append(refused(f, exc))
                 continue
             rows_read += table.num_rows + len(malformed)
-            rejections += malformed
+            malformed_rows += malformed
             if table.num_rows:
-                pending.append(_with_source(table, f, file_no))
+                pending.append(_with_file(table, file_no))
             if sum(t.num_rows for t in pending) >= BATCH_ROWS:
                 check(pending)
+                if staged_rows >= FLUSH_ROWS:
+                    flush()
         if pending:
             check(pending)
-        if staged:
-            rejections += _rejections(engine, "SELECT * FROM staged")
+        if staged_rows:
+            flush()
         checked_s = time.perf_counter() - start
-        stored = _write_dates(engine, staged, lake, rejections, show_progress)
+        # in the order of one whole-run batch, however many flushes: the rules' rejections by
+        # (file name, row), then the later copies by (date, file, row)
+        rejections = malformed_rows + sorted(ruled, key=lambda r: (r.source, r.row)) + writer.copies()
+        stored = writer.stats()
         # recorded once their events are in the lake: a run killed before this reads them again
         # (their events then already in the lake); not the refused files, nor drops with future rows
         future = next(r.reason for r in rules.log_rules(cfg, contexts) if r.check == "not_future")
@@ -386,72 +423,118 @@ def ingest(paths: Iterable[str | Path], lake: Path, cfg: LogsConfig, contexts: S
     seconds = time.perf_counter() - start
     # timings go to the log, not the stats: these are DVC metrics, diffed between runs
     print(f"ingested {stats['rows_read']:,} rows of {len(files)} drop(s) ({len(skipped)} already ingested) in {seconds:.1f} s ({stats['rows_read'] / max(seconds, 1e-9):,.0f}"
-          f" rows/s; checking {checked_s:.1f} s, writing dates {seconds - checked_s:.1f} s) on {stats['engine']}",
+          f" rows/s; checking {checked_s - writer.seconds:.1f} s, writing dates {writer.seconds + seconds - checked_s:.1f} s) on {stats['engine']}",
           file=sys.stderr)
     return Ingestion(rejections, stats, [str(f) for f in files], [str(f) for f in skipped])
 
 
-def _write_dates(engine: Engine, staged: list[int], lake: Path, rejections: list[Rejection],
-                 show_progress: bool) -> dict:
-    """Per UTC date: the first of each (user, track, instant) in the batch that the lake does not
-    hold yet goes to a new part; later copies are quarantined as duplicates. The engine spills
-    the batch past its memory limit; the lake is read and written one date at a time."""
-    empty = {"events_written": 0, "events_already_in_lake": 0, "part_files_written": 0, "users": 0, "tracks": 0,
-             "rows_valid": 0}
-    if not staged:
-        return empty
-    key = ", ".join(KEY)
-    valid_rows = "SELECT * FROM staged WHERE reason IS NULL"
-    # one pass for every date: its rows (copies too) and the XOR of their key hashes; for a date
-    # that the lake holds nothing of yet (the common case), less the copies, that is the count and
-    # name of the part to write.
-    # Drops come a day a file, so each date's rows sit together in the staged table and the
-    # per-date queries below skip the rest by its zone maps; no sort of the whole batch (which
-    # spills at 100M events) is needed
-    per_date = {d: (n, h) for d, n, h in engine.rows(
-        f"SELECT date, count(*), bit_xor({_key_hash(engine)}) FROM ({valid_rows}) v GROUP BY date")}
-    written = already = valid = 0
-    parts = []
-    for date in progress(sorted(per_date), total=len(per_date), description="writing dates") \
-            if show_progress else sorted(per_date):
-        folder = lake / f"date={date}"
+def _staged_sql(engine: Engine, checked: str) -> str:
+    """What ingest keeps of a checked batch: the lake's columns, where each row came from, its
+    reason and UTC date; the raw timestamp text only on quarantined rows (the quarantine shows
+    it; ~25 bytes a row otherwise copied for nothing); and on valid rows the key's 64-bit hash,
+    computed once: XOR-ed it names a part, grouped it finds copies without grouping by text."""
+    return (f"SELECT {', '.join([*LAKE_COLUMNS, 'row', 'file', 'reason', 'date'])}, CASE WHEN reason IS NOT NULL THEN timestamp END AS timestamp, "
+            f"CASE WHEN reason IS NULL THEN {_key_hash(engine)} END AS h FROM ({checked}) q")
+
+
+class _DateWriter:
+    """The staged rows of each UTC date into the lake, a flush at a time. Per date: the first of
+    each (user, track, instant) that the lake does not hold yet goes to a new part; later copies
+    are quarantined as duplicates — copies within the flush, and copies of events that an earlier
+    flush of this run wrote (so the quarantine does not depend on where flushes fall); events
+    the lake held before this run are counted as already there. The engine spills past its
+    memory limit; the lake is read and written one date at a time."""
+
+    def __init__(self, engine: Engine, lake: Path, sources: list[str], show_progress: bool):
+        self.engine, self.lake, self.sources, self.show_progress = engine, lake, sources, show_progress
+        self.written_parts: set[Path] = set()
+        self.met: set[str] = set()          # dates with events an earlier flush found in the lake (table ``met``)
+        self.found: list[tuple[str, int, int, Rejection]] = []     # (date, file, row, the later copy)
+        self.valid = self.written = self.already = 0
+        self.flushes, self.seconds = 0, 0.0
+
+    def write_staged(self) -> None:
+        start = time.perf_counter()
+        e = self.engine
+        valid_rows = "SELECT * FROM staged WHERE reason IS NULL"
+        # one pass for every date: its rows (copies too) and the XOR of their key hashes; for a
+        # date the lake holds nothing of yet (the common case), less the copies, that is the count
+        # and name of the part to write. Drops come a day a file, so each date's rows sit together
+        # in the staged table and the per-date queries skip the rest by its zone maps (no sort of
+        # the whole batch, which spilled at 100M events)
+        per_date = {d: (n, h) for d, n, h in e.rows(f"SELECT date, count(*), bit_xor(h) FROM ({valid_rows}) v GROUP BY date")}
+        for table, column in (("seen_users", "user_id"), ("seen_tracks", "track_id")):
+            e.append(table, f"SELECT DISTINCT {column} FROM ({valid_rows}) v", fresh=not self.flushes)
+        self.flushes += 1
+        dates = sorted(per_date)
+        for date in progress(dates, total=len(dates), description="writing dates") if self.show_progress else dates:
+            self._write_date(date, *per_date[date])
+        self.seconds += time.perf_counter() - start
+
+    def _write_date(self, date: str, n: int, digest: int | None) -> None:
+        e = self.engine
+        folder = self.lake / f"date={date}"
         existing = sorted(folder.glob("part-*.parquet"))
         # an event's key holds its instant, so its copies all fall on one date: de-duplicate per
-        # date. The first copy (by file, row) is kept; the keys seen twice are few, so a GROUP BY
-        # finds them (a window over every row costs ~4x as much)
-        day = f"SELECT * FROM staged WHERE reason IS NULL AND date = {engine.dialect.lit(date)}"
-        engine.materialize("twice", f"SELECT {key}, min(file * {ROWS_PER_FILE} + row) AS keep FROM ({day}) d "
-                                    f"GROUP BY {key} HAVING count(*) > 1")
-        (n_twice,) = engine.rows("SELECT count(*) FROM twice")[0]
-        fresh, copies = day, []
+        # date. Copies share a key hash: group the hashes (an integer GROUP BY, ~3x cheaper than
+        # one by the text key), then rank only the rows of hashes seen twice by their exact key;
+        # the first copy (by file, row) is kept
+        day = f"SELECT * FROM staged WHERE reason IS NULL AND date = {e.dialect.lit(date)}"
+        e.materialize("twice", f"SELECT h FROM ({day}) d GROUP BY h HAVING count(*) > 1")
+        (n_twice,) = e.rows("SELECT count(*) FROM twice")[0]
+        fresh, dropped = day, []
         if n_twice:
-            later = (f"EXISTS (SELECT 1 FROM twice w WHERE {_same_key('w', 'd')} "
-                     f"AND d.file * {ROWS_PER_FILE} + d.row <> w.keep)")
-            found = engine.rows(f"SELECT source, row, track_id, {_key_hash(engine)} FROM ({day}) d WHERE {later} "
-                                f"ORDER BY file, row")
-            copies = [Rejection(s, int(r), _DUPLICATE, track_id=t) for s, r, t, _ in found]
-            rejections += copies
-            fresh = f"SELECT * FROM ({day}) d WHERE NOT {later}"
-            n, h = per_date[date]                  # XOR is its own inverse: the copies' hashes drop out
-            per_date[date] = n - len(found), reduce(xor, (k for *_, k in found), h or 0)
-        if existing:                                         # events the lake holds already are not written again
-            engine.parquet("held", existing)
-            fresh = f"SELECT * FROM ({fresh}) d WHERE NOT EXISTS (SELECT 1 FROM held h WHERE {_same_key('h', 'd')})"
-        n_first = per_date[date][0]
-        valid += n_first
-        (n_fresh, digest) = engine.rows(f"SELECT count(*), bit_xor({_key_hash(engine)}) FROM ({fresh}) f")[0] \
-            if existing else per_date[date]
-        already += n_first - n_fresh
+            e.materialize("later", f"SELECT file, row, track_id, h FROM (SELECT file, row, track_id, h, "
+                                   f"row_number() OVER (PARTITION BY {', '.join(KEY)} ORDER BY file, row) AS k "
+                                   f"FROM ({day}) d WHERE h IN (SELECT h FROM twice)) c WHERE k > 1")
+            dropped += e.rows("SELECT file, row, track_id, h FROM later ORDER BY file, row")
+            fresh = f"SELECT * FROM ({day}) d WHERE NOT EXISTS (SELECT 1 FROM later l WHERE l.file = d.file AND l.row = d.row)"
+        # copies of events an earlier flush of this run wrote, or found already in the lake
+        mine = [p for p in existing if p in self.written_parts]
+        if mine or date in self.met:
+            seen = []
+            if mine:
+                e.parquet("mine", mine)
+                seen.append(f"EXISTS (SELECT 1 FROM mine m WHERE {_same_key('m', 'd')})")
+            if date in self.met:
+                seen.append(f"EXISTS (SELECT 1 FROM met m WHERE m.date = {e.dialect.lit(date)} AND {_same_key('m', 'd')})")
+            same = f"({' OR '.join(seen)})"
+            dropped += e.rows(f"SELECT file, row, track_id, h FROM ({fresh}) d WHERE {same} ORDER BY file, row")
+            fresh = f"SELECT * FROM ({fresh}) d WHERE NOT {same}"
+        self.found += [(date, f, r, Rejection(self.sources[f], int(r), _DUPLICATE, track_id=t)) for f, r, t, _ in dropped]
+        # XOR is its own inverse: the copies' hashes drop out
+        n, digest = n - len(dropped), reduce(xor, (h for *_, h in dropped), digest or 0)
+        older = [p for p in existing if p not in self.written_parts]
+        n_fresh = n
+        if older:                                           # events the lake held before are not written again
+            e.parquet("held", older)
+            held = f"EXISTS (SELECT 1 FROM held o WHERE {_same_key('o', 'd')})"
+            (n_fresh, digest) = e.rows(f"SELECT count(*), bit_xor(h) FROM ({fresh}) d WHERE NOT {held}")[0]
+            if n_fresh < n:                                 # a later flush's copies of them are duplicates
+                e.append("met", f"SELECT {e.dialect.lit(date)} AS date, {', '.join(KEY)} FROM ({fresh}) d WHERE {held}",
+                         fresh=not self.met)
+                self.met.add(date)
+            fresh = f"SELECT * FROM ({fresh}) d WHERE NOT {held}"
+        self.valid += n
+        self.already += n - n_fresh
         if not n_fresh:
-            continue
+            return
         target = folder / f"part-{(digest or 0) & (2**64 - 1):016x}.parquet"     # named by its content
         with atomic_path(target) as tmp:                    # readers never see half a file
-            engine.write(f"SELECT {_lake_select()} FROM ({fresh}) f ORDER BY {key}", tmp)
-        written += n_fresh
-        parts.append(target)
-    (users, tracks) = engine.rows(f"SELECT count(DISTINCT user_id), count(DISTINCT track_id) FROM ({valid_rows}) v")[0]
-    return {"rows_valid": valid, "events_written": written, "events_already_in_lake": already,
-            "part_files_written": len(parts), "users": int(users), "tracks": int(tracks)}
+            e.write(f"SELECT {_lake_select()} FROM ({fresh}) f ORDER BY {', '.join(KEY)}", tmp)
+        self.written += n_fresh
+        self.written_parts.add(target)
+
+    def copies(self) -> list[Rejection]:
+        return [r for *_, r in sorted(self.found, key=lambda x: x[:3])]
+
+    def stats(self) -> dict:
+        users = tracks = 0
+        if self.flushes:
+            (users,) = self.engine.rows("SELECT count(DISTINCT user_id) FROM seen_users")[0]
+            (tracks,) = self.engine.rows("SELECT count(DISTINCT track_id) FROM seen_tracks")[0]
+        return {"rows_valid": self.valid, "events_written": self.written, "events_already_in_lake": self.already,
+                "part_files_written": len(self.written_parts), "users": int(users), "tracks": int(tracks)}
 
 
 def _lake_select() -> str:

@@ -8,17 +8,17 @@ import sys
 
 import pandas as pd
 
-from ctxtag.common.io import known_track_ids, write_json
+from ctxtag.common.io import write_json
 from ctxtag.common.quarantine import report_refused, write_quarantine
 from ctxtag.config import Params
-from ctxtag.listening.lake import ingest
+from ctxtag.listening.lake import catalogue_ids, ingest
 
 
 def run(params: Params, now: pd.Timestamp | None = None) -> dict:
     p = params.paths
     sources = [p.listening_logs] + ([p.incoming_logs] if p.incoming_logs.exists() else [])
     result = ingest(sources, p.lake, params.logs, params.contexts, now=now,
-                    known_tracks=known_track_ids(p.tracks), data_plane=params.data_plane,
+                    known_tracks=catalogue_ids(p.tracks), data_plane=params.data_plane,
                     show_progress=sys.stderr.isatty())
     target = p.quarantined("listening_logs")
     with contextlib.ExitStack() as stack:

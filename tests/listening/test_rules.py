@@ -191,3 +191,75 @@ def test_prepare_reads_leap_days_and_refuses_impossible_times():
     assert got["event_timestamp"].iloc[3] == pd.Timestamp("2026-01-05T03:30:00.123456Z")
     assert got["event_timestamp"].iloc[4] == pd.Timestamp("2026-01-05T10:30:00Z") and got["utc_offset_min"].iloc[4] == -90
     assert got["event_timestamp"].iloc[5:].isna().all()
+
+
+def _near_fixed(rng: np.random.Generator, n: int) -> list[str]:
+    """25-character texts at and around YYYY-MM-DDTHH:MM:SS+HH:MM, the shape rules._instants reads
+    on its fast path: impossible dates and times, offsets past :59, swapped separators, stray
+    bytes, and other shapes of the same length (a fraction and Z, whitespace at either end)."""
+    def pick(choices: list[str]) -> str:
+        return choices[rng.integers(len(choices))]
+
+    def num(edges: list[int], top: int, width: int = 2) -> str:
+        return f"{pick(edges) if rng.random() < 0.7 else rng.integers(top):0{width}d}"
+
+    texts = []
+    for _ in range(n):
+        date = (f"{num([2026, 2024, 2000, 1900, 2100, 1677, 1678, 2261, 2262, 0, 9999], 10000, 4)}"
+                f"-{num([1, 2, 12, 0, 13], 100)}-{num([1, 28, 29, 30, 31, 0, 32], 100)}")
+        time_ = f"{num([0, 9, 23, 24], 100)}:{num([0, 59, 60], 100)}:{num([0, 2, 59, 60], 100)}"
+        offset = f"{num([0, 5, 12, 14, 15, 99], 100)}:{num([0, 30, 59, 60], 100)}"
+        chars = list(f"{date}{pick(['T', ' '])}{time_}{pick(['+', '-'])}{offset}")
+        if rng.random() < 0.3:             # a separator or a digit swapped for a near miss
+            chars[rng.integers(25)] = pick(["T", "t", " ", "-", "+", ":", "/", ".", "Z", "x", "\t", "0", "9", ",", "é"])
+        texts.append("".join(chars))
+    leap_days = [f"{y}-02-29T12:00:00+01:00" for y in (1900, 1996, 2000, 2004, 2020, 2024, 2027, 2028, 2100, 2200)]
+    odd = ["2026-01-05T00:00:00.1234Z", "2026-01-05T00:00:00.123+01", "2026-01-05 00:00:00+0100 ",
+           " 2026-01-05T00:00:00+0100", "2026-01-05T00:00:00+0100\t", "2026-01-05T00:00+01:00:00",
+           "2026-02-29T12:00:00+14:60", "2024-02-29T24:00:00-12:00", "2026-01-05T00:00:00\u00a0+01:00"]
+    return leap_days + odd + texts
+
+
+def _same(got, want, texts, what):
+    for g, w, name in zip(got, want, ("instant", "offset", "has_offset"), strict=True):
+        assert g.type == w.type, (what, name, g.type, w.type)
+        bad = [(t, a, b) for t, a, b in zip(texts, g.to_pylist(), w.to_pylist(), strict=True) if a != b]
+        assert not bad, (what, name, bad[:5])
+
+
+def test_the_fast_path_reads_timestamps_as_the_general_reader_does():
+    """rules._instants reads texts of the one common shape from a byte grid, the rest with
+    regular expressions (rules._instants_general): both give the same answers on every text, and
+    the instants parse_instant (the API's reader) gives."""
+    import pyarrow as pa
+
+    rng = np.random.default_rng(7)
+    near = _near_fixed(rng, 20_000)
+    sized = [t for t in near if len(t.encode()) == 25]
+    fits = rules._fixed_shape(rules._grid(pa.array(sized, type=pa.large_string())))
+    assert 0.3 < fits.mean() < 0.95                   # both paths have work to do
+    fitting = [t for t, ok in zip(sized, fits, strict=True) if ok]
+    others = [t[: rng.integers(25)] for t in near[:3000]] + [t + "0" for t in near[:500]] \
+        + ["2026-01-05T00:00:00.123456+05:30", "2026-01-05T00:00:00Z", "2026-01-05T00:00+0100", ""]
+    mixed = [None if rng.random() < 0.05 else t for t in near + others]
+    rng.shuffle(mixed)
+    for what, texts in (("mixed", mixed), ("all 25 bytes", sized), ("all fitting", fitting)):
+        for kind in (pa.string(), pa.large_string()):
+            arr = pa.array(texts, type=kind)
+            _same(rules._instants(arr), rules._instants_general(arr), texts, what)
+            sliced = arr.slice(7, len(arr) - 20)
+            _same(rules._instants(sliced), rules._instants_general(sliced), texts[7:len(arr) - 13], what + ", sliced")
+    # a null whose slot still spans 25 bytes (Arrow allows it) is no text
+    data = pa.py_buffer(b"2026-01-05T00:00:00+01:00" * 2)
+    valid = pa.array([True, False]).buffers()[1]
+    arr = pa.Array.from_buffers(pa.string(), 2, [valid, pa.py_buffer(np.array([0, 25, 50], np.int32).tobytes()), data])
+    _same(rules._instants(arr), rules._instants_general(arr), ["2026-01-05T00:00:00+01:00", None], "null slot")
+    assert rules._instants(arr)[2].to_pylist() == [True, False]
+
+    sample = near[:19] + [t for t in mixed if t is not None][:3000]
+    got = rules._instants(pa.array(sample))
+    for text, instant, offset in zip(sample, got[0].to_pylist(), got[1].to_pylist(), strict=True):
+        want, want_offset = rules.parse_instant(text)
+        assert instant == (None if want is None else want.to_pydatetime()), text
+        if want is not None:
+            assert offset == want_offset, text
