@@ -44,8 +44,10 @@ def label_playlists(table: PlaylistTable | PlaylistCodes, contexts: tuple[str, .
     counts = n_ic[order]
     del n_ic
     in_ctx = has_ctx[codes.entry_playlist]
-    meta = labels.track_metadata(codes.entry_track[in_ctx], codes.entry_artist[in_ctx], codes.entry_album[in_ctx],
-                                 order, codes.artists, codes.albums)
+    entries = (codes.entry_track, codes.entry_artist, codes.entry_album)
+    if not in_ctx.all():                 # scanned for labelling, every entry is a context playlist's already
+        entries = tuple(e[in_ctx] for e in entries)
+    meta = labels.track_metadata(*entries, order, codes.artists, codes.albums)
     track_ids = np.asarray(codes.tracks[order], dtype=object)
     full = labels.LabelledSet(track_ids, contexts, counts, labels.labels_from_counts(counts, cfg.min_playlists),
                               meta.assign(track_id=track_ids)[["track_id", "artist_id", "album_id"]])

@@ -140,10 +140,10 @@ def test_fast_way_matches_on_an_mpd_slice_with_every_spoil(tmp_path):
 
 
 def test_a_hash_collision_between_tracks_is_caught(tmp_path, monkeypatch):
-    """Tracks of playlists labelling skips are compared by hash; equal hashes are checked as text."""
+    """Every id hashing alike: the tables still code them exactly (hash matches are checked as text)."""
     records = [_record(i) for i in range(8)] + [{**_record(8), "title": "misc", "tracks": _record(3)["tracks"] * 2}]
     path = _jsonl(tmp_path / "p.jsonl", records)
-    monkeypatch.setattr(scan, "hash", lambda value: 7, raising=False)     # every track collides
+    monkeypatch.setattr(scan, "hash_strings", lambda arr: np.full(len(arr), 7, dtype=np.int64))   # all collide
     want = reference.read_playlists([path])
     _same_context_entries(scan_playlists([path], workers=0, contexts=CONTEXTS), want)
     assert [r.reason for r in want.rejections] == ["duplicate track_id within the playlist"] * 4
@@ -214,6 +214,48 @@ def test_ids_are_spelt_as_the_rules_spell_them():
     assert ascii_only.py == ascii_only.arr.to_pylist() == ["a", "b", None, None, "c"]
 
 
+def test_ids_that_need_no_stripping_are_taken_as_they_are():
+    raw = pa.array(["t1", None, "a b", "x"])
+    assert scan._trimmed(raw) and scan._Ids.of(raw).arr is raw
+    for odd in (["t1", ""], ["t1", " a"], ["a\t"], ["\u00a0a"], ["a\u3000"], ["é"]):    # "é": strip's call
+        assert not scan._trimmed(pa.array(odd))
+
+
+WORDS = ["", "a", "a\x00", "b", "12345678", "123456789", "spotify:track:" + "x" * 22, "é" * 9, "ab" * 40, " a "]
+
+
+def test_equal_strings_hash_equal_wherever_arrow_holds_them():
+    want = scan.hash_strings(pa.array(WORDS)).tolist()
+    assert len(set(want)) == len(WORDS)                                   # ("a" and "a\0" too: the length counts)
+    held = pa.array(["pad", None, *WORDS, "tail"], type=pa.large_string())[2:2 + len(WORDS)]   # a slice, 64-bit offsets
+    assert scan.hash_strings(held).tolist() == want
+    assert scan.hash_strings(pa.chunked_array([WORDS[:3], [], WORDS[3:]])).tolist() == want
+    assert [scan.hash_strings(pa.array([w]))[0] for w in WORDS] == want   # a word's last bytes end the buffer
+    assert scan.hash_strings(pa.array(["b", None])).tolist() == [want[3], 0]
+    assert len(scan.hash_strings(pa.array([], pa.string()))) == 0
+
+
+def test_the_hash_is_the_same_in_another_interpreter():
+    """Unlike Python's ``hash`` (salted per interpreter): a spawned worker's hashes are the parent's."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json, sys, pyarrow as pa; from ctxtag.labelling.scan import hash_strings; "
+            "print(json.dumps(hash_strings(pa.array(json.loads(sys.argv[1]))).tolist()))")
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(WORDS)], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONHASHSEED": "12345"}).stdout
+    assert json.loads(out) == scan.hash_strings(pa.array(WORDS)).tolist()
+
+
+def test_the_hash_spreads_look_alike_ids_over_a_table_s_slots():
+    ids = pa.array([f"spotify:track:{i:022d}" for i in range(100_000)])    # differing in a few bytes only
+    h = scan.hash_strings(ids)
+    assert len(np.unique(h)) == len(ids)
+    per_slot = np.bincount(h & 4095, minlength=4096)                     # the low bits pick the slot
+    assert per_slot.max() < 2 * len(ids) / 4096
+
+
 @pytest.mark.parametrize("weak_hash", [False, True])
 def test_string_table_codes_strings_in_order_of_first_sight_even_when_hashes_collide(weak_hash):
     import random
@@ -223,12 +265,12 @@ def test_string_table_codes_strings_in_order_of_first_sight_even_when_hashes_col
     words = [f"w{rng.randint(0, 400)}" + "é" * (rng.random() < 0.3) for _ in range(6000)]
     for start in range(0, len(words), 250):
         batch = words[start:start + 250]
-        h = np.array([len(w) % 3 for w in batch], dtype=np.int64) if weak_hash else scan.hashes(batch)
+        h = np.array([len(w) % 3 for w in batch], dtype=np.int64) if weak_hash else scan.hash_strings(pa.array(batch))
         codes = table.lookup(pa.array(batch), h)
         assert codes.tolist() == [want.setdefault(w, len(want)) for w in batch]
     assert table.strings().to_pylist() == list(want)
     probe = ["w1x", words[0]]
-    h = np.array([len(w) % 3 for w in probe], dtype=np.int64) if weak_hash else scan.hashes(probe)
+    h = np.array([len(w) % 3 for w in probe], dtype=np.int64) if weak_hash else scan.hash_strings(pa.array(probe))
     assert table.lookup(pa.array(probe), h, insert=False).tolist() == [-1, want[words[0]]]
     strings, hashes = table.take_new()
     assert strings.to_pylist() == list(want) and len(hashes) == len(want) and len(table.take_new()[0]) == 0
@@ -327,7 +369,7 @@ def _catalogue_ids(path, probes):
     table, _ = scan.catalogue_table(path)
     if table is None:
         return None
-    return {p for p in probes if table.lookup(pa.array([p]), scan.hashes([p]), insert=False)[0] >= 0}
+    return {p for p in probes if table.lookup(pa.array([p]), scan.hash_strings(pa.array([p])), insert=False)[0] >= 0}
 
 
 def test_the_catalogue_reads_as_known_track_ids_reads_it(tmp_path):
