@@ -95,7 +95,7 @@ def catalogue_ids(path: Path | None) -> pa.Array | None:
     if path is None or not Path(path).exists():
         return None
     ids = catalogue_id_array(Path(path))
-    return ids if ids is not None else pa.array(sorted(known_track_ids(path)), type=pa.string())
+    return ids if ids is not None else pa.array(list(known_track_ids(path)), type=pa.string())
 
 
 def ingestion_key(cfg: LogsConfig, contexts: Sequence[str], catalogue: pa.Array | None) -> str:
@@ -441,8 +441,8 @@ class _DateWriter:
     """The staged rows of each UTC date into the lake, a flush at a time. Per date: the first of
     each (user, track, instant) that the lake does not hold yet goes to a new part; later copies
     are quarantined as duplicates — copies within the flush, and copies of events that an earlier
-    flush of this run wrote (so the quarantine does not depend on where flushes fall); events
-    the lake held before this run are counted as already there. The engine spills past its
+    flush of this run wrote or found in the lake (so the quarantine does not depend on where
+    flushes fall); a first copy of an event the lake held before this run counts as already there. The engine spills past its
     memory limit; the lake is read and written one date at a time."""
 
     def __init__(self, engine: Engine, lake: Path, sources: list[str], show_progress: bool):

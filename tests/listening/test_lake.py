@@ -497,3 +497,20 @@ def test_the_stage_keeps_the_rejections_of_skipped_drops_and_a_rerun_changes_not
     before = {f: f.read_bytes() for f in [quarantine, *Path(params.paths.lake).rglob("*")] if f.is_file()}
     assert ingest_logs.run(params, now=NOW)["rows_read"] == 0
     assert {f: f.read_bytes() for f in before} == before
+
+
+def test_the_catalogue_read_by_arrow_is_the_set_pandas_read(tmp_path):
+    """The stage reads the catalogue's ids with Arrow; they must be what ``known_track_ids`` gives
+    (pandas' NA spellings are no ids, repeats count once), so the ingestion key is unchanged."""
+    from ctxtag.common.io import known_track_ids
+    from ctxtag.listening.lake import catalogue_ids, ingestion_key, sorted_catalogue
+
+    path = tmp_path / "tracks.csv"
+    path.write_text('track_id,artist_id\nt2,a\nt1,b\nNA,c\nt2,d\n"t,3",e\nnull,f\n007,g\n')
+    ids = catalogue_ids(path)
+    known = {t for t in known_track_ids(path) if isinstance(t, str)}      # pandas' NA is a float NaN
+    assert set(ids.to_pylist()) == known == {"t1", "t2", "t,3", "007"}
+    assert sorted_catalogue(ids).equals(sorted_catalogue(known))
+    assert ingestion_key(LogsConfig(), CONTEXTS, sorted_catalogue(ids)) == \
+        ingestion_key(LogsConfig(), CONTEXTS, sorted_catalogue(known))
+    assert catalogue_ids(tmp_path / "none.csv") is None
