@@ -64,7 +64,9 @@ from ctxtag.listening.rules import KEY, OPTIONAL, REQUIRED
 
 LAKE_COLUMNS = [*KEY, "utc_offset_min", "device", "network", "location", "age", "gender", "context", "feedback"]
 TEXT_COLUMNS = [*REQUIRED, *OPTIONAL]
-BATCH_ROWS = 2_000_000        # rows checked in one query: large enough to amortise a query and its catalogue join, small enough to bound memory
+# rows checked in one query: the catalogue join rebuilds its hash table each query (at 4.2M
+# tracks, 4M rows rather than 2M took 100M events from 230 s to 212 s, for +0.8 GB)
+BATCH_ROWS = 4_000_000
 # rows staged before their dates are written: the staged batch stays in the engine's memory (at
 # 100M events a whole-run batch spilled tens of GB and every date's queries read it back)
 FLUSH_ROWS = 8_000_000
