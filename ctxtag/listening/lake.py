@@ -45,10 +45,8 @@ import pyarrow.compute as pc
 from ctxtag.common import text_rows
 from ctxtag.common.io import (
     atomic_path,
-    catalogue_id_array,
     collect_files,
     file_sha256,
-    known_track_ids,
     process_alive,
     source_digest,
     undecodable,
@@ -89,15 +87,6 @@ def sorted_catalogue(known_tracks: set[str] | pa.Array | None) -> pa.Array | Non
         return None
     ids = pc.unique(known_tracks) if isinstance(known_tracks, pa.Array) else pa.array(list(known_tracks), type=pa.string())
     return ids.take(pc.sort_indices(ids))
-
-
-def catalogue_ids(path: Path | None) -> pa.Array | None:
-    """The catalogue file's track ids (``known_track_ids``' set, without a Python string each:
-    at 4.2M tracks reading them as a set took ~5 s), or None when there is no catalogue."""
-    if path is None or not Path(path).exists():
-        return None
-    ids = catalogue_id_array(Path(path))
-    return ids if ids is not None else pa.array(list(known_track_ids(path)), type=pa.string())
 
 
 def ingestion_key(cfg: LogsConfig, contexts: Sequence[str], catalogue: pa.Array | None) -> str:
@@ -330,7 +319,7 @@ def ingest(paths: Iterable[str | Path], lake: Path, cfg: LogsConfig, contexts: S
            now: pd.Timestamp | None = None, known_tracks: set[str] | pa.Array | None = None,
            data_plane: DataPlaneConfig | None = None, show_progress: bool = False,
            incremental: bool = True) -> Ingestion:
-    """``known_tracks``: the catalogue's ids (``catalogue_ids``), None for no catalogue check;
+    """``known_tracks``: the catalogue's ids (``common.io.catalogue_ids``), None for no catalogue check;
     ``incremental``: skip the drops the lake's manifest records under the same key."""
     now = now if now is not None else pd.Timestamp.now(tz="UTC")
     lake = Path(lake)
@@ -427,7 +416,7 @@ def ingest(paths: Iterable[str | Path], lake: Path, cfg: LogsConfig, contexts: S
     print(f"ingested {stats['rows_read']:,} rows of {len(files)} drop(s) ({len(skipped)} already ingested) in {seconds:.1f} s ({stats['rows_read'] / max(seconds, 1e-9):,.0f}"
           f" rows/s; checking {checked_s - writer.seconds:.1f} s, writing dates {writer.seconds + seconds - checked_s:.1f} s) on {stats['engine']}",
           file=sys.stderr)
-    return Ingestion(rejections, stats, [str(f) for f in files], [str(f) for f in skipped])
+    return Ingestion(rejections, stats, sources, [str(f) for f in skipped])
 
 
 def _staged_sql(engine: Engine, checked: str) -> str:
@@ -444,8 +433,8 @@ class _DateWriter:
     each (user, track, instant) that the lake does not hold yet goes to a new part; later copies
     are quarantined as duplicates — copies within the flush, and copies of events that an earlier
     flush of this run wrote or found in the lake (so the quarantine does not depend on where
-    flushes fall); a first copy of an event the lake held before this run counts as already there. The engine spills past its
-    memory limit; the lake is read and written one date at a time."""
+    flushes fall); a first copy of an event the lake held before this run counts as already
+    there. The engine spills past its memory limit; the lake is read and written a date at a time."""
 
     def __init__(self, engine: Engine, lake: Path, sources: list[str], show_progress: bool):
         self.engine, self.lake, self.sources, self.show_progress = engine, lake, sources, show_progress

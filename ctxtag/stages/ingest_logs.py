@@ -8,10 +8,10 @@ import sys
 
 import pandas as pd
 
-from ctxtag.common.io import write_json
+from ctxtag.common.io import catalogue_ids, write_json
 from ctxtag.common.quarantine import report_refused, write_quarantine
 from ctxtag.config import Params
-from ctxtag.listening.lake import catalogue_ids, ingest
+from ctxtag.listening.lake import ingest
 
 
 def run(params: Params, now: pd.Timestamp | None = None) -> dict:
