@@ -120,8 +120,9 @@ def main() -> None:
     rows = []
     try:
         for factor in args.factor or [1, 10, 100]:
-            rows += run(factor, base / f"x{factor:g}", args.engine, args.memory_limit, reuse=args.keep is not None)
-            for r in rows[-3:]:
+            measured = run(factor, base / f"x{factor:g}", args.engine, args.memory_limit, reuse=args.keep is not None)
+            rows += measured
+            for r in measured:                  # 2 steps where a kept world's synth is reused
                 print(f"x{r['factor']:<6g} {r['events']:>11,} events  {r['engine']:<7} {r['step']:<17} "
                       f"{r['seconds']:8.1f} s  {r['events_per_s']:>10,} events/s  {r['peak_gb']:5.2f} GB", flush=True)
     finally:

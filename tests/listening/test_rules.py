@@ -263,3 +263,39 @@ def test_the_fast_path_reads_timestamps_as_the_general_reader_does():
         assert instant == (None if want is None else want.to_pydatetime()), text
         if want is not None:
             assert offset == want_offset, text
+
+
+def test_property_prepare_skips_only_the_text_steps_that_change_nothing():
+    """rules.prepare runs trim, blank -> missing and lower-casing only where a scan of the bytes
+    (rules._needs) says some text needs it: on any text (whitespace or capitals at either end or
+    inside, letters beyond ASCII, blanks, missing values), in chunks or sliced, it gives what
+    running every step gives."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    def every_step(col, category):
+        col = pc.utf8_trim(col, characters=rules.WHITESPACE_CHARS)
+        col = pc.if_else(pc.equal(col, ""), pa.scalar(None, pa.string()), col)
+        return pc.utf8_lower(col) if category else col
+
+    text = st.one_of(st.none(), st.text(st.sampled_from(["a", "z", "Q", "é", "É", "İ", " ", "\t", "\n", "\xa0", "-", "1"]),
+                                        max_size=6))
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(text, min_size=1, max_size=30), st.lists(st.integers(0, 30), max_size=3), st.integers(0, 3))
+    def check(texts, cuts, skip):
+        bounds = sorted({0, len(texts), *(min(c, len(texts)) for c in cuts)})
+        col = pa.chunked_array([pa.array(texts[a:b], type=pa.string()) for a, b in zip(bounds[:-1], bounds[1:], strict=True)],
+                               type=pa.string())
+        col = col.slice(min(skip, len(texts) - 1))
+        for name, category in (("device", True), ("user_id", False)):
+            got = rules.prepare(pa.table({name: col})).column(name)
+            assert got.to_pylist() == every_step(col, category).to_pylist(), (name, col.to_pylist())
+
+    check()
+    assert rules._needs(pa.array(["ab", None, "c"]), True) == (False, False, False)     # a null is not blank
+    assert rules._needs(pa.array(["ab", "", "c"]), False) == (False, True, False)
+    assert rules._needs(pa.array(["a b", "c "]), True) == (True, False, False)
+    assert rules._needs(pa.array(["a b", "Tv"]), True) == (False, False, True)
