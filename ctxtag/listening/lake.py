@@ -126,7 +126,11 @@ def _pending(files: list[Path], taken: set[str], stats: dict[str, dict]) -> tupl
     work (hashing 100M events' drops first took 5 s warm, 14 s from disk, on one core)."""
     read, skip = {}, []
     for f in files:
-        st = f.stat()
+        try:
+            st = f.stat()
+        except OSError:                 # gone or barred: the reader refuses it, with the reason
+            read[f] = None
+            continue
         known = stats.get(str(f), {})
         sha = known["sha256"] if (known.get("size"), known.get("mtime_ns")) == (st.st_size, st.st_mtime_ns) else None
         if sha in taken:
@@ -360,7 +364,7 @@ def ingest(paths: Iterable[str | Path], lake: Path, cfg: LogsConfig, contexts: S
             stats = json.loads(stat_file.read_text())
         except (FileNotFoundError, ValueError):
             stats = {}
-        drops = collect_files(paths, is_drop, "listening-log")
+        drops = list(dict.fromkeys(collect_files(paths, is_drop, "listening-log")))     # a drop named twice is one drop
         shas, skipped = _pending(drops, taken, stats)
         files = list(shas)
         sources = [str(f) for f in files]          # a staged row names its drop by number: ``file``
@@ -388,7 +392,7 @@ def ingest(paths: Iterable[str | Path], lake: Path, cfg: LogsConfig, contexts: S
             writer.write_staged()
             staged_rows = 0
 
-        read = _read_ahead(shas, taken)
+        read = _read_ahead(dict(shas), taken)        # its own copy: the loop fills in ``shas``
         for file_no, (f, drop) in enumerate(
                 progress(read, total=len(files), description="checking drops") if show_progress else read):
             if drop.hashed is not None:

@@ -462,8 +462,8 @@ def test_a_drop_already_ingested_is_skipped_unless_its_bytes_or_the_rules_change
 
 def test_drops_the_reader_hashes_are_skipped_in_order_and_then_cached(tmp_path, monkeypatch):
     """Without the stat cache each drop is hashed on the reader's threads: those the lake took in
-    are skipped (listed in the drops' order), the others read; the cache rebuilt, a rerun hashes
-    nothing."""
+    are skipped (listed in the drops' order, once however often named), the others read; the
+    cache rebuilt, a rerun hashes nothing."""
     from ctxtag.listening import lake as lake_module
 
     lake = tmp_path / "lake"
@@ -473,7 +473,7 @@ def test_drops_the_reader_hashes_are_skipped_in_order_and_then_cached(tmp_path, 
     _ingest([a, c], lake)
     lake_module._stat_file(lake).unlink()
     b.write_text(HEADER + "u2,t1,2026-01-06T10:00:00Z,phone,wifi,,,,\n")
-    got = _ingest([a, b, c], lake)
+    got = _ingest([a, b, a, c], lake)                          # a drop named twice is one drop
     assert got.skipped == [str(a), str(c)] and got.read == [str(b)]
     assert (got.stats["drops_read"], got.stats["drops_already_ingested"], got.stats["rows_read"],
             got.stats["events_written"]) == (1, 2, 1, 1)
@@ -482,15 +482,15 @@ def test_drops_the_reader_hashes_are_skipped_in_order_and_then_cached(tmp_path, 
         raise AssertionError(f"{path} hashed again")
 
     monkeypatch.setattr(lake_module, "file_sha256", no_hashing)
-    again = _ingest([a, b, c], lake)
+    again = _ingest([a, b, c, c], lake)
     assert again.skipped == [str(a), str(b), str(c)] and again.read == []
     assert sorted(read_lake(lake)["user_id"]) == ["u1", "u2", "u3"]
 
 
 def test_a_drop_that_cannot_be_hashed_is_refused_and_the_others_go_on(tmp_path, monkeypatch):
     """Hashing reads the file: where that fails (here an OSError, as a drop whose permissions
-    changed gives), the drop is refused with the reason, not recorded as taken in, and the rest
-    of the batch is ingested."""
+    changed gives, or a drop removed since it was listed), the drop is refused with the reason,
+    not recorded as taken in, and the rest of the batch is ingested."""
     from ctxtag.listening import lake as lake_module
 
     lake, a, b = tmp_path / "lake", tmp_path / "a.csv", tmp_path / "b.csv"
@@ -510,6 +510,12 @@ def test_a_drop_that_cannot_be_hashed_is_refused_and_the_others_go_on(tmp_path, 
     monkeypatch.setattr(lake_module, "file_sha256", real)
     again = _ingest([a, b], lake)
     assert again.read == [str(a)] and again.skipped == [str(b)] and again.stats["events_written"] == 1
+    # a drop gone between being listed and being read: refused too, the others skipped as before
+    gone = tmp_path / "gone.csv"
+    monkeypatch.setattr(lake_module, "collect_files", lambda *_: [gone, a, b])
+    last = _ingest([a, b], lake)
+    assert [(r.source, r.row) for r in last.rejections] == [(str(gone), 0)] and "No such file" in last.rejections[0].reason
+    assert last.skipped == [str(a), str(b)]
 
 
 def test_a_drop_with_future_rows_is_read_again_when_they_may_have_become_valid(tmp_path):
