@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -60,38 +63,62 @@ def _digests(folder: Path) -> dict[str, str]:
             for f in sorted(folder.rglob("*")) if f.is_file()}
 
 
+_READ_LOOP = """
+import json, sys, time
+from pathlib import Path
+from ctxtag.platform.feature_store import open_store
+
+store_dir, registry = sys.argv[1], sys.argv[2] or None
+rows = [{"track_id": t} for t in json.loads(sys.stdin.readline())]
+store = open_store(Path(store_dir), registry=registry)
+while True:
+    try:
+        started = time.monotonic()
+        store.refresh_registry()
+        # allow_cache=True, as `feast serve` does: the service and its views from one registry
+        # snapshot. Without it a SQL registry gives the service from the database and the views
+        # from the cache, and for up to the cache's TTL after a switch they name different
+        # versions (Feast: "Feature view ..._1 does not exist").
+        service = store.get_feature_service("track_contexts", allow_cache=True)
+        got = store.get_online_features(features=service, entity_rows=rows).to_dict()
+        print(json.dumps({"read": [started, time.monotonic(), got["tagger"]]}), flush=True)
+    except Exception as exc:                           # reported by the test
+        print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
+"""
+
+
 class Reader:
     """Another service reading every track through the ``track_contexts`` feature service in a
-    loop (its registry re-read before each read), recording which models' rows each read saw."""
+    loop (its registry re-read before each read), recording which models' rows each read saw.
+    A process of its own, as such a service is: in one process with the publisher, Feast's
+    module-level lookup caches (proto_registry_utils, not thread-safe) are shared by both stores.
+    Its reads are timed with the system-wide monotonic clock, comparable with this process's."""
 
     def __init__(self, store_dir: Path, track_ids: list[str], registry: str | None = None):
-        self.store_dir, self.rows, self.registry = store_dir, [{"track_id": t} for t in track_ids], registry
+        self.store_dir, self.track_ids, self.registry = store_dir, track_ids, registry
         self.reads: list[tuple[float, float, list]] = []      # (started, ended, models per track)
         self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._proc: subprocess.Popen | None = None
+        self._thread = threading.Thread(target=self._collect, daemon=True)
 
-    def _loop(self) -> None:
-        store = open_store(self.store_dir, registry=self.registry)
-        while not self._stop.is_set():
-            try:
-                started = time.monotonic()
-                store.refresh_registry()
-                # allow_cache=True, as `feast serve` does: the service and its views from one
-                # registry snapshot. Without it a SQL registry gives the service from the database
-                # and the views from the cache, and for up to the cache's TTL after a switch they
-                # name different versions (Feast: "Feature view ..._1 does not exist").
-                service = store.get_feature_service("track_contexts", allow_cache=True)
-                got = store.get_online_features(features=service, entity_rows=self.rows).to_dict()
-                self.reads.append((started, time.monotonic(), got["tagger"]))
-            except Exception as exc:                   # noqa: BLE001 - reported by the test
-                self.errors.append(f"{type(exc).__name__}: {exc}")
+    def _collect(self) -> None:
+        for line in self._proc.stdout:
+            record = json.loads(line)
+            if "read" in record:
+                self.reads.append(tuple(record["read"]))
+            else:
+                self.errors.append(record["error"])
 
     def __enter__(self):
+        self._proc = subprocess.Popen([sys.executable, "-c", _READ_LOOP, str(self.store_dir), self.registry or ""],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self._proc.stdin.write(json.dumps(self.track_ids) + "\n")
+        self._proc.stdin.close()
         self._thread.start()
-        deadline = time.monotonic() + 60
-        while not self.reads and not self.errors and time.monotonic() < deadline:
+        deadline = time.monotonic() + 90                # Feast's imports first
+        while not self.reads and not self.errors and time.monotonic() < deadline and self._proc.poll() is None:
             time.sleep(0.05)
+        assert self.reads or self.errors, "the reader process made no read"
         return self
 
     def __exit__(self, *exc) -> None:
@@ -99,7 +126,8 @@ class Reader:
         deadline = time.monotonic() + 60
         while len(self.reads) < n + 2 and not self.errors and time.monotonic() < deadline:
             time.sleep(0.05)                           # reads after the switch too
-        self._stop.set()
+        self._proc.kill()
+        self._proc.wait(timeout=60)
         self._thread.join(timeout=60)
 
 
