@@ -597,15 +597,42 @@ def _lake_types(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def read_parts(parts: Sequence[Path], columns: Sequence[str] | None = None, where: bool = False) -> pd.DataFrame:
+    """These parts' events in pandas, with the dtypes readers expect; ``where``: each row's part
+    file and 1-based row in it as ``_source`` and ``_row`` (what a quarantine names)."""
+    frames = []
+    for part in parts:
+        frame = pd.read_parquet(part, columns=list(columns) if columns else None)
+        if where:
+            frame["_source"], frame["_row"] = str(part), np.arange(1, len(frame) + 1)
+        frames.append(frame)
+    return _lake_types(pd.concat(frames, ignore_index=True))
+
+
+def date_batches(lake: Path, max_rows: int) -> Iterator[list[Path]]:
+    """The lake's parts in batches of whole UTC dates (every copy of an event falls on its date),
+    up to ``max_rows`` events each by the parts' footers, a larger date alone."""
+    import pyarrow.parquet as pq
+
+    batch, rows = [], 0
+    for folder in sorted({p.parent for p in lake_parts(lake)}):
+        parts = sorted(folder.glob("part-*.parquet"))
+        n = sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
+        if batch and rows + n > max_rows:
+            yield batch
+            batch, rows = [], 0
+        batch, rows = batch + parts, rows + n
+    if batch:
+        yield batch
+
+
 def read_lake(lake: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
     """Every stored event in time order, in pandas: for the small worlds of the demo and the
     tests, and for stages that are not on the data plane yet. Jobs over the lake at volume read
     it on the engine (``lake_parts``) instead."""
     parts = lake_parts(lake)
-    if not parts:
-        return pd.DataFrame(columns=list(columns or KEY))
-    frame = pd.concat([pd.read_parquet(p, columns=list(columns) if columns else None) for p in parts],
-                      ignore_index=True)
-    frame = _lake_types(frame)
+    if not parts:                                   # typed all the same: readers subtract instants
+        return _lake_types(pd.DataFrame(columns=list(columns or KEY)))
+    frame = read_parts(parts, columns)
     return frame.sort_values("event_timestamp", kind="stable").reset_index(drop=True) \
         if "event_timestamp" in frame else frame

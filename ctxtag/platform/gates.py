@@ -9,7 +9,9 @@ balance, row count, playlist distributions). A failed gate raises GateFailed, wh
 `dvc repro` and the Airflow run downstream of it.
 
 The listening-log expectations are built from the rule table that ingestion and the API also
-apply (ctxtag.listening.rules). The playlists gate checks only dataset-level properties: the
+apply (ctxtag.listening.rules). The lake is validated a batch of whole UTC dates at a time
+(``lake_gate``), so the gate holds a few million events in memory however large the lake; its
+quarantine names each row's part file and row. The playlists gate checks only dataset-level properties: the
 playlist reader already drops or quarantines bad rows.
 """
 
@@ -87,14 +89,38 @@ def _log_expectation(rule: Rule, now: pd.Timestamp) -> list:
 
 def logs_suite(events: pd.DataFrame, params: Params, now: pd.Timestamp) -> tuple[pd.DataFrame, list]:
     """The listening-log rule table (ctxtag.listening.rules) as expectations, plus the row count."""
+    return _logs_frame(events), _log_expectations(params, now)
+
+
+def _log_expectations(params: Params, now: pd.Timestamp) -> list:
+    table = log_rules(params.logs, params.contexts)
+    return [*(x for rule in table for x in _log_expectation(rule, now)), _x("ExpectTableRowCountToBeBetween", min_value=1)]
+
+
+def _logs_frame(events: pd.DataFrame) -> pd.DataFrame:
     # whole seconds since 1970 whatever the stored unit; NaT stays missing (and fails not-null)
     epoch_s = (events["event_timestamp"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
     frame = events.assign(event_epoch_s=epoch_s)
     if "feedback" not in frame:                      # partitions written before feedback was logged
         frame["feedback"] = None
-    table = log_rules(params.logs, params.contexts)
-    return frame, [*(x for rule in table for x in _log_expectation(rule, now)),
-                   _x("ExpectTableRowCountToBeBetween", min_value=1)]
+    return frame
+
+
+# events the lake's gate holds in pandas at once (whole dates): ~1 GB with GX's working copies
+LAKE_BATCH_ROWS = 2_000_000
+
+
+def lake_gate(params: Params, now: pd.Timestamp, max_rows: int = LAKE_BATCH_ROWS) -> GateReport:
+    """The listening-log gate over the lake, a batch of whole dates at a time (every copy of an
+    event falls on its own date, so unique in each batch is unique in the lake), in bounded
+    memory however large the lake; a quarantined row is named by its part file and row."""
+    from ctxtag.listening.lake import date_batches, read_lake, read_parts
+
+    lake = params.paths.lake
+    batches = list(date_batches(lake, max_rows))            # paths only
+    frames = (_logs_frame(read_parts(parts, where=True)) for parts in batches) if batches \
+        else [_logs_frame(read_lake(lake))]                  # no events: the row count fails
+    return run_gate_batches("listening_logs", frames, _log_expectations(params, now), params, str(lake))
 
 
 def labels_suite(labels: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, list]:
@@ -179,49 +205,73 @@ def _docs_path(ctx, root: Path) -> str:
 def run_gate(name: str, frame: pd.DataFrame, expectations: list, params: Params, source: str) -> GateReport:
     """Validate ``frame``; quarantine failing rows (to quarantine/gate_<name>.jsonl, row = 1-based
     position in ``frame``, the record kept as read); raise GateFailed when the gate fails."""
+    return run_gate_batches(name, [frame], expectations, params, source)
+
+
+def run_gate_batches(name: str, batches, expectations: list, params: Params, source: str) -> GateReport:
+    """``run_gate`` over a dataset read a batch at a time (frames, in bounded memory): each batch
+    runs the suite through the checkpoint, and the report, the quarantine and the bad-row share
+    are the whole dataset's. A batch may name each row's file and row (columns ``_source`` and
+    ``_row``, not validated); else rows are numbered through the batches, within ``source``. A
+    row-level expectation holds on the whole when it holds on every batch, so batches must keep
+    together what one expectation compares (the lake: whole dates); give at least one (an empty
+    dataset: an empty frame, which fails the row count)."""
+    import json
+
     import great_expectations as gx
 
     ctx = _context(params.paths.data_docs)
     ds = ctx.data_sources.add_or_update_pandas("ctxtag")
     asset = next((a for a in ds.assets if a.name == name), None) or ds.add_dataframe_asset(name=name)
-    batch = next((b for b in asset.batch_definitions if b.name == "whole"), None) \
+    batch_def = next((b for b in asset.batch_definitions if b.name == "whole"), None) \
         or asset.add_batch_definition_whole_dataframe("whole")
     suite = ctx.suites.add_or_update(gx.ExpectationSuite(name=name, expectations=expectations))
-    vd = ctx.validation_definitions.add_or_update(gx.ValidationDefinition(name=name, data=batch, suite=suite))
+    vd = ctx.validation_definitions.add_or_update(gx.ValidationDefinition(name=name, data=batch_def, suite=suite))
     cp = ctx.checkpoints.add_or_update(gx.Checkpoint(
         name=name, validation_definitions=[vd], actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
         result_format={"result_format": "COMPLETE"}))
-    frame = frame.reset_index(drop=True)
-    result = cp.run(batch_parameters={"dataframe": frame})
 
-    failed, table_failed, reasons = [], False, {}
-    for vr in result.run_results.values():
-        for r in vr.results:
-            if r.success:
-                continue
-            cfg = r.expectation_config
-            col = cfg.kwargs.get("column") or ",".join(cfg.kwargs.get("column_list") or [])
-            idx = r.result.get("unexpected_index_list")
-            label = f"{cfg.type}({col})" if col else cfg.type
-            if idx is None:                         # a dataset-level expectation: no row to blame
-                table_failed = True
-                failed.append(f"{label}: observed {r.result.get('observed_value')!r}")
-                continue
-            rows = [i if isinstance(i, int | np.integer) else i.get("index", i) for i in idx]
-            failed.append(f"{label}: {len(rows)} row(s), e.g. rows {rows[:5]}")
-            for i in rows:
-                reasons.setdefault(int(i), []).append(label)
-    import json
+    table_failed, rows_seen = [], 0
+    row_failed: dict[str, list] = {}                 # label -> [rows, first positions in their batch]
+    rejections: list[Rejection] = []
+    for frame in batches:
+        frame = frame.reset_index(drop=True)
+        where = frame.pop("_source").to_numpy() if "_source" in frame else None
+        rows = frame.pop("_row").to_numpy() if "_row" in frame else None
+        result = cp.run(batch_parameters={"dataframe": frame})
+        reasons: dict[int, list[str]] = {}
+        for vr in result.run_results.values():
+            for r in vr.results:
+                if r.success:
+                    continue
+                cfg = r.expectation_config
+                col = cfg.kwargs.get("column") or ",".join(cfg.kwargs.get("column_list") or [])
+                idx = r.result.get("unexpected_index_list")
+                label = f"{cfg.type}({col})" if col else cfg.type
+                if idx is None:                     # a dataset-level expectation: no row to blame
+                    table_failed.append(f"{label}: observed {r.result.get('observed_value')!r}")
+                    continue
+                found = [i if isinstance(i, int | np.integer) else i.get("index", i) for i in idx]
+                seen = row_failed.setdefault(label, [0, [i if where is None else f"{Path(where[i]).name}:{rows[i]}"
+                                                         for i in found[:5]]])
+                seen[0] += len(found)
+                for i in found:
+                    reasons.setdefault(int(i), []).append(label)
+        for i, rs in sorted(reasons.items()):
+            record = frame.iloc[i]
+            rejections.append(Rejection(
+                str(where[i]) if where is not None else source,
+                int(rows[i]) if rows is not None else rows_seen + i + 1, "; ".join(rs),
+                track_id=str(record["track_id"]) if "track_id" in frame else None,
+                raw=json.dumps(record.astype(str).to_dict(), ensure_ascii=False)))
+        rows_seen += len(frame)
 
-    rejections = [Rejection(source, i + 1, "; ".join(rs),
-                            track_id=str(frame["track_id"].iat[i]) if "track_id" in frame else None,
-                            raw=json.dumps(frame.iloc[i].astype(str).to_dict(), ensure_ascii=False))
-                  for i, rs in sorted(reasons.items())]
+    failed = [f"{label}: {n} row(s), e.g. rows {examples}" for label, (n, examples) in row_failed.items()]
+    failed += list(dict.fromkeys(table_failed))      # once, however many batches failed it
     write_quarantine(rejections, params.paths.quarantined(f"gate_{name}"))
-    bad_share = len(reasons) / max(len(frame), 1)
-    docs = _docs_path(ctx, params.paths.data_docs)
-    report = GateReport(name, len(frame), not table_failed and bad_share <= params.quality.max_bad_share,
-                        failed, len(reasons), docs)
+    bad_share = len(rejections) / max(rows_seen, 1)
+    report = GateReport(name, rows_seen, not table_failed and bad_share <= params.quality.max_bad_share,
+                        failed, len(rejections), _docs_path(ctx, params.paths.data_docs))
     if not report.passed:
         raise GateFailed(report.text())
     return report
@@ -231,7 +281,6 @@ def validate_all(params: Params, now: pd.Timestamp | None = None) -> dict[str, G
     """Every gate whose input exists (the pipeline may run part-way); raises on the first failure."""
     from ctxtag.common.io import known_track_ids
     from ctxtag.labelling.playlists import read_playlists
-    from ctxtag.listening.lake import read_lake
 
     p, now = params.paths, now or pd.Timestamp.now(tz="UTC")
     reports: dict[str, GateReport] = {}
@@ -241,8 +290,7 @@ def validate_all(params: Params, now: pd.Timestamp | None = None) -> dict[str, G
         reports["playlists"] = run_gate("playlists", *playlists_suite(table.playlists, table.entries, params),
                                         params, str(p.playlists))
     if p.lake.exists():
-        reports["listening_logs"] = run_gate("listening_logs", *logs_suite(read_lake(p.lake), params, now), params,
-                                             str(p.lake))
+        reports["listening_logs"] = lake_gate(params, now)
     if p.labels_csv.exists():
         labels = pd.read_csv(p.labels_csv, dtype={"track_id": str})
         reports["labels"] = run_gate("labels", *labels_suite(labels, params), params, str(p.labels_csv))

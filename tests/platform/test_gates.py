@@ -148,3 +148,51 @@ def test_a_bad_playlist_dataset_fails_the_gate(params, change, expectation):
     playlists, entries = change(*_playlists(["Gym hits", "sleep", "my mix", "Party!!"], [5, 3, 8, 2]))
     with pytest.raises(GateFailed, match=expectation):
         _playlist_gate(params, playlists, entries)
+
+
+def test_the_lake_gate_reads_whole_dates_a_batch_at_a_time_and_names_each_bad_row_by_its_part(params, tmp_path):
+    """lake_gate over a real lake (ingested), a batch of whole dates at a time: the same report
+    and quarantine whether all of it is one batch or each date is its own; a bad row is named by
+    its part file and row; a copy of an event in another part of its date is still found."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ctxtag.listening.lake import date_batches, ingest, lake_parts
+    from ctxtag.platform.gates import lake_gate
+    from tests.conftest import CONTEXTS
+
+    drop = tmp_path / "drop.csv"
+    drop.write_text("user_id,track_id,timestamp,device,network\n" + "".join(
+        f"u{i},t{i % 3},2026-01-0{5 + i % 3}T10:0{i}:00Z,phone,wifi\n" for i in range(9)))
+    lake = tmp_path / "lake"
+    ingest([drop], lake, params.logs, CONTEXTS, now=NOW)
+    first = lake_parts(lake)[0]
+    events = pq.read_table(first).to_pandas()
+    later = events.iloc[[0, 0]].copy()
+    later["device"] = ["toaster", later["device"].iloc[0]]        # row 1: bad; row 2: a copy of an event
+    later["user_id"] = [events["user_id"].iloc[0] + "x", events["user_id"].iloc[0]]
+    pq.write_table(pa.Table.from_pandas(later, schema=pq.read_schema(first), preserve_index=False),
+                   first.parent / "part-ffffffffffffffff.parquet")
+    params = dataclasses.replace(params, paths=dataclasses.replace(params.paths, lake=lake),
+                                 quality=dataclasses.replace(params.quality, max_bad_share=1.0))
+    got = {}
+    for rows in (10_000, 1):                                        # one batch; a date a batch
+        report = lake_gate(params, NOW, max_rows=rows)
+        got[rows] = (report.rows, report.bad_rows, sorted(report.failed), _quarantined(params, "listening_logs"))
+    assert got[1] == got[10_000]
+    rows, bad, failed, quarantined = got[1]
+    assert (rows, bad) == (11, 3)                                   # the toaster, and both copies
+    where = {(Path(r["source"]).name, r["row"]): r["reason"] for r in quarantined}
+    assert "expect_column_values_to_be_in_set(device)" in where[("part-ffffffffffffffff.parquet", 1)]
+    assert "expect_compound_columns_to_be_unique" in where[("part-ffffffffffffffff.parquet", 2)]
+    assert "expect_compound_columns_to_be_unique" in where[(first.name, 1)]
+    assert len(list(date_batches(lake, 1))) == 3 and len(list(date_batches(lake, 10_000))) == 1
+
+
+def test_an_empty_lake_fails_the_lake_gate_on_its_row_count(params, tmp_path):
+    from ctxtag.platform.gates import lake_gate
+
+    (tmp_path / "lake").mkdir()
+    params = dataclasses.replace(params, paths=dataclasses.replace(params.paths, lake=tmp_path / "lake"))
+    with pytest.raises(GateFailed, match="expect_table_row_count_to_be_between"):
+        lake_gate(params, NOW)
