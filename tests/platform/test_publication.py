@@ -80,7 +80,12 @@ while True:
         # from the cache, and for up to the cache's TTL after a switch they name different
         # versions (Feast: "Feature view ..._1 does not exist").
         service = store.get_feature_service("track_contexts", allow_cache=True)
-        got = store.get_online_features(features=service, entity_rows=rows).to_dict()
+        # the service's references, not the service: given the object, Feast 0.67 fetches the
+        # service from the registry again (_get_features), re-reading a registry file that changed
+        # meanwhile, and then names views of one version and features of the other ("Feature
+        # view ..._2 does not exist"). The references name one version's views, kept after a switch.
+        refs = [f"{p.name_to_use()}:{f.name}" for p in service.feature_view_projections for f in p.features]
+        got = store.get_online_features(features=refs, entity_rows=rows).to_dict()
         print(json.dumps({"read": [started, time.monotonic(), got["tagger"]]}), flush=True)
     except Exception as exc:                           # reported by the test
         print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
@@ -90,9 +95,9 @@ while True:
 class Reader:
     """Another service reading every track through the ``track_contexts`` feature service in a
     loop (its registry re-read before each read), recording which models' rows each read saw.
-    A process of its own, as such a service is: in one process with the publisher, Feast's
-    module-level lookup caches (proto_registry_utils, not thread-safe) are shared by both stores.
-    Its reads are timed with the system-wide monotonic clock, comparable with this process's."""
+    A process of its own, as such a service is (not sharing Feast's module-level lookup caches
+    with the publisher); its reads are timed with the system-wide monotonic clock, comparable
+    with this process's. It reads as the README tells clients to (see _READ_LOOP)."""
 
     def __init__(self, store_dir: Path, track_ids: list[str], registry: str | None = None):
         self.store_dir, self.track_ids, self.registry = store_dir, track_ids, registry
