@@ -167,3 +167,35 @@ def test_a_registry_url_must_name_its_driver_and_its_password_is_never_shown():
     cfg = sql_registry("postgresql+psycopg2://u@db/feast", timeout_ms=3000)
     assert cfg["sqlalchemy_config_kwargs"]["connect_args"] == {"connect_timeout": 3}
     assert cfg["serve_features_while_materializing"] is True
+
+
+def test_a_client_reads_a_service_by_its_references_across_a_switch(tmp_path):
+    """Why the README tells clients to pass a feature service's references, not the service: given
+    the object, Feast 0.67 fetches the service from the registry again, and a file registry
+    whose mtime moved is re-read, so a read straddling a switch names one version's features and
+    the other's views and fails. By references it reads the version it resolved (its view stays)."""
+    import time
+
+    from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+    from feast.errors import FeatureViewNotFoundException
+    from feast.types import Float32
+
+    source = tmp_path / "v.parquet"
+    pd.DataFrame({"track_id": ["t1"], "v": [0.5], "event_timestamp": [pd.Timestamp("2026-01-05", tz="UTC")]}) \
+        .assign(v=lambda f: f["v"].astype("float32")).to_parquet(source)
+    track = Entity(name="track", join_keys=["track_id"], value_type=ValueType.STRING)
+    views = [FeatureView(name=f"tracks_{k}", entities=[track], schema=[Field(name="v", dtype=Float32)],
+                         source=FileSource(path=str(source), timestamp_field="event_timestamp")) for k in (1, 2)]
+    publisher = open_store(tmp_path / "store")
+    publisher.apply([track, *views, FeatureService(name="svc", features=[views[0]])])
+    client = open_store(tmp_path / "store")
+    client.refresh_registry()
+    service = client.get_feature_service("svc", allow_cache=True)
+    time.sleep(0.05)                                     # past the file clock's tick: the mtime moves
+    publisher.apply([FeatureService(name="svc", features=[views[1]])])      # the switch
+    rows = [{"track_id": "t1"}]
+    with pytest.raises(FeatureViewNotFoundException, match="tracks_2 does not exist"):
+        client.get_online_features(features=service, entity_rows=rows)
+    refs = [f"{p.name_to_use()}:{f.name}" for p in service.feature_view_projections for f in p.features]
+    assert refs == ["tracks_1:v"]
+    assert set(client.get_online_features(features=refs, entity_rows=rows).to_dict()) == {"track_id", "v"}
