@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, BinaryIO, TextIO
 import numpy as np
 import pandas as pd
 
+from ctxtag.common.arrow_text import string_spans
 from ctxtag.common.quarantine import InputError, Rejection
 
 if TYPE_CHECKING:
@@ -164,9 +165,8 @@ def _longest(col: pa.ChunkedArray) -> int:
     import pyarrow.compute as pc
 
     if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-        width = np.int32 if pa.types.is_string(col.type) else np.int64
-        most = max((int(np.diff(np.frombuffer(c.buffers()[1], width)[c.offset: c.offset + len(c) + 1]).max())
-                    for c in col.chunks if len(c)), default=0)        # null slots too: still a bound
+        most = max((int(np.diff(string_spans(c)[0]).max()) for c in col.chunks if len(c)),
+                   default=0)                                           # null slots too: still a bound
         if most <= MAX_FIELD_CHARS:
             return most
     return pc.max(pc.utf8_length(col)).as_py() or 0

@@ -57,6 +57,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
+from ctxtag.common.arrow_text import string_spans
 from ctxtag.common.io import catalogue_id_array, collect_files, known_track_ids
 from ctxtag.common.quarantine import Rejection
 from ctxtag.common.text_rows import MAX_LINE_CHARS, UNREADABLE, refused
@@ -94,17 +95,6 @@ class _Growing:
         return self._data[:self.size]
 
 
-def _spans(arr: pa.Array, pad: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A string array's offsets (int64, from 0) and its bytes (``pad`` zero bytes after them)."""
-    if not len(arr):
-        return np.zeros(1, np.int64), np.zeros(pad, np.uint8)
-    wide = pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type)
-    _, offsets, data = arr.buffers()
-    offs = np.frombuffer(offsets, np.int64 if wide else np.int32)[arr.offset:arr.offset + len(arr) + 1]
-    raw = np.frombuffer(data, np.uint8)[offs[0]:offs[-1]] if data is not None else np.zeros(0, np.uint8)
-    return (offs - offs[0]).astype(np.int64), np.concatenate([raw, np.zeros(pad, np.uint8)]) if pad else raw
-
-
 _K_LENGTH, _K_WORD = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9)
 _K_FINAL1, _K_FINAL2 = np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53)
 _TAIL = np.array([(1 << 8 * k) - 1 for k in range(8)] + [(1 << 64) - 1], dtype=np.uint64)  # the first k bytes
@@ -120,7 +110,7 @@ def hash_strings(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
         return np.concatenate([hash_strings(c) for c in arr.chunks] or [np.zeros(0, np.int64)])
     if not len(arr):
         return np.zeros(0, np.int64)
-    offsets, data = _spans(arr, pad=8)
+    offsets, data = string_spans(arr, pad=8)
     # the 8 bytes from each byte on, as a little-endian word: a strided view, no copy (the padding
     # keeps a word read at the last byte inside the buffer)
     words = np.ndarray((len(data) - 7,), np.uint64, data, 0, (1,))
@@ -164,7 +154,7 @@ class _Strings:
         return self._offsets.size - 1
 
     def extend(self, arr: pa.Array) -> None:
-        offsets, raw = _spans(arr)
+        offsets, raw = string_spans(arr)
         self._offsets.extend(offsets[1:] + self._data.size)
         self._data.extend(raw)
 
@@ -397,7 +387,7 @@ def _trimmed(arr: pa.Array) -> bool:
     (~1.5x faster than Arrow's ASCII check and trim): each starts and ends with a visible ASCII
     character. What ``strip`` strips is an ASCII space or control byte, or a character whose UTF-8
     bytes are all >= 0x80."""
-    offsets, data = _spans(arr)
+    offsets, data = string_spans(arr)
     length = np.diff(offsets)
     blank = length == 0
     if arr.null_count:                                    # a null is missing, not blank
@@ -541,7 +531,7 @@ class _Worker:
         missing = {}
         for c in COLUMNS:                 # no id is undecodable here: Arrow took them all as UTF-8
             # characters are counted only when an id has more bytes than the limit allows characters
-            if np.diff(_spans(ids[c].arr)[0]).max(initial=0) > pl.MAX_ID_CHARS:
+            if np.diff(string_spans(ids[c].arr)[0]).max(initial=0) > pl.MAX_ID_CHARS:
                 length = pc.utf8_length(ids[c].arr)
                 if (pc.max(length).as_py() or 0) > pl.MAX_ID_CHARS:
                     rule(per_entry(pc.fill_null(pc.greater(length, pl.MAX_ID_CHARS), False).to_numpy(zero_copy_only=False)),

@@ -34,6 +34,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import reduce
+from itertools import groupby
 from operator import xor
 from pathlib import Path
 
@@ -615,8 +616,8 @@ def date_batches(lake: Path, max_rows: int) -> Iterator[list[Path]]:
     import pyarrow.parquet as pq
 
     batch, rows = [], 0
-    for folder in sorted({p.parent for p in lake_parts(lake)}):
-        parts = sorted(folder.glob("part-*.parquet"))
+    for _, date in groupby(lake_parts(lake), key=lambda p: p.parent):     # sorted: a date's parts together
+        parts = list(date)
         n = sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
         if batch and rows + n > max_rows:
             yield batch

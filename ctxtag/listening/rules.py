@@ -33,6 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ctxtag.common.arrow_text import string_spans
 from ctxtag.common.io import UNDECODABLE
 from ctxtag.config import LogsConfig
 from ctxtag.listening.engine import Dialect
@@ -168,17 +169,12 @@ def _needs(col: pa.ChunkedArray | pa.Array, category: bool) -> tuple[bool, bool,
     for chunk in col.chunks if isinstance(col, pa.ChunkedArray) else [col]:
         if not len(chunk):
             continue
-        validity, offsets, data = chunk.buffers()
-        width = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
-        bounds = np.frombuffer(offsets, dtype=width)[chunk.offset: chunk.offset + len(chunk) + 1]
-        own = (np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, dtype=np.uint8))[bounds[0]: bounds[-1]]
-        bounds = bounds - bounds[0]
+        bounds, own = string_spans(chunk)
         full = bounds[1:] > bounds[:-1]
         if not empty and not full.all():
             zero = ~full
             if chunk.null_count:          # a null's slot is empty too: only valid ones count
-                valid = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")
-                zero &= valid[chunk.offset: chunk.offset + len(chunk)].astype(bool)
+                zero &= chunk.is_valid().to_numpy(zero_copy_only=False)
             empty = bool(zero.any())
         # whitespace bytes are all at or below ' ': the ends are looked at only where one is
         if not padded and (own <= 32).any():
@@ -199,7 +195,7 @@ def _instants(text: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, pa.Array, pa.
     through the general reader (``_general``), and its answers are scattered back."""
     text = (text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text).cast(pa.large_string())
     n = len(text)
-    sized = np.diff(_bounds(text)) == FIXED_LENGTH
+    sized = np.diff(string_spans(text)[0]) == FIXED_LENGTH
     if text.null_count:                          # Arrow lets a null's slot span bytes all the same
         sized &= text.is_valid().to_numpy(zero_copy_only=False)
     every = bool(sized.all())
@@ -220,18 +216,10 @@ def _instants(text: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, pa.Array, pa.
     return _arrays(micros, real, offset, shaped, has_off)
 
 
-def _bounds(text: pa.LargeStringArray) -> np.ndarray:
-    """The n + 1 byte offsets of the strings in the data buffer."""
-    return np.frombuffer(text.buffers()[1], dtype=np.int64)[text.offset: text.offset + len(text) + 1]
-
-
 def _grid(text: pa.LargeStringArray) -> np.ndarray:
     """Strings of 25 bytes each as an n x 25 view of their bytes (Arrow keeps a string's bytes
     between its offsets, and the strings one after another)."""
-    if not len(text):
-        return np.zeros((0, FIXED_LENGTH), dtype=np.uint8)
-    bounds = _bounds(text)
-    return np.frombuffer(text.buffers()[2], dtype=np.uint8)[bounds[0]: bounds[-1]].reshape(-1, FIXED_LENGTH)
+    return string_spans(text)[1].reshape(-1, FIXED_LENGTH)
 
 
 def _instants_general(text: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, pa.Array, pa.Array]:
@@ -282,11 +270,7 @@ def _general(text: pa.LargeStringArray) -> tuple[np.ndarray, np.ndarray, np.ndar
     n = len(text)
     has_off = pc.fill_null(pc.match_substring_regex(text, pattern=OFFSET), False).to_numpy(zero_copy_only=False)
     shaped = pc.fill_null(pc.match_substring_regex(text, pattern=ISO_SHAPE), False).to_numpy(zero_copy_only=False)
-    data = text.buffers()[2]
-    # the bytes, padded so that reading a few past the last string's end stays in bounds
-    raw = np.concatenate([np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8),
-                          np.zeros(32, np.uint8)])
-    bounds = _bounds(text)
+    bounds, raw = string_spans(text, pad=32)      # reads a few past the last string's end stay in bounds
     start, end = bounds[:-1], bounds[1:]
 
     def at(first: np.ndarray, j: int) -> np.ndarray:
